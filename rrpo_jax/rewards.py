@@ -1,0 +1,87 @@
+"""Answer-quality rewards: SQuAD exact match, token F1 and hit, each the max over gold answers.
+
+R = EM + lambda_f * F1 + lambda_h * hit   (rrpo-method.md, "Reward per step").
+Normalisation is SQuAD's: lower-case, drop punctuation, drop the articles a/an/the, collapse white
+space. Unicode is NFKC-folded first so that full-width and composed forms compare equal.
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+import string
+import unicodedata
+from typing import Iterable, NamedTuple
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
+_PUNCT = frozenset(string.punctuation)
+
+
+def normalize_answer(text: str) -> str:
+  """SQuAD normalisation: lower, no punctuation, no articles, single spaces."""
+  text = unicodedata.normalize("NFKC", text).lower()
+  text = "".join(ch for ch in text if ch not in _PUNCT and not unicodedata.category(ch).startswith("P"))
+  text = _ARTICLES.sub(" ", text)
+  return " ".join(text.split())
+
+
+def _as_list(answers: str | Iterable[str]) -> list[str]:
+  return [answers] if isinstance(answers, str) else list(answers)
+
+
+def exact_match(prediction: str, answers: str | Iterable[str]) -> float:
+  """1.0 if the normalised prediction equals a normalised gold answer, else 0.0."""
+  pred = normalize_answer(prediction)
+  return float(any(pred == normalize_answer(a) for a in _as_list(answers)))
+
+
+def _f1_single(pred_tokens: list[str], gold_tokens: list[str]) -> float:
+  if not pred_tokens or not gold_tokens:
+    return float(pred_tokens == gold_tokens)
+  common = collections.Counter(pred_tokens) & collections.Counter(gold_tokens)
+  same = sum(common.values())
+  if same == 0:
+    return 0.0
+  precision, recall = same / len(pred_tokens), same / len(gold_tokens)
+  return 2 * precision * recall / (precision + recall)
+
+
+def f1(prediction: str, answers: str | Iterable[str]) -> float:
+  """Token-level F1 between normalised prediction and gold answer, max over answers."""
+  pred = normalize_answer(prediction).split()
+  return max((_f1_single(pred, normalize_answer(a).split()) for a in _as_list(answers)), default=0.0)
+
+
+def contains_answer(text: str, answers: str | Iterable[str]) -> bool:
+  """True if a normalised gold answer occurs in the normalised text on token boundaries.
+
+  Token boundaries keep "1" from matching inside "1990". Empty normalised answers never match.
+  Used for the reward's hit term and for a passage's has_answer label.
+  """
+  padded = f" {normalize_answer(text)} "
+  for answer in _as_list(answers):
+    norm = normalize_answer(answer)
+    if norm and f" {norm} " in padded:
+      return True
+  return False
+
+
+def hit(prediction: str, answers: str | Iterable[str]) -> float:
+  """1.0 if a normalised gold answer occurs inside the normalised prediction, else 0.0."""
+  return float(contains_answer(prediction, answers))
+
+
+class Reward(NamedTuple):
+  """The mixed reward and its terms (all floats)."""
+
+  total: float
+  em: float
+  f1: float
+  hit: float
+
+
+def reward(prediction: str, answers: str | Iterable[str], *, lambda_f: float = 1.0, lambda_h: float = 1.0) -> Reward:
+  """R = EM + lambda_f * F1 + lambda_h * hit, with the terms kept for logging."""
+  answers = _as_list(answers)
+  em, f, h = exact_match(prediction, answers), f1(prediction, answers), hit(prediction, answers)
+  return Reward(em + lambda_f * f + lambda_h * h, em, f, h)
