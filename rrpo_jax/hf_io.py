@@ -1,0 +1,241 @@
+"""Hugging Face <-> Flax weights and configs for the cross-encoder (modeling.py).
+
+One declarative table per family maps HF PyTorch state-dict names to Flax parameter paths and
+serves both directions. Kinds: "dense" (a torch Linear weight [out, in] is the Flax kernel
+[in, out] transposed), "copy" (same array: biases, LayerNorm weight -> scale, embeddings).
+`{i}` in a row stands for the layer index. HF names are stored without the base-model prefix
+("bert." / "roberta."), which is added on export and optional on import (plain encoders such as
+BertModel checkpoints have none).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, Mapping
+
+import numpy as np
+
+from rrpo_jax.modeling import CrossEncoderConfig
+
+_ENCODER = (
+    ("embeddings.word_embeddings.weight", "word_embeddings/embedding", "copy"),
+    ("embeddings.position_embeddings.weight", "position_embeddings/embedding", "copy"),
+    ("embeddings.token_type_embeddings.weight", "token_type_embeddings/embedding", "copy"),
+    ("embeddings.LayerNorm.weight", "embeddings_ln/scale", "copy"),
+    ("embeddings.LayerNorm.bias", "embeddings_ln/bias", "copy"),
+    ("encoder.layer.{i}.attention.self.query.weight", "layer_{i}/attention/query/kernel", "dense"),
+    ("encoder.layer.{i}.attention.self.query.bias", "layer_{i}/attention/query/bias", "copy"),
+    ("encoder.layer.{i}.attention.self.key.weight", "layer_{i}/attention/key/kernel", "dense"),
+    ("encoder.layer.{i}.attention.self.key.bias", "layer_{i}/attention/key/bias", "copy"),
+    ("encoder.layer.{i}.attention.self.value.weight", "layer_{i}/attention/value/kernel", "dense"),
+    ("encoder.layer.{i}.attention.self.value.bias", "layer_{i}/attention/value/bias", "copy"),
+    ("encoder.layer.{i}.attention.output.dense.weight", "layer_{i}/attention/output/kernel", "dense"),
+    ("encoder.layer.{i}.attention.output.dense.bias", "layer_{i}/attention/output/bias", "copy"),
+    ("encoder.layer.{i}.attention.output.LayerNorm.weight", "layer_{i}/attention_ln/scale", "copy"),
+    ("encoder.layer.{i}.attention.output.LayerNorm.bias", "layer_{i}/attention_ln/bias", "copy"),
+    ("encoder.layer.{i}.intermediate.dense.weight", "layer_{i}/intermediate/kernel", "dense"),
+    ("encoder.layer.{i}.intermediate.dense.bias", "layer_{i}/intermediate/bias", "copy"),
+    ("encoder.layer.{i}.output.dense.weight", "layer_{i}/output/kernel", "dense"),
+    ("encoder.layer.{i}.output.dense.bias", "layer_{i}/output/bias", "copy"),
+    ("encoder.layer.{i}.output.LayerNorm.weight", "layer_{i}/output_ln/scale", "copy"),
+    ("encoder.layer.{i}.output.LayerNorm.bias", "layer_{i}/output_ln/bias", "copy"),
+)
+
+# (hf name, flax path, kind, in base model?) -- head rows are not prefixed.
+BERT_TABLE = tuple((h, f, k, True) for h, f, k in _ENCODER) + (
+    ("pooler.dense.weight", "pooler/kernel", "dense", True),
+    ("pooler.dense.bias", "pooler/bias", "copy", True),
+    ("classifier.weight", "classifier/kernel", "dense", False),
+    ("classifier.bias", "classifier/bias", "copy", False),
+)
+XLM_ROBERTA_TABLE = tuple((h, f, k, True) for h, f, k in _ENCODER) + (
+    ("classifier.dense.weight", "classifier_dense/kernel", "dense", False),
+    ("classifier.dense.bias", "classifier_dense/bias", "copy", False),
+    ("classifier.out_proj.weight", "classifier_out/kernel", "dense", False),
+    ("classifier.out_proj.bias", "classifier_out/bias", "copy", False),
+)
+TABLES = {"bert": BERT_TABLE, "xlm-roberta": XLM_ROBERTA_TABLE}
+PREFIX = {"bert": "bert.", "xlm-roberta": "roberta."}
+ARCHITECTURE = {"bert": "BertForSequenceClassification",
+                "xlm-roberta": "XLMRobertaForSequenceClassification"}
+MODEL_TYPE = {"bert": "bert", "xlm-roberta": "xlm-roberta"}
+HEAD_PATHS = {"bert": ("classifier",), "xlm-roberta": ("classifier_dense", "classifier_out")}
+# Buffers, not weights: never reported.
+_IGNORED_SUFFIXES = ("embeddings.position_ids", "embeddings.token_type_ids")
+
+
+@dataclasses.dataclass
+class LoadReport:
+  """What a conversion found: names in HF spelling (with the family prefix stripped)."""
+
+  missing: list[str]  # expected by our model, absent from the state dict
+  unexpected: list[str]  # present in the state dict, unused by our model
+
+  def missing_head_only(self, family: str) -> bool:
+    """True if only the head (and BERT's pooler, which some encoders lack) is missing."""
+    head = {h for h, _, _, base in TABLES[family] if not base or h.startswith("pooler.")}
+    return all(n in head for n in self.missing)
+
+
+def expand(family: str, num_layers: int) -> list[tuple[str, str, str, bool]]:
+  """The family's table with `{i}` expanded for layers 0..num_layers-1."""
+  rows = []
+  for hf, fx, kind, base in TABLES[family]:
+    if "{i}" in hf:
+      rows += [(hf.format(i=i), fx.format(i=i), kind, base) for i in range(num_layers)]
+    else:
+      rows.append((hf, fx, kind, base))
+  return rows
+
+
+def _normalise_name(name: str, family: str) -> str:
+  for prefix in (PREFIX[family], "bert.", "roberta.", "model."):
+    if name.startswith(prefix):
+      name = name[len(prefix):]
+      break
+  return name.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias")
+
+
+def hf_to_flax(state: Mapping[str, np.ndarray], config: CrossEncoderConfig
+               ) -> tuple[dict[str, Any], LoadReport]:
+  """HF state dict -> (nested Flax params of what was found, report of missing/unexpected names).
+
+  Shape mismatches raise ValueError naming the weight.
+  """
+  found = {_normalise_name(k, config.family): np.asarray(v) for k, v in state.items()}
+  params: dict[str, Any] = {}
+  missing, used = [], set()
+  for hf, fx, kind, _ in expand(config.family, config.num_layers):
+    if hf not in found:
+      missing.append(hf)
+      continue
+    arr = found[hf]
+    used.add(hf)
+    if kind == "dense":
+      arr = arr.T
+    node = params
+    *parents, leaf = fx.split("/")
+    for p in parents:
+      node = node.setdefault(p, {})
+    node[leaf] = np.ascontiguousarray(arr, dtype=np.float32)
+  unexpected = sorted(k for k in found if k not in used and not k.endswith(_IGNORED_SUFFIXES))
+  return params, LoadReport(missing=missing, unexpected=unexpected)
+
+
+def flax_to_hf(params: Mapping[str, Any], config: CrossEncoderConfig) -> dict[str, np.ndarray]:
+  """Nested Flax params -> HF *ForSequenceClassification state dict (float32 numpy, contiguous)."""
+  out = {}
+  prefix = PREFIX[config.family]
+  for hf, fx, kind, base in expand(config.family, config.num_layers):
+    node = params
+    for p in fx.split("/"):
+      node = node[p]
+    arr = np.asarray(node, dtype=np.float32)
+    out[(prefix if base else "") + hf] = np.ascontiguousarray(arr.T if kind == "dense" else arr)
+  return out
+
+
+def check_shapes(params: Mapping[str, Any], reference: Mapping[str, Any], where: str = "") -> None:
+  """Raises ValueError naming every leaf of `params` whose shape differs from `reference`."""
+  bad = []
+  for key, value in params.items():
+    path = f"{where}/{key}" if where else key
+    if isinstance(value, Mapping):
+      check_shapes(value, reference[key], path)
+    elif tuple(np.shape(value)) != tuple(np.shape(reference[key])):
+      bad.append(f"{path}: checkpoint {np.shape(value)} vs model {np.shape(reference[key])}")
+  if bad:
+    raise ValueError("shape mismatch: " + "; ".join(bad))
+
+
+def config_from_hf(hf: Mapping[str, Any], **overrides: Any) -> CrossEncoderConfig:
+  """An HF config.json dict (bert / xlm-roberta / roberta) -> CrossEncoderConfig."""
+  model_type = hf.get("model_type", "bert")
+  if model_type == "bert":
+    family = "bert"
+  elif model_type in ("xlm-roberta", "roberta"):
+    family = "xlm-roberta"
+  else:
+    raise ValueError(f"unsupported model_type {model_type!r}: expected bert, xlm-roberta or roberta")
+  if hf.get("position_embedding_type", "absolute") != "absolute":
+    raise ValueError(f"position_embedding_type {hf['position_embedding_type']!r} is not supported")
+  archs = hf.get("architectures") or []
+  has_head = any(a.endswith("ForSequenceClassification") for a in archs)
+  num_labels = len(hf["id2label"]) if has_head and "id2label" in hf else int(hf.get("num_labels", 1)) if has_head else 1
+  kw = dict(
+      family=family, vocab_size=hf["vocab_size"], hidden_size=hf["hidden_size"],
+      num_layers=hf["num_hidden_layers"], num_heads=hf["num_attention_heads"],
+      intermediate_size=hf["intermediate_size"],
+      max_position_embeddings=hf.get("max_position_embeddings", 512),
+      type_vocab_size=hf.get("type_vocab_size", 2),
+      layer_norm_eps=hf.get("layer_norm_eps", 1e-12), hidden_act=hf.get("hidden_act", "gelu"),
+      hidden_dropout=hf.get("hidden_dropout_prob", 0.1),
+      attention_dropout=hf.get("attention_probs_dropout_prob", 0.1),
+      classifier_dropout=hf.get("classifier_dropout"),
+      initializer_range=hf.get("initializer_range", 0.02),
+      pad_token_id=hf.get("pad_token_id", 0 if family == "bert" else 1),
+      num_labels=num_labels)
+  kw.update(overrides)
+  return CrossEncoderConfig(**kw)
+
+
+def config_to_hf(config: CrossEncoderConfig) -> dict[str, Any]:
+  """CrossEncoderConfig -> config.json dict for the family's *ForSequenceClassification."""
+  d = {
+      "architectures": [ARCHITECTURE[config.family]],
+      "model_type": MODEL_TYPE[config.family],
+      "vocab_size": config.vocab_size,
+      "hidden_size": config.hidden_size,
+      "num_hidden_layers": config.num_layers,
+      "num_attention_heads": config.num_heads,
+      "intermediate_size": config.intermediate_size,
+      "hidden_act": config.hidden_act,
+      "hidden_dropout_prob": config.hidden_dropout,
+      "attention_probs_dropout_prob": config.attention_dropout,
+      "classifier_dropout": config.classifier_dropout,
+      "max_position_embeddings": config.max_position_embeddings,
+      "type_vocab_size": config.type_vocab_size,
+      "initializer_range": config.initializer_range,
+      "layer_norm_eps": config.layer_norm_eps,
+      "pad_token_id": config.pad_token_id,
+      "position_embedding_type": "absolute",
+      "num_labels": config.num_labels,
+      "id2label": {str(i): f"LABEL_{i}" for i in range(config.num_labels)},
+      "label2id": {f"LABEL_{i}": i for i in range(config.num_labels)},
+      "torch_dtype": "float32",
+  }
+  if config.family == "xlm-roberta":
+    d.update(bos_token_id=0, eos_token_id=2)
+  return d
+
+
+def read_state_dict(path: str) -> dict[str, np.ndarray]:
+  """Weights of an HF model directory as numpy: model.safetensors (single or sharded index) or
+  pytorch_model.bin (torch.load with weights_only=True: no pickled code runs)."""
+  st = os.path.join(path, "model.safetensors")
+  index = os.path.join(path, "model.safetensors.index.json")
+  binf = os.path.join(path, "pytorch_model.bin")
+  if os.path.exists(st) or os.path.exists(index):
+    from safetensors.numpy import load_file
+    if os.path.exists(st):
+      return dict(load_file(st))
+    with open(index, encoding="utf-8") as f:
+      shards = sorted(set(json.load(f)["weight_map"].values()))
+    out = {}
+    for shard in shards:
+      out.update(load_file(os.path.join(path, shard)))
+    return out
+  if os.path.exists(binf):
+    import torch  # only for legacy .bin checkpoints
+    state = torch.load(binf, map_location="cpu", weights_only=True)
+    return {k: v.detach().to(torch.float32).numpy() for k, v in state.items()
+            if hasattr(v, "detach") and v.is_floating_point()}
+  raise FileNotFoundError(f"no model.safetensors, model.safetensors.index.json or pytorch_model.bin in {path}")
+
+
+def write_safetensors(state: Mapping[str, np.ndarray], path: str) -> None:
+  """Writes a numpy state dict with metadata format=pt (what transformers expects)."""
+  from safetensors.numpy import save_file
+  save_file({k: np.ascontiguousarray(v) for k, v in state.items()}, path, metadata={"format": "pt"})
