@@ -1,0 +1,52 @@
+"""Converts a public QA file to DPR-style JSON lines.
+
+  python -m rrpo_jax.data.convert --format=hotpotqa hotpot_dev_distractor_v1.json dev.jsonl
+
+Bad records stop the conversion with a message naming file, line or record, and field (exit code
+2, no traceback); --skip_invalid skips and counts them instead and reports the count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rrpo_jax.data.errors import DataError
+from rrpo_jax.data.formats import FORMATS, read_examples, write_examples
+
+MAX_LISTED = 20  # skipped records listed one by one on stderr (the count is always exact)
+
+
+def report_skipped(report, stream=sys.stderr) -> None:
+  """Prints the skip count and the first MAX_LISTED reasons."""
+  for line in report.errors[:MAX_LISTED]:
+    print(f"skipped: {line}", file=stream)
+  if len(report.errors) > MAX_LISTED:
+    print(f"skipped: ... and {len(report.errors) - MAX_LISTED} more", file=stream)
+  print(report.summary(), file=stream)
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(prog="python -m rrpo_jax.data.convert", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--format", required=True, choices=list(FORMATS), help="input format")
+  parser.add_argument("--skip_invalid", action="store_true", help="skip and count bad records")
+  parser.add_argument("input", help="input file (.gz accepted)")
+  parser.add_argument("output", help="output DPR-style .jsonl (.jsonl.gz compresses)")
+  args = parser.parse_args(argv)
+  try:
+    examples, report = read_examples(args.input, format=args.format, skip_invalid=args.skip_invalid)
+    n = write_examples(args.output, examples)
+  except DataError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  except OSError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 1
+  report_skipped(report)
+  print(f"wrote {n} examples to {args.output}", file=sys.stderr)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

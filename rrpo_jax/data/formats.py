@@ -1,0 +1,438 @@
+"""Format adapters: public QA files -> Examples, and the DPR-style JSONL writer.
+
+Every adapter validates its records; a bad one raises DataError naming file, line (or record for
+JSON documents) and field, or is skipped and counted with `skip_invalid=True`. has_answer is always
+recomputed with rewards.contains_answer (SQuAD-normalised, token-boundary containment), whatever
+the file says, so that every format labels passages the same way. Files may be gzip-compressed.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import csv
+import gzip
+import io
+import json
+import os
+from typing import Any, Callable, Iterator
+
+from rrpo_jax.data.errors import DataError, ReadReport
+from rrpo_jax.data.example import Candidate, Example, candidate
+
+# format name -> whether its records carry candidate passages
+FORMATS = {
+    "dpr": True,
+    "hotpotqa": True,
+    "hotpotqa_ircot": True,
+    "musique": True,
+    "nq_open": False,
+    "ambignq": False,
+    "triviaqa_dpr": False,
+}
+
+
+class _Record:
+  """Where a record came from, for error messages; `fail(field, message)` raises DataError."""
+
+  def __init__(self, path: str, line: int, unit: str = "line"):
+    self.path, self.line, self.unit = path, line, unit
+
+  def fail(self, field: str | None, message: str):
+    raise DataError(self.path, self.line, field, message, unit=self.unit)
+
+  def get(self, obj: dict, key: str, field: str | None = None) -> Any:
+    if key not in obj:
+      self.fail(field or key, "missing required field")
+    return obj[key]
+
+  def string(self, value: Any, field: str, *, empty: bool = False) -> str:
+    if not isinstance(value, str):
+      self.fail(field, f"expected a string, got {type(value).__name__}")
+    if not empty and not value.strip():
+      self.fail(field, "empty string")
+    return value
+
+  def answers(self, value: Any, field: str) -> list[str]:
+    if isinstance(value, str) or not isinstance(value, list):
+      self.fail(field, f"expected a list of strings, got {type(value).__name__}")
+    for i, a in enumerate(value):
+      if not isinstance(a, str):
+        self.fail(f"{field}[{i}]", f"answer is not a string: {a!r}")
+    out = _unique(a for a in value if a.strip())
+    if not out:
+      self.fail(field, "no non-empty gold answer")
+    return out
+
+  def obj(self, value: Any, field: str | None) -> dict:
+    if not isinstance(value, dict):
+      self.fail(field, f"expected a JSON object, got {type(value).__name__}")
+    return value
+
+  def items(self, value: Any, field: str) -> list:
+    if not isinstance(value, list):
+      self.fail(field, f"expected a list, got {type(value).__name__}")
+    if not value:
+      self.fail(field, "empty candidate list")
+    return value
+
+  def qid(self, obj: dict, *keys: str) -> str:
+    for key in keys:
+      if key in obj:
+        value = obj[key]
+        if isinstance(value, bool) or not isinstance(value, (str, int)) or str(value) == "":
+          self.fail(key, f"query id must be a non-empty string or integer, got {value!r}")
+        return str(value)
+    return str(self.line)
+
+
+def _unique(items) -> list[str]:
+  return list(dict.fromkeys(items))
+
+
+@contextlib.contextmanager
+def _open_binary(path: str):
+  with open(path, "rb") as raw:
+    head = raw.read(2)
+    raw.seek(0)
+    if head == b"\x1f\x8b":
+      with gzip.open(raw, "rb") as f:
+        yield f
+    else:
+      yield raw
+
+
+def _decode(path: str, line: int, data: bytes, unit: str = "line") -> str:
+  try:
+    return data.decode("utf-8")
+  except UnicodeDecodeError as e:
+    raise DataError(path, line, None, f"invalid UTF-8 at byte {e.start}: {data[e.start:e.start + 4]!r}",
+                    unit=unit) from None
+
+
+def _json_lines(path: str) -> Iterator[tuple[int, Any]]:
+  """(line number, parsed object or DataError) for every non-blank line."""
+  with _open_binary(path) as f:
+    for n, raw in enumerate(f, 1):
+      try:
+        text = _decode(path, n, raw)
+        if not text.strip():
+          continue
+        try:
+          yield n, json.loads(text)
+        except json.JSONDecodeError as e:
+          raise DataError(path, n, None, f"malformed JSON: {e.msg} at column {e.colno}") from None
+      except DataError as e:
+        yield n, e
+
+
+def _json_document(path: str) -> Iterator[tuple[int, Any]]:
+  """(record number, object) for each element of a JSON list; an unreadable file raises."""
+  with _open_binary(path) as f:
+    data = f.read()
+  try:
+    text = data.decode("utf-8")
+  except UnicodeDecodeError as e:
+    line = data[:e.start].count(b"\n") + 1
+    raise DataError(path, line, None, f"invalid UTF-8 at byte {e.start} (the whole JSON file is "
+                    "unreadable)") from None
+  try:
+    doc = json.loads(text)
+  except json.JSONDecodeError as e:
+    raise DataError(path, e.lineno, None, f"malformed JSON: {e.msg} at column {e.colno} (the whole "
+                    "JSON file is unreadable)") from None
+  if isinstance(doc, dict) and isinstance(doc.get("data"), list):  # {"data": [...]} wrappers
+    doc = doc["data"]
+  if not isinstance(doc, list):
+    raise DataError(path, None, None, f"expected a JSON list of records, got {type(doc).__name__}")
+  yield from enumerate(doc, 1)
+
+
+def _starts_with_list(path: str) -> bool:
+  with _open_binary(path) as f:
+    head = f.read(4096).lstrip()
+  return head[:1] == b"["
+
+
+def _tsv_rows(path: str) -> Iterator[tuple[int, Any]]:
+  """(line number, list of columns or DataError) for a TSV with csv quoting, one row per line."""
+  with _open_binary(path) as f:
+    for n, raw in enumerate(f, 1):
+      try:
+        text = _decode(path, n, raw).rstrip("\r\n")
+        if not text.strip():
+          continue
+        yield n, next(csv.reader([text], delimiter="\t"))
+      except DataError as e:
+        yield n, e
+
+
+# ---------------------------------------------------------------------------------------------
+# Adapters: (record object, _Record) -> Example
+
+
+def parse_dpr(obj: Any, r: _Record) -> Example:
+  """DPR / FiD retrieval results, JSON list or JSON lines; e.g. a line of DPR's `dense_retriever.py`
+  output: {"question": "who sings ...", "answers": ["..."], "ctxs": [{"id": "11828866",
+  "title": "...", "text": "...", "score": "80.5", "has_answer": true}]}
+  (github.com/facebookresearch/DPR, README "Retriever inference"). Also reads this package's own
+  output (adds "id", "is_supporting" and "meta"). A record without "ctxs" is a question only.
+  """
+  obj = r.obj(obj, None)
+  qid = r.qid(obj, "id", "qid", "question_id", "_id")
+  question = r.string(r.get(obj, "question"), "question")
+  answers = r.answers(r.get(obj, "answers"), "answers")
+  candidates = []
+  if "ctxs" in obj:
+    for j, ctx in enumerate(r.items(obj["ctxs"], "ctxs")):
+      f = f"ctxs[{j}]"
+      ctx = r.obj(ctx, f)
+      text = r.string(r.get(ctx, "text", f"{f}.text"), f"{f}.text", empty=True)
+      title = r.string(ctx.get("title", ""), f"{f}.title", empty=True)
+      pid = ctx.get("id", ctx.get("pid", f"{qid}#{j}"))
+      if isinstance(pid, bool) or not isinstance(pid, (str, int)):
+        r.fail(f"{f}.id", f"passage id must be a string or integer, got {pid!r}")
+      score = ctx.get("score")
+      if score is not None:
+        try:
+          score = float(score)
+        except (TypeError, ValueError):
+          r.fail(f"{f}.score", f"not a number: {score!r}")
+      sup = ctx.get("is_supporting")
+      if sup is not None and not isinstance(sup, bool):
+        r.fail(f"{f}.is_supporting", f"expected true/false, got {sup!r}")
+      candidates.append(candidate(pid, title, text, answers, score=score, is_supporting=sup))
+  meta = obj.get("meta", {})
+  if not isinstance(meta, dict):
+    r.fail("meta", "expected a JSON object")
+  return Example(qid, question, answers, candidates, dict(meta))
+
+
+def parse_hotpotqa(obj: Any, r: _Record) -> Example:
+  """HotpotQA original JSON (a list), distractor or fullwiki: {"_id", "question", "answer",
+  "supporting_facts": [[title, sent_id]], "context": [[title, [sentences]]], "type", "level"}
+  (hotpotqa.github.io, hotpot_dev_distractor_v1.json). A paragraph is the concatenation of its
+  sentences; is_supporting = its title is in supporting_facts.
+  """
+  obj = r.obj(obj, None)
+  qid = r.qid(obj, "_id", "id")
+  question = r.string(r.get(obj, "question"), "question")
+  answer = r.string(r.get(obj, "answer"), "answer")
+  answers = r.answers([answer], "answer")
+  facts = r.get(obj, "supporting_facts")
+  if not isinstance(facts, list) or not all(isinstance(f, list) and f and isinstance(f[0], str) for f in facts):
+    r.fail("supporting_facts", "expected a list of [title, sentence index]")
+  gold = {f[0] for f in facts}
+  candidates = []
+  for j, para in enumerate(r.items(r.get(obj, "context"), "context")):
+    f = f"context[{j}]"
+    if not (isinstance(para, list) and len(para) == 2 and isinstance(para[1], list)):
+      r.fail(f, "expected [title, [sentences]]")
+    title = r.string(para[0], f"{f}[0]")
+    for i, s in enumerate(para[1]):
+      r.string(s, f"{f}[1][{i}]", empty=True)
+    candidates.append(candidate(title, title, "".join(para[1]).strip(), answers, is_supporting=title in gold))
+  meta = {k: obj[k] for k in ("type", "level") if k in obj}
+  return Example(qid, question, answers, candidates, meta)
+
+
+def parse_hotpotqa_ircot(obj: Any, r: _Record) -> Example:
+  """IRCoT processed JSON lines (github.com/StonyBrookNLP/ircot, processed_data/hotpotqa/*.jsonl):
+  {"question_id", "question_text", "answers_objects": [{"number", "date", "spans": [str]}],
+  "contexts": [{"id", "title", "paragraph_text", "is_supporting"}]}. Gold answers = all spans
+  (and numbers) of all answer objects.
+  """
+  obj = r.obj(obj, None)
+  qid = r.qid(obj, "question_id")
+  question = r.string(r.get(obj, "question_text"), "question_text")
+  objects = r.get(obj, "answers_objects")
+  if not isinstance(objects, list):
+    r.fail("answers_objects", "expected a list")
+  raw = []
+  for i, a in enumerate(objects):
+    a = r.obj(a, f"answers_objects[{i}]")
+    spans = a.get("spans", [])
+    if not isinstance(spans, list):
+      r.fail(f"answers_objects[{i}].spans", "expected a list of strings")
+    raw.extend(spans)
+    if a.get("number") not in (None, ""):
+      raw.append(str(a["number"]))
+  answers = r.answers(raw, "answers_objects.spans")
+  candidates = []
+  for j, ctx in enumerate(r.items(r.get(obj, "contexts"), "contexts")):
+    f = f"contexts[{j}]"
+    ctx = r.obj(ctx, f)
+    title = r.string(r.get(ctx, "title", f"{f}.title"), f"{f}.title", empty=True)
+    text = r.string(r.get(ctx, "paragraph_text", f"{f}.paragraph_text"), f"{f}.paragraph_text", empty=True)
+    sup = ctx.get("is_supporting")
+    if sup is not None and not isinstance(sup, bool):
+      r.fail(f"{f}.is_supporting", f"expected true/false, got {sup!r}")
+    candidates.append(candidate(title or f"{qid}#{j}", title, text, answers, is_supporting=sup))
+  return Example(qid, question, answers, candidates, {})
+
+
+def parse_musique(obj: Any, r: _Record) -> Example:
+  """MuSiQue JSON lines (github.com/StonyBrookNLP/musique, musique_ans_v1.0_dev.jsonl): {"id",
+  "question", "answer", "answer_aliases": [str], "answerable", "paragraphs": [{"idx", "title",
+  "paragraph_text", "is_supporting"}]}. Gold answers = answer + aliases.
+  """
+  obj = r.obj(obj, None)
+  qid = r.qid(obj, "id")
+  question = r.string(r.get(obj, "question"), "question")
+  answer = r.string(r.get(obj, "answer"), "answer", empty=True)
+  aliases = obj.get("answer_aliases", [])
+  if not isinstance(aliases, list):
+    r.fail("answer_aliases", "expected a list of strings")
+  for i, a in enumerate(aliases):
+    if not isinstance(a, str):
+      r.fail(f"answer_aliases[{i}]", f"answer is not a string: {a!r}")
+  answers = r.answers([answer, *aliases], "answer")
+  candidates = []
+  for j, p in enumerate(r.items(r.get(obj, "paragraphs"), "paragraphs")):
+    f = f"paragraphs[{j}]"
+    p = r.obj(p, f)
+    title = r.string(p.get("title", ""), f"{f}.title", empty=True)
+    text = r.string(r.get(p, "paragraph_text", f"{f}.paragraph_text"), f"{f}.paragraph_text", empty=True)
+    sup = p.get("is_supporting")
+    if sup is not None and not isinstance(sup, bool):
+      r.fail(f"{f}.is_supporting", f"expected true/false, got {sup!r}")
+    candidates.append(candidate(f"{qid}#{p.get('idx', j)}", title, text, answers, is_supporting=sup))
+  meta = {"answerable": obj["answerable"]} if "answerable" in obj else {}
+  return Example(qid, question, answers, candidates, meta)
+
+
+def parse_nq_open(obj: Any, r: _Record) -> Example:
+  """NQ-open JSON lines (github.com/google-research-datasets/natural-questions, nq_open/
+  NQ-open.dev.jsonl): {"question": "who ...", "answer": ["..."]}; an optional "id" is kept (else
+  the line number). Questions only: candidates come from a retriever (python -m rrpo_jax.data.bm25).
+  """
+  obj = r.obj(obj, None)
+  qid = r.qid(obj, "id", "qid")
+  question = r.string(r.get(obj, "question"), "question")
+  key = "answer" if "answer" in obj or "answers" not in obj else "answers"
+  return Example(qid, question, r.answers(r.get(obj, key), key), [], {})
+
+
+def parse_ambignq(obj: Any, r: _Record) -> Example:
+  """AmbigNQ light JSON (a list; github.com/shmsw25/AmbigQA, dev_light.json): {"id", "question",
+  "annotations": [{"type": "singleAnswer", "answer": [str]} | {"type": "multipleQAs",
+  "qaPairs": [{"question", "answer": [str]}]}]}. Gold answers = union over all annotations.
+  """
+  obj = r.obj(obj, None)
+  qid = r.qid(obj, "id")
+  question = r.string(r.get(obj, "question"), "question")
+  annotations = r.get(obj, "annotations")
+  if not isinstance(annotations, list) or not annotations:
+    r.fail("annotations", "expected a non-empty list")
+  raw = []
+  for i, ann in enumerate(annotations):
+    f = f"annotations[{i}]"
+    ann = r.obj(ann, f)
+    kind = r.get(ann, "type", f"{f}.type")
+    if kind == "singleAnswer":
+      raw.extend(r.answers(r.get(ann, "answer", f"{f}.answer"), f"{f}.answer"))
+    elif kind == "multipleQAs":
+      pairs = r.get(ann, "qaPairs", f"{f}.qaPairs")
+      if not isinstance(pairs, list):
+        r.fail(f"{f}.qaPairs", "expected a list")
+      for k, pair in enumerate(pairs):
+        g = f"{f}.qaPairs[{k}]"
+        pair = r.obj(pair, g)
+        raw.extend(r.answers(r.get(pair, "answer", f"{g}.answer"), f"{g}.answer"))
+    else:
+      r.fail(f"{f}.type", f"expected singleAnswer or multipleQAs, got {kind!r}")
+  meta = {"n_interpretations": max(len(a.get("qaPairs", [None])) for a in annotations)}
+  return Example(qid, question, r.answers(raw, "annotations"), [], meta)
+
+
+def parse_triviaqa_dpr(row: Any, r: _Record) -> Example:
+  """TriviaQA in DPR's TSV (facebookresearch/DPR data `trivia-dev.qa.csv`, also Pyserini's
+  topics.dpr.trivia.dev.txt): question <TAB> Python-literal list of answer aliases, e.g.
+  `Ezzard Charles was a world champion in which sport?\t['Boxing', 'Prize fighting']`.
+  """
+  if len(row) != 2:
+    r.fail("columns", f"expected 2 tab-separated columns (question, answers), got {len(row)}")
+  question = r.string(row[0], "question")
+  try:
+    answers = ast.literal_eval(row[1])
+  except (ValueError, SyntaxError):
+    r.fail("answers", f"not a Python list literal: {row[1][:60]!r}")
+  return Example(str(r.line), question, r.answers(answers, "answers"), [], {})
+
+
+_PARSERS: dict[str, Callable[[Any, _Record], Example]] = {
+    "dpr": parse_dpr,
+    "hotpotqa": parse_hotpotqa,
+    "hotpotqa_ircot": parse_hotpotqa_ircot,
+    "musique": parse_musique,
+    "nq_open": parse_nq_open,
+    "ambignq": parse_ambignq,
+    "triviaqa_dpr": parse_triviaqa_dpr,
+}
+
+
+def _records(path: str, format: str) -> tuple[str, Iterator[tuple[int, Any]]]:
+  if format in ("hotpotqa", "ambignq") or (format == "dpr" and _starts_with_list(path)):
+    return "record", _json_document(path)
+  if format == "triviaqa_dpr":
+    return "line", _tsv_rows(path)
+  return "line", _json_lines(path)
+
+
+def read_examples(path: str | os.PathLike, *, format: str, skip_invalid: bool = False,
+                  require_candidates: bool | None = None) -> tuple[list[Example], ReadReport]:
+  """Reads a file in `format` (one of FORMATS) -> (examples, report).
+
+  A bad record (malformed JSON, invalid UTF-8, missing field, non-string answer, empty candidate
+  list, duplicate query id) raises DataError, or with `skip_invalid` is skipped and counted in the
+  report. `require_candidates` (default: whether the format carries them) makes a record without
+  candidates an error; False drops nothing but accepts question-only records.
+  """
+  if format not in _PARSERS:
+    raise ValueError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}")
+  path = os.fspath(path)
+  if require_candidates is None:
+    require_candidates = FORMATS[format]
+  parse = _PARSERS[format]
+  report = ReadReport(path)
+  examples: list[Example] = []
+  seen: dict[str, int] = {}
+  unit, records = _records(path, format)
+  for n, obj in records:
+    try:
+      if isinstance(obj, DataError):
+        raise obj
+      r = _Record(path, n, unit)
+      ex = parse(obj, r)
+      if require_candidates and not ex.candidates:
+        r.fail("ctxs" if format == "dpr" else None, "no candidate passages (empty candidate list)")
+      if ex.qid in seen:
+        r.fail("id", f"duplicate query id {ex.qid!r} (first at {unit} {seen[ex.qid]})")
+      seen[ex.qid] = n
+      examples.append(ex)
+    except DataError as e:
+      if not skip_invalid:
+        raise
+      report.skip(e)
+  report.n_read = len(examples)
+  return examples, report
+
+
+def write_examples(path: str | os.PathLike, examples, *, with_candidates: bool | None = None) -> int:
+  """Writes DPR-style JSON lines (gzip if the name ends in .gz), atomically; returns the count.
+
+  `with_candidates=None` writes "ctxs" for examples that have candidates and leaves it out for
+  question-only examples (so they read back as questions, not as an empty candidate list).
+  """
+  path = os.fspath(path)
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  tmp = f"{path}.tmp{os.getpid()}"
+  n = 0
+  opener = gzip.open if path.endswith(".gz") else open
+  with opener(tmp, "wb") as raw, io.TextIOWrapper(raw, encoding="utf-8", newline="\n") as f:
+    for ex in examples:
+      keep = bool(ex.candidates) if with_candidates is None else with_candidates
+      f.write(json.dumps(ex.to_json(with_candidates=keep), ensure_ascii=False) + "\n")
+      n += 1
+  os.replace(tmp, path)
+  return n
