@@ -1,0 +1,113 @@
+"""The reader interface: a batch of (question, ordered passages) -> responses, greedy decoding."""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import json
+import time
+from typing import Sequence
+
+
+class ReaderError(RuntimeError):
+  """The reader cannot serve requests (misconfiguration, rejected credentials, ...)."""
+
+
+class ReaderUnavailableError(ReaderError):
+  """The reader stayed unreachable or failing past its retry budget: stop, do not score zeros."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Passage:
+  """One passage shown to the reader; `pid` identifies it in cache keys."""
+
+  pid: str
+  title: str
+  text: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+  """A question with its ordered passages (the prefix the reader sees)."""
+
+  qid: str
+  question: str
+  passages: tuple[Passage, ...]
+
+  @property
+  def pids(self) -> tuple[str, ...]:
+    return tuple(p.pid for p in self.passages)
+
+
+@dataclasses.dataclass(frozen=True)
+class Response:
+  """A reader answer. `text` is post-processed; `raw` is what the model produced.
+
+  ok=False marks a failed call (never cached); malformed=True marks a reply without a usable
+  answer, which counts as the empty answer.
+  """
+
+  text: str
+  raw: str = ""
+  prompt_tokens: int = 0
+  completion_tokens: int = 0
+  latency_s: float = 0.0
+  ok: bool = True
+  malformed: bool = False
+  error: str | None = None
+  cached: bool = False
+
+
+class Reader(abc.ABC):
+  """Base class: subclasses implement `_complete` and `_settings`.
+
+  Every backend decodes greedily, caps new tokens at `max_tokens`, uses `template` to build the
+  prompt (through the model's chat template when it has one) and post-processes the answer.
+  """
+
+  backend: str = "?"
+
+  def __init__(self, *, template, max_tokens: int, postprocess):
+    self.template = template
+    self.max_tokens = int(max_tokens)
+    self._postprocess = postprocess
+
+  @abc.abstractmethod
+  def _settings(self) -> dict:
+    """Model name and decoding settings that change answers (no secrets)."""
+
+  @abc.abstractmethod
+  def _complete(self, requests: Sequence[Request]) -> list[Response]:
+    """Raw responses (text not yet post-processed), one per request, in order."""
+
+  @property
+  def identity(self) -> str:
+    """Names the reader and its decoding settings: part of every cache key."""
+    settings = {"backend": self.backend, "temperature": 0.0, "max_tokens": self.max_tokens, **self._settings()}
+    return json.dumps(settings, sort_keys=True)
+
+  def answer(self, requests: Sequence[Request]) -> list[Response]:
+    """Answers for `requests`, in order. Raises ReaderUnavailableError past the retry budget."""
+    if not requests:
+      return []
+    out = []
+    for r in self._complete(list(requests)):
+      text = self._postprocess(r.raw) if r.ok else ""
+      out.append(dataclasses.replace(r, text=text))
+    return out
+
+  def close(self) -> None:
+    """Releases clients and models."""
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self.close()
+
+
+def timed(fn, *args, **kwargs):
+  """(result, seconds)."""
+  start = time.perf_counter()
+  result = fn(*args, **kwargs)
+  return result, time.perf_counter() - start

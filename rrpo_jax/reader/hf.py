@@ -1,0 +1,76 @@
+"""In-process transformers causal LM reader (PyTorch): batched greedy generation, left padding."""
+
+from __future__ import annotations
+
+import time
+from typing import Sequence
+
+from rrpo_jax.reader import prompts
+from rrpo_jax.reader.base import Reader, Request, Response
+
+
+class HFReader(Reader):
+  """Greedy `generate` over batches of `batch_size` prompts sorted by length.
+
+  model: a local checkpoint path or a loaded PreTrainedModel (then pass `tokenizer`).
+  chat: None = use the tokenizer's chat template when it has one.
+  """
+
+  backend = "hf"
+
+  def __init__(self, *, model, tokenizer=None, template: prompts.PromptTemplate | None = None,
+               max_tokens: int = 32, batch_size: int = 8, device: str | None = None, dtype: str | None = None,
+               chat: bool | None = None, postprocess=prompts.postprocess):
+    super().__init__(template=template or prompts.PromptTemplate(), max_tokens=max_tokens, postprocess=postprocess)
+    import torch  # pylint: disable=import-outside-toplevel
+    import transformers  # pylint: disable=import-outside-toplevel
+    self._torch = torch
+    if isinstance(model, str):
+      tokenizer = tokenizer or transformers.AutoTokenizer.from_pretrained(model)
+      kwargs = {"dtype": getattr(torch, dtype)} if dtype else {}
+      model = transformers.AutoModelForCausalLM.from_pretrained(model, **kwargs)
+    if tokenizer is None:
+      raise ValueError("pass `tokenizer` with a loaded model")
+    self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    self.model = model.to(self.device).eval()
+    self.tokenizer = tokenizer
+    self.tokenizer.padding_side = "left"
+    if self.tokenizer.pad_token_id is None:
+      self.tokenizer.pad_token = self.tokenizer.eos_token
+    self.batch_size = int(batch_size)
+    self.chat = bool(getattr(tokenizer, "chat_template", None)) if chat is None else bool(chat)
+    eos = model.generation_config.eos_token_id if model.generation_config.eos_token_id is not None else tokenizer.eos_token_id
+    self._eos = set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
+    self._gen = transformers.GenerationConfig(
+        max_new_tokens=self.max_tokens, do_sample=False, num_beams=1, pad_token_id=self.tokenizer.pad_token_id,
+        eos_token_id=sorted(self._eos) or None)
+
+  def _settings(self) -> dict:
+    return {"model": getattr(self.model.config, "_name_or_path", "") or type(self.model).__name__, "chat": self.chat}
+
+  def _text(self, request: Request) -> str:
+    if self.chat:
+      return self.tokenizer.apply_chat_template(
+          self.template.messages(request.question, request.passages), add_generation_prompt=True, tokenize=False)
+    return self.template.render(request.question, request.passages)
+
+  def _complete(self, requests: Sequence[Request]) -> list[Response]:
+    texts = [self._text(r) for r in requests]
+    # A chat template already writes the special tokens.
+    enc = [self.tokenizer(t, add_special_tokens=not self.chat)["input_ids"] for t in texts]
+    order = sorted(range(len(enc)), key=lambda i: len(enc[i]))
+    out: list[Response | None] = [None] * len(enc)
+    torch = self._torch
+    for lo in range(0, len(order), self.batch_size):
+      idx = order[lo:lo + self.batch_size]
+      batch = self.tokenizer.pad({"input_ids": [enc[i] for i in idx]}, return_tensors="pt").to(self.device)
+      start = time.perf_counter()
+      with torch.inference_mode():
+        gen = self.model.generate(**batch, generation_config=self._gen)
+      latency = (time.perf_counter() - start) / len(idx)
+      new = gen[:, batch["input_ids"].shape[1]:].tolist()
+      for i, tokens in zip(idx, new):
+        n = next((j for j, t in enumerate(tokens) if t in self._eos), len(tokens))
+        raw = self.tokenizer.decode(tokens[:n], skip_special_tokens=True)
+        out[i] = Response(text="", raw=raw, prompt_tokens=len(enc[i]), completion_tokens=n, latency_s=latency)
+    return out

@@ -1,0 +1,64 @@
+"""Prompt templates: (question, ordered passages) -> the reader's user message, and answer cleaning."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from typing import Sequence
+
+from rrpo_jax.reader.base import Passage
+
+DEFAULT_INSTRUCTION = "Answer the question with a short phrase of a few words, not a sentence."
+DEFAULT_LAYOUT = "Passages:\n{passages}\n\nQuestion: {question}\n{instruction}\nAnswer:"
+DEFAULT_PASSAGE = "[{index}] {title}\n{text}"
+
+_ANSWER_LABEL = re.compile(r"^\s*(?:final\s+)?answer\s*:\s*", re.IGNORECASE)
+
+
+@dataclasses.dataclass(frozen=True)
+class PromptTemplate:
+  """How a prompt is laid out; its `hash` is part of every cache key.
+
+  layout: a format string with {passages}, {question}, {instruction}.
+  passage: a format string with {index} (1-based), {title}, {text}; passages are joined by
+  `separator`. `max_passage_chars` truncates each passage text (None: no limit).
+  `system`: an optional system message (chat readers only).
+  """
+
+  layout: str = DEFAULT_LAYOUT
+  passage: str = DEFAULT_PASSAGE
+  instruction: str = DEFAULT_INSTRUCTION
+  separator: str = "\n"
+  system: str | None = None
+  max_passage_chars: int | None = None
+
+  def render(self, question: str, passages: Sequence[Passage]) -> str:
+    """The user message (or the whole completion prompt for readers without a chat template)."""
+    parts = []
+    for i, p in enumerate(passages):
+      text = p.text if self.max_passage_chars is None else p.text[: self.max_passage_chars]
+      parts.append(self.passage.format(index=i + 1, title=p.title, text=text))
+    return self.layout.format(passages=self.separator.join(parts), question=question, instruction=self.instruction)
+
+  def messages(self, question: str, passages: Sequence[Passage]) -> list[dict]:
+    """Chat messages: optional system message, then the rendered prompt as the user turn."""
+    msgs = [{"role": "system", "content": self.system}] if self.system else []
+    msgs.append({"role": "user", "content": self.render(question, passages)})
+    return msgs
+
+  @property
+  def hash(self) -> str:
+    """A short stable digest of every field."""
+    blob = json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def postprocess(text: str) -> str:
+  """The answer: first non-empty line, stripped, without a leading "Answer:" label."""
+  for line in text.strip().splitlines():
+    line = _ANSWER_LABEL.sub("", line).strip()
+    if line:
+      return line
+  return ""

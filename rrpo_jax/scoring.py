@@ -1,0 +1,204 @@
+"""The reader scoring step: selections -> prefix prompts -> cached, deduplicated reader calls -> rewards.
+
+For each query b and step t = 1..k the reader answers from the first t picks:
+  r[b, t] = R(A_b, Reader(q_b, d_{a_1}..d_{a_t}))   (policy actions a)
+  V[b, t] = R(A_b, Reader(q_b, d_{g_1}..d_{g_t}))   (reference greedy top-k g; computed once per query)
+with R = EM + lambda_f * F1 + lambda_h * hit (rrpo_jax.rewards). Slots at or after the first -1 in a
+row are invalid: no request, 0 in every output. Identical requests in a batch are sent once, cached
+ones not at all; the rest go to the reader in one batch, each query's prefixes adjacent and in
+order (t = 1..k) so a reader that keeps its KV cache reuses the shared beginning.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import time
+from typing import Any, Sequence
+
+import numpy as np
+
+from rrpo_jax import rewards as rewards_lib
+from rrpo_jax.reader import Passage, Request, Response, cache_key
+
+_COUNTERS = ("queries", "prefixes", "unique_requests", "value_memo_hits", "cache_hits", "cache_misses",
+             "reader_calls", "failed", "malformed", "prompt_tokens", "completion_tokens", "reader_seconds")
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoreResult:
+  """rewards / values float32[B, k]; terms: reward_{em,f1,hit}, value_{em,f1,hit} float32[B, k];
+  stats: this step's accounting; answers: the policy's post-processed answers per valid slot."""
+
+  rewards: np.ndarray
+  values: np.ndarray
+  terms: dict[str, np.ndarray]
+  stats: dict[str, float]
+  answers: list[list[str]] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalResult:
+  """Per-query EM / F1 / hit / R float32[B] of the full top-k prompt, the answers and accounting."""
+
+  em: np.ndarray
+  f1: np.ndarray
+  hit: np.ndarray
+  reward: np.ndarray
+  answers: list[str]
+  stats: dict[str, float]
+
+
+def _derived(counts: collections.Counter) -> dict[str, float]:
+  stats = {name: float(counts.get(name, 0)) for name in _COUNTERS}
+  looked_up = stats["cache_hits"] + stats["cache_misses"]
+  stats["cache_hit_rate"] = stats["cache_hits"] / looked_up if looked_up else 0.0
+  stats["reader_calls_per_query"] = stats["reader_calls"] / stats["queries"] if stats["queries"] else 0.0
+  stats["saved_frac"] = 1.0 - stats["reader_calls"] / stats["prefixes"] if stats["prefixes"] else 0.0
+  return stats
+
+
+def _valid_prefix(row: np.ndarray, n: int, where: str) -> list[int]:
+  picks = []
+  for a in row:
+    a = int(a)
+    if a < 0:
+      break
+    if a >= n or a in picks:
+      raise ValueError(f"{where}: candidate index {a} is out of range [0, {n}) or repeated in {row.tolist()}")
+    picks.append(a)
+  return picks
+
+
+class ScoringStep:
+  """Turns reference top-k and policy actions into rewards and values with a reader and a cache.
+
+  reader: a rrpo_jax.reader.Reader; cache: a ResponseCache or None. Examples need .qid, .question,
+  .answers and .candidates (each .pid, .title, .text); None marks a padding query. ReaderError /
+  ReaderUnavailableError from the reader propagate: the caller stops cleanly.
+  """
+
+  def __init__(self, reader, cache=None, *, lambda_f: float = 1.0, lambda_h: float = 1.0):
+    self.reader, self.cache = reader, cache
+    self.lambda_f, self.lambda_h = lambda_f, lambda_h
+    self.totals: collections.Counter = collections.Counter()  # score() calls
+    self.eval_totals: collections.Counter = collections.Counter()  # evaluate() calls
+    self._values: dict[Any, np.ndarray] = {}  # (qid, question, ref pids) -> float32[4, k] (R, em, f1, hit)
+    self._prefix = (reader.identity, reader.template.hash)
+
+  def run_stats(self, *, evaluation: bool = False) -> dict[str, float]:
+    """Accounting since construction (of score(), or of evaluate()): calls, tokens, hit rate, seconds."""
+    return _derived(self.eval_totals if evaluation else self.totals)
+
+  def _request(self, ex, picks: Sequence[int]) -> Request:
+    passages = tuple(Passage(str(c.pid), c.title or "", c.text) for c in (ex.candidates[i] for i in picks))
+    return Request(str(ex.qid), ex.question, passages)
+
+  def _key(self, request: Request) -> str:
+    return cache_key(*self._prefix, request)
+
+  def _answer(self, wanted: dict[str, Request], counts: collections.Counter) -> dict[str, Response]:
+    """Responses for every wanted key: the cache first, then one reader batch in insertion order."""
+    counts["unique_requests"] += len(wanted)
+    got = self.cache.get_many(wanted) if self.cache is not None else {}
+    counts["cache_hits"] += len(got)
+    counts["cache_misses"] += len(wanted) - len(got) if self.cache is not None else 0
+    pending = [(k, r) for k, r in wanted.items() if k not in got]
+    if pending:
+      start = time.perf_counter()
+      responses = self.reader.answer([r for _, r in pending])
+      counts["reader_seconds"] += time.perf_counter() - start
+      counts["reader_calls"] += len(pending)
+      for (k, _), resp in zip(pending, responses):
+        got[k] = resp
+        counts["failed"] += not resp.ok
+        counts["malformed"] += resp.malformed
+        counts["prompt_tokens"] += resp.prompt_tokens
+        counts["completion_tokens"] += resp.completion_tokens
+      if self.cache is not None:
+        identity = self._prefix[0]
+        self.cache.put_many({k: (r, identity, got[k]) for k, r in pending})
+    return got
+
+  def _reward(self, ex, text: str) -> rewards_lib.Reward:
+    return rewards_lib.reward(text, list(ex.answers), lambda_f=self.lambda_f, lambda_h=self.lambda_h)
+
+  def score(self, examples: Sequence[Any], ref_topk, actions) -> ScoreResult:
+    """r[B, k] on the policy prefixes, V[B, k] on the reference prefixes, per-term arrays, stats."""
+    ref_topk, actions = np.asarray(ref_topk), np.asarray(actions)
+    b, k = actions.shape
+    if ref_topk.shape != (b, k) or len(examples) != b:
+      raise ValueError(f"examples ({len(examples)}), ref_topk {ref_topk.shape} and actions {actions.shape} disagree")
+    counts = collections.Counter()
+    wanted: dict[str, Request] = {}
+    ref_keys, pol_keys, memo = {}, {}, {}
+    for i, ex in enumerate(examples):
+      if ex is None:
+        continue
+      counts["queries"] += 1
+      n = len(ex.candidates)
+      ref = _valid_prefix(ref_topk[i], n, f"ref_topk[{i}] (qid {ex.qid})")
+      pol = _valid_prefix(actions[i], n, f"actions[{i}] (qid {ex.qid})")
+      counts["prefixes"] += len(ref) + len(pol)
+      mkey = (str(ex.qid), ex.question, tuple(str(ex.candidates[j].pid) for j in ref))
+      if mkey in self._values:
+        memo[i] = self._values[mkey]
+        counts["value_memo_hits"] += 1
+      else:
+        for t in range(len(ref)):
+          req = self._request(ex, ref[:t + 1])
+          ref_keys[i, t] = key = self._key(req)
+          wanted.setdefault(key, req)
+      for t in range(len(pol)):
+        req = self._request(ex, pol[:t + 1])
+        pol_keys[i, t] = key = self._key(req)
+        wanted.setdefault(key, req)
+    got = self._answer(wanted, counts)
+
+    out = np.zeros((2, 4, b, k), np.float32)  # (policy, reference) x (R, em, f1, hit)
+    answers: list[list[str]] = [[] for _ in range(b)]
+    for (i, t), key in pol_keys.items():
+      out[0, :, i, t] = self._reward(examples[i], got[key].text)
+      answers[i].append(got[key].text)
+    fresh: dict[int, bool] = {}
+    for (i, t), key in ref_keys.items():
+      out[1, :, i, t] = self._reward(examples[i], got[key].text)
+      fresh[i] = fresh.get(i, True) and got[key].ok and not got[key].malformed
+    for i, values in memo.items():
+      out[1, :, i, :] = values
+    for i, ok in fresh.items():
+      if ok:  # failures are retried next time, never remembered
+        ex = examples[i]
+        ref = _valid_prefix(ref_topk[i], len(ex.candidates), "")
+        self._values[(str(ex.qid), ex.question, tuple(str(ex.candidates[j].pid) for j in ref))] = out[1, :, i, :].copy()
+    self.totals.update(counts)
+    terms = {f"{side}_{name}": out[s, j + 1] for s, side in enumerate(("reward", "value"))
+             for j, name in enumerate(("em", "f1", "hit"))}
+    return ScoreResult(out[0, 0], out[1, 0], terms, _derived(counts), answers)
+
+  def evaluate(self, examples: Sequence[Any], orderings, *, k: int | None = None) -> EvalResult:
+    """Reader EM / F1 / hit per query from the full top-k prompt of each ordering int[B, >= k]."""
+    orderings = np.asarray(orderings)
+    k = orderings.shape[1] if k is None else k
+    counts = collections.Counter()
+    wanted, keys = {}, {}
+    for i, ex in enumerate(examples):
+      if ex is None:
+        continue
+      counts["queries"] += 1
+      picks = _valid_prefix(orderings[i, :k], len(ex.candidates), f"orderings[{i}] (qid {ex.qid})")
+      if picks:
+        counts["prefixes"] += 1
+        req = self._request(ex, picks)
+        keys[i] = key = self._key(req)
+        wanted.setdefault(key, req)
+    got = self._answer(wanted, counts)
+    scores = np.zeros((4, len(examples)), np.float32)
+    answers = [""] * len(examples)
+    for i, ex in enumerate(examples):
+      if ex is not None:
+        answers[i] = got[keys[i]].text if i in keys else ""
+        scores[:, i] = self._reward(ex, answers[i])
+    self.eval_totals.update(counts)
+    return EvalResult(em=scores[1], f1=scores[2], hit=scores[3], reward=scores[0], answers=answers,
+                      stats=_derived(counts))
