@@ -1,0 +1,273 @@
+"""The RRPO update step: typed rollout batch, train state, optimiser, and data-parallel wrappers.
+
+One per-device function (state, batch, key) -> (state, metrics) uses collectives over the mesh axis
+"data" and is wrapped once by DataParallel: jax.shard_map over a 1-D mesh (default) or jax.pmap.
+The loss is a sum over this device's valid steps divided by the global count of valid steps, and
+gradients are psum-ed, so the update is the same on 1 device and on many (up to float summation
+order). The advantage window is fed with the advantages of all devices (all_gather, device order =
+global batch order), so every device holds the same window.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from rrpo_jax import objective
+from rrpo_jax import plackett_luce
+
+Array = jax.Array
+AXIS = "data"
+REPLICATED = P()  # same value on every device (made by DataParallel.replicate)
+SHARDED = P(AXIS)  # leading axis split over devices (made by DataParallel.shard)
+BROADCAST = None  # a plain host value (numpy / python scalar), same on every process, no device axis
+
+
+@flax.struct.dataclass
+class RolloutBatch:
+  """One frozen rollout, built outside jit (host-local leading axis B).
+
+  inputs: pytree with leaves [B, ...] (e.g. input_ids int32[B, N, L]) fed to apply_fn;
+  where: bool[B, N] valid candidates; actions: int32[B, k] (-1 = no candidate);
+  ref_log_prob: float32[B, k] reference log pi on the same actions; rewards: float32[B, k];
+  values: float32[B, k] reference-greedy rewards; query_mask: bool[B] (False for padding queries).
+  """
+
+  inputs: Any
+  where: Array
+  actions: Array
+  ref_log_prob: Array
+  rewards: Array
+  values: Array
+  query_mask: Array
+
+
+@flax.struct.dataclass
+class TrainState:
+  """step int32; params; opt_state (of the optax transform); window (objective.Window)."""
+
+  step: Array
+  params: Any
+  opt_state: Any
+  window: objective.Window
+
+  @classmethod
+  def create(cls, params, tx: optax.GradientTransformation, *, window_capacity: int) -> "TrainState":
+    return cls(jnp.zeros((), jnp.int32), params, tx.init(params), objective.window_init(window_capacity))
+
+
+def make_schedule(*, learning_rate: float, total_steps: int, warmup_steps: int = 0,
+                  end_learning_rate: float = 0.0) -> optax.Schedule:
+  """Linear warm-up 0 -> lr over warmup_steps, then linear decay to end_learning_rate at total_steps.
+
+  Steps count optimiser updates (after gradient accumulation).
+  """
+  decay = optax.linear_schedule(learning_rate, end_learning_rate, max(total_steps - warmup_steps, 1))
+  if warmup_steps <= 0:
+    return decay
+  warmup = optax.linear_schedule(0.0, learning_rate, warmup_steps)
+  return optax.join_schedules([warmup, decay], [warmup_steps])
+
+
+def make_optimizer(*, learning_rate: float, total_steps: int, warmup_steps: int = 0,
+                   end_learning_rate: float = 0.0, weight_decay: float = 0.01, b1: float = 0.9,
+                   b2: float = 0.999, eps: float = 1e-8, max_grad_norm: float | None = 1.0,
+                   accumulation_steps: int = 1, weight_decay_mask: Any = None) -> optax.GradientTransformation:
+  """AdamW with global-norm clipping and a linear warm-up/decay schedule, accumulated over
+  `accumulation_steps` calls by optax.MultiSteps (clipping applies to the accumulated mean gradient).
+  """
+  schedule = make_schedule(learning_rate=learning_rate, total_steps=total_steps, warmup_steps=warmup_steps,
+                           end_learning_rate=end_learning_rate)
+  parts = [] if max_grad_norm is None else [optax.clip_by_global_norm(max_grad_norm)]
+  parts.append(optax.adamw(schedule, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay, mask=weight_decay_mask))
+  tx = optax.chain(*parts)
+  if accumulation_steps > 1:
+    tx = optax.MultiSteps(tx, every_k_schedule=accumulation_steps)
+  return tx
+
+
+def _is_spec(x) -> bool:
+  return x is None or isinstance(x, P)
+
+
+class DataParallel:
+  """Data parallelism over a 1-D mesh with axis "data" (all devices of all processes by default).
+
+  kind="shard_map": arrays are global jax.Arrays; replicated values carry no device axis.
+  kind="pmap": replicated values carry a leading local-device axis; sharded ones are
+  [local_devices, b, ...].
+  Specs for `map`: REPLICATED (from replicate()), SHARDED (from shard()), BROADCAST (a plain host
+  value); a spec may be a prefix of its argument's pytree, as in jax.shard_map.
+  """
+
+  def __init__(self, kind: str = "shard_map", devices=None):
+    if kind not in ("shard_map", "pmap"):
+      raise ValueError(f"parallel kind {kind!r} not in ('shard_map', 'pmap')")
+    self.kind = kind
+    self.devices = list(jax.devices() if devices is None else devices)
+    self.local_devices = [d for d in self.devices if d.process_index == jax.process_index()]
+    self.mesh = jax.sharding.Mesh(np.array(self.devices), (AXIS,))
+
+  @property
+  def size(self) -> int:
+    """Number of devices over all processes."""
+    return len(self.devices)
+
+  @property
+  def local_size(self) -> int:
+    return len(self.local_devices)
+
+  def _global(self, x, spec: P):
+    sharding = NamedSharding(self.mesh, spec)
+    x = np.array(x)  # a host copy: the update donates its state, which must not alias the caller's
+    if jax.process_count() == 1:
+      return jax.device_put(x, sharding)
+    if spec == REPLICATED:
+      return jax.make_array_from_process_local_data(sharding, np.asarray(x), np.shape(x))
+    return jax.make_array_from_process_local_data(sharding, np.asarray(x))
+
+  def replicate(self, tree):
+    """Same value on every device (every process must pass the same value)."""
+    if self.kind == "shard_map":
+      return jax.tree.map(lambda x: self._global(x, REPLICATED), tree)
+    local_mesh = jax.sharding.Mesh(np.array(self.local_devices), (AXIS,))
+    stack = lambda x: np.array(np.broadcast_to(np.asarray(x), (self.local_size,) + np.shape(x)))
+    return jax.tree.map(lambda x: jax.device_put(stack(x), NamedSharding(local_mesh, SHARDED)), tree)
+
+  def unreplicate(self, tree):
+    """One copy of a replicated tree (a single-device array per leaf)."""
+    if self.kind == "shard_map":
+      return jax.tree.map(lambda x: x.addressable_shards[0].data if isinstance(x, jax.Array) else x, tree)
+    return jax.tree.map(lambda x: x[0], tree)
+
+  def shard(self, batch):
+    """Host-local batch (leaves [B_local, ...], B_local divisible by local_size) -> device layout.
+
+    shard_map: a global array of B_local * process_count rows (process p holds its own rows);
+    pmap: [local_devices, B_local / local_devices, ...].
+    """
+    def one(x):
+      x = np.asarray(x)
+      if x.shape[0] % self.local_size:
+        raise ValueError(f"batch axis {x.shape[0]} not divisible by {self.local_size} local devices")
+      if self.kind == "shard_map":
+        return self._global(x, SHARDED)
+      return x.reshape((self.local_size, x.shape[0] // self.local_size) + x.shape[1:])
+    return jax.tree.map(one, batch)
+
+  def map(self, fn: Callable, *, in_specs, out_specs, donate_argnums=()) -> Callable:
+    """Jit `fn` (a per-device function using collectives over "data") over all devices.
+
+    in_specs: one spec (tree prefix) per positional argument; out_specs: a spec tree prefix of the
+    output. Under pmap every REPLICATED/SHARDED value has a device axis; BROADCAST inputs do not.
+    """
+    in_specs = tuple(in_specs)
+    if self.kind == "shard_map":
+      to_p = lambda t: jax.tree.map(lambda s: P() if s is None else s, t, is_leaf=_is_spec)
+      mapped = jax.shard_map(fn, mesh=self.mesh, in_specs=tuple(to_p(s) for s in in_specs),
+                             out_specs=to_p(out_specs), check_vma=False)
+      return jax.jit(mapped, donate_argnums=donate_argnums)
+    in_axes = tuple(jax.tree.map(lambda s: None if s is None else 0, s, is_leaf=_is_spec) if s is not None else None
+                    for s in in_specs)
+    out_axes = jax.tree.map(lambda s: 0, out_specs, is_leaf=_is_spec)
+    return jax.pmap(fn, axis_name=AXIS, in_axes=in_axes, out_axes=out_axes, devices=self.local_devices,
+                    donate_argnums=donate_argnums)
+
+
+def _global_mean_std(x: Array, where: Array, n: Array) -> tuple[Array, Array]:
+  """Mean and population std of x over `where` across all devices (n = global count)."""
+  n = jnp.maximum(n, 1).astype(jnp.float32)
+  mean = jax.lax.psum(jnp.sum(jnp.where(where, x, 0.0)), AXIS) / n
+  var = jax.lax.psum(jnp.sum(jnp.where(where, jnp.square(x - mean), 0.0)), AXIS) / n
+  return mean, jnp.sqrt(var)
+
+
+def make_update_step(apply_fn: Callable, tx: optax.GradientTransformation, dp: DataParallel, *,
+                     advantage: str = "gae", gamma: float = 1.0, lam: float = 1.0, eps: float = 0.2,
+                     beta: float = 0.0, kl: str = "log_ratio", estimator: str = "clipped",
+                     temperature: float = 1.0, std_eps: float = 1e-8) -> Callable:
+  """The jitted data-parallel RRPO update: update(state, batch, key) -> (state, metrics).
+
+  state: dp.replicate(TrainState) (donated); batch: dp.shard(RolloutBatch); key: a typed PRNG key,
+  the same on every process. Per step: A = advantages(r, V) on valid steps (action >= 0, candidate
+  valid, query not padding); window <- push(all devices' A); A^ = standardise(window, A);
+  loss = objective.loss(log_prob(apply_fn(params, inputs, key=k_d), actions), ref, A^) with the
+  global valid-step count as normaliser; grads psum-ed; optax update. Dropout key
+  k_d = fold_in(fold_in(key, step), device index).
+  Metrics are replicated scalars: loss, surrogate, kl, clip_frac, ratio_{mean,min,max}, log_ratio_mean,
+  adv_{mean,std} (raw), adv_norm_{mean,std} (standardised), zero_adv_frac (share of queries whose
+  valid advantages are all 0), window_{mean,std,count}, reward_mean, value_mean, entropy
+  (first-pick, mean over queries), grad_norm (before clipping), param_norm (after the update),
+  valid_steps, queries.
+  """
+  objective.advantages(jnp.zeros((1,)), jnp.zeros((1,)), kind=advantage)  # fail fast on bad names
+  objective.kl_estimate(jnp.zeros(()), jnp.zeros(()), kind=kl)
+  if estimator not in objective.ESTIMATORS:
+    raise ValueError(f"estimator {estimator!r} not in {objective.ESTIMATORS}")
+
+  def per_device(state: TrainState, batch: RolloutBatch, key_data: Array):
+    key = jax.random.fold_in(jax.random.wrap_key_data(key_data), state.step)
+    key = jax.random.fold_in(key, jax.lax.axis_index(AXIS))
+    actions = batch.actions
+    n_cand = batch.where.shape[-1]
+    valid = (actions >= 0) & (actions < n_cand) & batch.query_mask[:, None]
+    valid &= jnp.take_along_axis(batch.where, jnp.clip(actions, 0, n_cand - 1), axis=-1)
+    adv_raw = objective.advantages(batch.rewards, batch.values, kind=advantage, gamma=gamma, lam=lam, where=valid)
+    all_adv = jax.lax.all_gather(adv_raw, AXIS, tiled=True)
+    all_valid = jax.lax.all_gather(valid, AXIS, tiled=True)
+    window = objective.window_push(state.window, all_adv, where=all_valid)
+    adv = objective.window_standardise(window, adv_raw, where=valid, eps=std_eps)
+    n_steps = jax.lax.psum(jnp.sum(valid, dtype=jnp.int32), AXIS)
+    n_queries = jax.lax.psum(jnp.sum(batch.query_mask, dtype=jnp.int32), AXIS)
+
+    def loss_fn(params):
+      scores = apply_fn(params, batch.inputs, key=key)
+      lp = plackett_luce.log_prob(scores, actions, temperature=temperature, where=batch.where)
+      value, diag = objective.loss(lp, batch.ref_log_prob, adv, where=valid, eps=eps, beta=beta, kl=kl,
+                                   estimator=estimator, normalizer=n_steps)
+      ent = plackett_luce.entropy(jax.lax.stop_gradient(scores), temperature=temperature, where=batch.where)
+      diag["entropy"] = jnp.sum(jnp.where(batch.query_mask, ent, 0.0)) / jnp.maximum(n_queries, 1)
+      return value, diag
+
+    (value, diag), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    grads = jax.lax.psum(grads, AXIS)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+
+    metrics = {name: jax.lax.psum(x, AXIS) for name, x in diag.items() if not name.endswith(("_max", "_min"))}
+    metrics["loss"] = jax.lax.psum(value, AXIS)
+    metrics["ratio_max"] = jax.lax.pmax(diag["ratio_max"], AXIS)
+    ratio_min = jax.lax.pmin(diag["ratio_min"], AXIS)
+    metrics["ratio_min"] = jnp.where(jnp.isfinite(ratio_min), ratio_min, 0.0)
+    metrics["adv_mean"], metrics["adv_std"] = _global_mean_std(adv_raw, valid, n_steps)
+    metrics["adv_norm_mean"], metrics["adv_norm_std"] = _global_mean_std(adv, valid, n_steps)
+    zero = batch.query_mask & jnp.all(jnp.where(valid, adv_raw == 0.0, True), axis=-1)
+    metrics["zero_adv_frac"] = jax.lax.psum(jnp.sum(zero), AXIS) / jnp.maximum(n_queries, 1)
+    metrics["window_mean"], metrics["window_std"] = objective.window_stats(window)
+    metrics["window_count"] = window.count
+    metrics["reward_mean"], _ = _global_mean_std(batch.rewards, valid, n_steps)
+    metrics["value_mean"], _ = _global_mean_std(batch.values, valid, n_steps)
+    metrics["grad_norm"] = optax.global_norm(grads)
+    metrics["param_norm"] = optax.global_norm(params)
+    metrics["valid_steps"] = n_steps
+    metrics["queries"] = n_queries
+    new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, window=window)
+    return new_state, metrics
+
+  mapped = dp.map(per_device, in_specs=(REPLICATED, SHARDED, BROADCAST), out_specs=(REPLICATED, REPLICATED),
+                  donate_argnums=(0,))
+
+  def update(state: TrainState, batch: RolloutBatch, key: Array):
+    state, metrics = mapped(state, batch, np.asarray(jax.random.key_data(key)))
+    if dp.kind == "pmap":
+      metrics = jax.tree.map(lambda x: x[0], metrics)
+    return state, metrics
+
+  return update
