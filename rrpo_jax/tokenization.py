@@ -1,0 +1,108 @@
+"""(query, passage) pair encoding for the cross-encoder, with length buckets.
+
+A pair is the family's two-segment input: BERT "[CLS] q [SEP] p [SEP]" (token types 0 / 1),
+XLM-R "<s> q </s></s> p </s>". The passage segment is `title + ". " + text` for every family (just
+`text` when the title is empty): plain text, so the same string can be given to any other tool
+(e.g. sentence-transformers CrossEncoder) and no special token is injected into the passage.
+Only the passage is truncated; a query longer than max_length on its own is truncated too
+(longest-first) rather than failing. Batches are padded to L = the smallest bucket >= the longest
+pair in the batch, so jit sees at most len(buckets) sequence lengths.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+DEFAULT_BUCKETS = (32, 64, 128, 256, 512)
+
+Passage = Any  # a (title, text) pair or a plain text string
+
+
+def join_title(passage: Passage) -> str:
+  """(title, text) -> "title. text" ("text" if the title is empty); a str passes through."""
+  if isinstance(passage, str):
+    return passage
+  title, text = passage
+  title = (title or "").strip()
+  return f"{title}. {text}" if title else text
+
+
+class PairEncoder:
+  """Tokenises (query, passage) pairs into bucketed int32 arrays for CrossEncoder.
+
+  tokenizer: a Hugging Face (fast) tokenizer; max_length: the longest pair in tokens (specials
+  included); buckets: allowed padded lengths (max_length is always added, larger ones dropped).
+  """
+
+  def __init__(self, tokenizer, *, max_length: int = 256, buckets: Sequence[int] = DEFAULT_BUCKETS):
+    self.tokenizer = tokenizer
+    self.max_length = int(max_length)
+    self.buckets = tuple(sorted({b for b in buckets if b < self.max_length} | {self.max_length}))
+    self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+  def bucket(self, length: int) -> int:
+    """The smallest bucket >= length."""
+    for b in self.buckets:
+      if b >= length:
+        return b
+    return self.buckets[-1]
+
+  def tokenize(self, queries: Sequence[str], passages: Sequence[Passage]
+               ) -> tuple[list[list[int]], list[list[int]]]:
+    """Unpadded token ids and token types for pairs (queries[i], passages[i])."""
+    texts = [join_title(p) for p in passages]
+    enc = self.tokenizer(list(queries), texts, truncation="only_second", max_length=self.max_length,
+                         padding=False, return_token_type_ids=True, return_attention_mask=False)
+    ids, types = list(enc["input_ids"]), list(enc["token_type_ids"])
+    too_long = [i for i, x in enumerate(ids) if len(x) > self.max_length]
+    if too_long:  # the query alone does not fit: fall back to longest-first for those pairs
+      enc2 = self.tokenizer([queries[i] for i in too_long], [texts[i] for i in too_long],
+                            truncation="longest_first", max_length=self.max_length, padding=False,
+                            return_token_type_ids=True, return_attention_mask=False)
+      for j, i in enumerate(too_long):
+        ids[i], types[i] = enc2["input_ids"][j], enc2["token_type_ids"][j]
+    return ids, types
+
+  def pad(self, ids: Sequence[Sequence[int]], types: Sequence[Sequence[int]], length: int
+          ) -> dict[str, np.ndarray]:
+    """Lists of token ids -> input_ids, attention_mask, token_type_ids int32[len(ids), length]."""
+    m = len(ids)
+    out_ids = np.full((m, length), self.pad_id, np.int32)
+    out_mask = np.zeros((m, length), np.int32)
+    out_types = np.zeros((m, length), np.int32)
+    for i, (x, t) in enumerate(zip(ids, types)):
+      out_ids[i, :len(x)] = x
+      out_mask[i, :len(x)] = 1
+      out_types[i, :len(t)] = t
+    return {"input_ids": out_ids, "attention_mask": out_mask, "token_type_ids": out_types}
+
+  def encode(self, questions: Sequence[str], passages: Sequence[Sequence[Passage]], *, n: int
+             ) -> dict[str, np.ndarray]:
+    """B questions, passages[b] a list of <= n (title, text) -> arrays [B, n, L] and where bool[B, n].
+
+    Missing candidate slots (len(passages[b]) < n) are padding: where=False, attention_mask all 0.
+    """
+    if len(questions) != len(passages):
+      raise ValueError(f"{len(questions)} questions but {len(passages)} passage lists")
+    qs, ps, slots = [], [], []
+    for b, (q, plist) in enumerate(zip(questions, passages)):
+      if len(plist) > n:
+        raise ValueError(f"question {b} has {len(plist)} passages, more than n={n}")
+      for j, p in enumerate(plist):
+        qs.append(q)
+        ps.append(p)
+        slots.append(b * n + j)
+    ids, types = self.tokenize(qs, ps) if qs else ([], [])
+    length = self.bucket(max((len(x) for x in ids), default=1))
+    flat = self.pad([[]] * (len(questions) * n), [[]] * (len(questions) * n), length)
+    if ids:
+      filled = self.pad(ids, types, length)
+      for k in flat:
+        flat[k][slots] = filled[k]
+    out = {k: v.reshape(len(questions), n, length) for k, v in flat.items()}
+    where = np.zeros(len(questions) * n, bool)
+    where[slots] = True
+    out["where"] = where.reshape(len(questions), n)
+    return out
