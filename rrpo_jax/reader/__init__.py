@@ -5,6 +5,7 @@ optional):
   backend: "llama_cpp" (default) | "openai" | "hf"
   model: GGUF path or alias ("smollm2-135m-instruct" default, "gemma3-270m") for llama_cpp; the served
     model name for openai; a local checkpoint path for hf
+  Unset fields may be None or "" (and n_threads / max_passage_chars 0).
   max_tokens (32), chat (None = auto from the model's chat template; openai: endpoint decides)
   prompt fields: instruction, layout, passage, separator, system, max_passage_chars
   openai: base_url, endpoint ("chat" | "completions"), api_key_env ("OPENAI_API_KEY"), concurrency (8),
@@ -35,12 +36,14 @@ def _get(config, name, default=None):
       value = getattr(config, name)
     except (AttributeError, KeyError):
       value = _MISSING
-  return default if value is _MISSING or value is None else value
+  return default if value is _MISSING or value is None or value == "" else value
 
 
 def make_template(config=None) -> PromptTemplate:
   """PromptTemplate from the config's prompt fields (defaults for the rest)."""
   fields = {f.name: _get(config, f.name) for f in dataclasses.fields(PromptTemplate)}
+  if fields["max_passage_chars"] is not None and fields["max_passage_chars"] <= 0:
+    fields["max_passage_chars"] = None  # 0 / -1: no limit
   return PromptTemplate(**{k: v for k, v in fields.items() if v is not None})
 
 
