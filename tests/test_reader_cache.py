@@ -1,0 +1,107 @@
+"""Response cache and prompt template: keys, one call per request, two writers, corruption."""
+
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from rrpo_jax import scoring
+from rrpo_jax.reader import (CacheError, Passage, PromptTemplate, Request, Response, ResponseCache, cache_key,
+                             make_template, postprocess)
+from test_scoring import LastTitleReader, make_example
+
+
+def _req(qid="q", question="who?", pids=("p1", "p2")):
+  return Request(qid, question, tuple(Passage(p, f"title {p}", f"text {p}") for p in pids))
+
+
+def test_key_covers_identity_template_qid_question_and_order():
+  base = cache_key("reader-a", "t1", _req())
+  assert base == cache_key("reader-a", "t1", _req())
+  others = [cache_key("reader-b", "t1", _req()), cache_key("reader-a", "t2", _req()),
+            cache_key("reader-a", "t1", _req(qid="q2")), cache_key("reader-a", "t1", _req(question="what?")),
+            cache_key("reader-a", "t1", _req(pids=("p2", "p1"))), cache_key("reader-a", "t1", _req(pids=("p1",)))]
+  assert len({base, *others}) == 1 + len(others)
+
+
+def test_roundtrip_and_failures_never_stored(tmp_path):
+  cache = ResponseCache(str(tmp_path / "sub" / "c.sqlite"))  # the folder is created
+  good = Response(text="Paris", raw="Paris.\n", prompt_tokens=12, completion_tokens=3, latency_s=0.5)
+  failed = Response(text="", ok=False, error="HTTP 400")
+  malformed = Response(text="", malformed=True)
+  assert cache.put_many({"k1": (_req(), "id", good), "k2": (_req(), "id", failed), "k3": (_req(), "id", malformed)}) == 1
+  got = cache.get_many(["k1", "k2", "k3", "k1"])
+  assert list(got) == ["k1"] and got["k1"].text == "Paris" and got["k1"].prompt_tokens == 12 and got["k1"].cached
+  assert cache.stats() == {"cache_hits": 1, "cache_misses": 2, "cache_hit_rate": 1 / 3}
+  cache.close()
+  assert ResponseCache(str(tmp_path / "sub" / "c.sqlite")).get("k1").raw == "Paris.\n"  # persisted
+
+
+def test_same_request_twice_costs_one_reader_call(tmp_path):
+  reader = LastTitleReader()
+  step = scoring.ScoringStep(reader, ResponseCache(str(tmp_path / "c.sqlite")))
+  ex = [make_example("a"), make_example("a")]  # the same query twice in one batch
+  order = np.array([[2, 0], [2, 0]])
+  first = step.evaluate(ex, order)
+  second = step.evaluate(ex, order)
+  assert len(reader.log) == 1
+  assert first.answers == second.answers == ["city0", "city0"]
+  assert second.stats["cache_hits"] == 1 and second.stats["reader_calls"] == 0
+
+
+_WRITER = textwrap.dedent("""
+    import sys, time
+    from rrpo_jax.reader import Passage, Request, Response, ResponseCache
+    path, who, start = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    cache = ResponseCache(path, timeout_s=30)
+    while time.time() < start:
+      time.sleep(0.001)
+    for batch in range(40):
+      items = {}
+      for j in range(5):
+        i = batch * 5 + j
+        key = f"shared-{i}" if i % 2 else f"{who}-{i}"  # half the keys are written by both
+        req = Request(key, "q", (Passage("p", "t", "x"),))
+        items[key] = (req, "id", Response(text=f"answer {i}", prompt_tokens=i))
+      cache.put_many(items)
+      cache.get_many(list(items))
+    """)
+
+
+def test_two_processes_writing_at_once_lose_nothing(tmp_path):
+  path = str(tmp_path / "c.sqlite")
+  ResponseCache(path).close()
+  start = time.time() + 1.5
+  procs = [subprocess.Popen([sys.executable, "-c", _WRITER, path, who, str(start)]) for who in ("A", "B")]
+  assert [p.wait(timeout=120) for p in procs] == [0, 0]
+  cache = ResponseCache(path)
+  # 200 keys per writer: 100 shared (odd i) + 100 own (even i) each -> 100 + 2 * 100 rows.
+  assert len(cache) == 300
+  got = cache.get_many([f"A-{i}" for i in range(0, 200, 2)] + [f"shared-{i}" for i in range(1, 200, 2)])
+  assert len(got) == 200 and got["shared-199"].text == "answer 199"
+
+
+def test_corrupted_file_gives_clear_error(tmp_path):
+  path = tmp_path / "c.sqlite"
+  cache = ResponseCache(str(path))
+  cache.put_many({"k": (_req(), "id", Response(text="x"))})
+  cache.close()
+  path.write_bytes(b"this is not a database" * 300)
+  with pytest.raises(CacheError, match="c.sqlite.*not a healthy SQLite database"):
+    ResponseCache(str(path))
+
+
+def test_prompt_template_layout_hash_and_postprocess():
+  t = PromptTemplate()
+  text = t.render("who built it?", _req().passages)
+  assert text.index("[1] title p1\ntext p1") < text.index("[2] title p2") < text.index("Question: who built it?")
+  assert text.endswith("Answer:")
+  assert t.messages("q", ())[-1]["role"] == "user" and len(PromptTemplate(system="s").messages("q", ())) == 2
+  assert PromptTemplate(instruction="x").hash != t.hash and PromptTemplate().hash == t.hash
+  assert PromptTemplate(max_passage_chars=3).render("q", _req().passages).count("tex\n") == 2
+  assert make_template({"instruction": "", "max_passage_chars": 0}) == t  # config sentinels mean "default"
+  assert postprocess("\n  Answer: Paris.  \nmore") == "Paris."
+  assert postprocess("  \n\n") == "" and postprocess("answer:\nBerlin") == "Berlin"
