@@ -304,13 +304,15 @@ def parse_musique(obj: Any, r: _Record) -> Example:
 def parse_nq_open(obj: Any, r: _Record) -> Example:
   """NQ-open JSON lines (github.com/google-research-datasets/natural-questions, nq_open/
   NQ-open.dev.jsonl): {"question": "who ...", "answer": ["..."]}; an optional "id" is kept (else
-  the line number). Questions only: candidates come from a retriever (python -m rrpo_jax.data.bm25).
+  the line number), other extra fields go to meta. Questions only: candidates come from a retriever
+  (python -m rrpo_jax.data.bm25).
   """
   obj = r.obj(obj, None)
   qid = r.qid(obj, "id", "qid")
   question = r.string(r.get(obj, "question"), "question")
   key = "answer" if "answer" in obj or "answers" not in obj else "answers"
-  return Example(qid, question, r.answers(r.get(obj, key), key), [], {})
+  meta = {k: v for k, v in obj.items() if k not in ("question", key, "id", "qid")}
+  return Example(qid, question, r.answers(r.get(obj, key), key), [], meta)
 
 
 def parse_ambignq(obj: Any, r: _Record) -> Example:
