@@ -20,7 +20,6 @@ import os
 import pathlib
 from typing import Sequence
 
-from rrpo_jax.data.bm25 import DEFAULT_B, DEFAULT_K1, BM25Index, attach_candidates, read_corpus
 from rrpo_jax.data.example import Example
 from rrpo_jax.data.formats import read_examples, write_examples
 
@@ -29,6 +28,7 @@ SPLITS = {"nq": ("train", "dev", "test"), "hotpotqa": ("train", "dev")}
 _HOTPOT_FILES = {"train": (("train.hotpotqa.json.gz", "hotpotqa"), ("train.ircot.jsonl.gz", "hotpotqa_ircot")),
                  "dev": (("dev.ircot.jsonl.gz", "hotpotqa_ircot"),)}
 _VERSION = "1"  # bump when the cached files' content would change for the same inputs
+_K1, _B = 0.9, 0.4  # BM25 parameters of the sample (bm25.DEFAULT_K1 / DEFAULT_B; bm25s loads lazily)
 
 
 def default_cache_dir() -> pathlib.Path:
@@ -39,7 +39,7 @@ def default_cache_dir() -> pathlib.Path:
 
 
 def _fingerprint(name: str, n: int) -> str:
-  h = hashlib.sha256(f"{_VERSION}|{name}|{n}|{DEFAULT_K1}|{DEFAULT_B}".encode())
+  h = hashlib.sha256(f"{_VERSION}|{name}|{n}|{_K1}|{_B}".encode())
   for f in sorted((SAMPLE_DIR / name).iterdir()):
     h.update(f.name.encode())
     h.update(f.read_bytes())
@@ -74,6 +74,7 @@ def load_sample(name: str, split: str, *, n: int = 20, limit: int | None = None,
 
 
 def _build(name: str, n: int, out: pathlib.Path, *, show_progress: bool) -> None:
+  from rrpo_jax.data.bm25 import BM25Index, attach_candidates, read_corpus  # bm25s imports slowly
   out.mkdir(parents=True, exist_ok=True)
   d = SAMPLE_DIR / name
   if name == "hotpotqa":
@@ -82,8 +83,8 @@ def _build(name: str, n: int, out: pathlib.Path, *, show_progress: bool) -> None
       write_examples(out / f"{split}.top{n}.jsonl", examples)
     return
   passages = list(read_corpus(str(d / "passages.tsv.gz")))
-  index = BM25Index.build((f"{title} {text}" for _, text, title in passages), show_progress=show_progress,
-                          total=len(passages))
+  index = BM25Index.build((f"{title} {text}" for _, text, title in passages), k1=_K1, b=_B,
+                          show_progress=show_progress, total=len(passages))
   for split in SPLITS[name]:
     questions, _ = read_examples(d / f"questions.{split}.jsonl", format="nq_open")
     idx, scores = index.search([q.question for q in questions], n)
