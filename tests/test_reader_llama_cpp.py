@@ -1,0 +1,61 @@
+"""The in-process llama.cpp reader on the packaged SmolLM2-135M-Instruct GGUF (no hub)."""
+
+import numpy as np
+import pytest
+
+import llama_cpp  # noqa: F401  (required: CI installs it; a missing build must fail, not skip)
+from rrpo_jax import scoring
+from rrpo_jax.reader import Passage, ReaderError, Request, make_reader
+from rrpo_jax.reader.llama_cpp import gguf_path
+from test_scoring import Cand, Ex
+
+EIFFEL = Passage("p1", "Eiffel Tower", "The Eiffel Tower in Paris was completed in 1889.")
+LOUVRE = Passage("p2", "Louvre", "The Louvre is an art museum in Paris.")
+
+
+# One thread: on a busy 2-core machine llama.cpp's spinning threads slow each other down ~5x.
+@pytest.fixture(scope="module")
+def reader():
+  r = make_reader({"backend": "llama_cpp", "max_tokens": 8, "n_ctx": 512, "n_threads": 1})
+  yield r
+  r.close()
+
+
+def test_greedy_chat_answers_with_token_counts(reader):
+  assert reader.chat  # SmolLM2's GGUF carries a chat template
+  reqs = [Request("q1", "When was the Eiffel Tower completed?", (EIFFEL,)),
+          Request("q1", "When was the Eiffel Tower completed?", (EIFFEL, LOUVRE))]
+  first = reader.answer(reqs)
+  again = reader.answer(reqs[:1])
+  for r in first:
+    assert r.ok and not r.malformed and r.text and "\n" not in r.text
+    assert r.prompt_tokens > 20 and 0 < r.completion_tokens <= 8 and r.latency_s > 0
+  assert again[0].text == first[0].text  # greedy: deterministic
+  assert first[1].prompt_tokens > first[0].prompt_tokens
+  assert '"backend": "llama_cpp"' in reader.identity and "SmolLM2" in reader.identity
+
+
+def test_completion_mode_without_chat_template():
+  r = make_reader({"backend": "llama_cpp", "max_tokens": 6, "n_ctx": 512, "n_threads": 1, "chat": False})
+  out = r.answer([Request("q1", "When was the Eiffel Tower completed?", (EIFFEL,))])
+  r.close()
+  assert out[0].ok and out[0].completion_tokens <= 6 and '"chat": false' in r.identity
+
+
+def test_scoring_step_end_to_end(reader):
+  ex = [Ex("q1", "When was the Eiffel Tower completed?", ["1889"],
+           [Cand("p1", EIFFEL.title, EIFFEL.text), Cand("p2", LOUVRE.title, LOUVRE.text)])]
+  step = scoring.ScoringStep(reader)
+  res = step.score(ex, np.array([[0, 1]]), np.array([[0, 1]]))
+  assert res.stats["prefixes"] == 4 and res.stats["reader_calls"] == 2 and res.rewards.shape == (1, 2)
+  np.testing.assert_array_equal(res.rewards, res.values)  # same prompts, same greedy answers
+  assert np.all(np.isfinite(res.rewards)) and np.all(res.rewards >= 0)
+  assert res.stats["prompt_tokens"] > 0 and res.stats["reader_seconds"] > 0
+
+
+def test_model_paths():
+  assert gguf_path().endswith("SmolLM2-135M-Instruct.Q4_1.gguf")
+  with pytest.raises(ReaderError, match="not found"):
+    gguf_path("/nonexistent/model.gguf")
+  with pytest.raises(ValueError, match="unknown reader backend"):
+    make_reader({"backend": "nope"})
