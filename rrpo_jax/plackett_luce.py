@@ -71,15 +71,19 @@ def greedy(scores: Array, *, k: int, where: Array | None = None) -> Array:
   return _top_k_valid(s, where, k)
 
 
-def _masked_logsumexp(x: Array, mask: Array, axis: int = -1) -> Array:
-  """logsumexp of x over mask along axis; 0 (with zero gradient, no NaN) where the mask is empty."""
+def _masked_logsumexp(x: Array, mask: Array, axis: int = -1) -> tuple[Array, Array]:
+  """(m, log sum_mask exp(x - m)) with m the masked max (constant for autodiff); logsumexp = m + second.
+
+  Kept apart so callers can form (x_i - m) - log_sum, exact to float32 rounding of small numbers
+  even when |x| ~ 1e4. Empty masks give (0, 0) with zero gradient and no NaN.
+  """
   any_ = jnp.any(mask, axis=axis, keepdims=True)
   m = jnp.max(jnp.where(mask, x, -jnp.inf), axis=axis, keepdims=True)
   m = jax.lax.stop_gradient(jnp.where(any_, m, 0.0))
   # exp(-inf) = 0 with zero derivative, so masked entries neither count nor leak gradient.
   total = jnp.sum(jnp.exp(jnp.where(mask, x - m, -jnp.inf)), axis=axis, keepdims=True)
-  lse = m + jnp.log(jnp.where(any_, total, 1.0))
-  return jnp.squeeze(jnp.where(any_, lse, 0.0), axis)
+  log_sum = jnp.where(any_, jnp.log(jnp.where(any_, total, 1.0)), 0.0)
+  return jnp.squeeze(m, axis), jnp.squeeze(log_sum, axis)
 
 
 def log_prob(scores: Array, actions: Array, *, temperature: float = 1.0, where: Array | None = None) -> Array:
@@ -109,9 +113,9 @@ def log_prob(scores: Array, actions: Array, *, temperature: float = 1.0, where: 
   valid = in_range & jnp.take_along_axis(where, a, axis=-1)
   valid &= ~jnp.take_along_axis(picked_before, a[..., None], axis=-1)[..., 0]
   available = where[..., None, :] & ~picked_before  # [..., k, N]
-  lse = _masked_logsumexp(jnp.broadcast_to(s[..., None, :], available.shape), available)
+  m, log_sum = _masked_logsumexp(jnp.broadcast_to(s[..., None, :], available.shape), available)
   chosen = jnp.take_along_axis(s, a, axis=-1)
-  return jnp.where(valid, chosen - lse, 0.0)
+  return jnp.where(valid, (chosen - m) - log_sum, 0.0)
 
 
 def entropy(scores: Array, *, temperature: float = 1.0, where: Array | None = None) -> Array:
@@ -120,6 +124,7 @@ def entropy(scores: Array, *, temperature: float = 1.0, where: Array | None = No
   H = -sum_i p_i log p_i = logsumexp(s/T) - sum_i p_i s_i/T; float[...], 0 for fully masked rows.
   """
   s, where = _prepare(scores, temperature, where)
-  log_p = jnp.where(where, s - _masked_logsumexp(s, where)[..., None], 0.0)
+  m, log_sum = _masked_logsumexp(s, where)
+  log_p = jnp.where(where, (s - m[..., None]) - log_sum[..., None], 0.0)
   p = jnp.where(where, jnp.exp(log_p), 0.0)
   return -jnp.sum(p * log_p, axis=-1)
