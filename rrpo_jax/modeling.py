@@ -222,5 +222,6 @@ class CrossEncoder(nn.Module):
 def init_params(config: CrossEncoderConfig, key, *, length: int = 8):
   """Fresh parameters (HF's init: N(0, 0.02) kernels and embeddings, zero biases, unit LN)."""
   ids = jnp.zeros((1, length), jnp.int32)
-  variables = CrossEncoder(config).init(key, ids, jnp.ones_like(ids), ids, deterministic=True)
-  return variables["params"]
+  init = jax.jit(lambda k: CrossEncoder(config).init(k, ids, jnp.ones_like(ids), ids,
+                                                     deterministic=True)["params"])
+  return init(key)

@@ -53,17 +53,28 @@ class PairEncoder:
                ) -> tuple[list[list[int]], list[list[int]]]:
     """Unpadded token ids and token types for pairs (queries[i], passages[i])."""
     texts = [join_title(p) for p in passages]
-    enc = self.tokenizer(list(queries), texts, truncation="only_second", max_length=self.max_length,
-                         padding=False, return_token_type_ids=True, return_attention_mask=False)
-    ids, types = list(enc["input_ids"]), list(enc["token_type_ids"])
+    try:
+      ids, types = self._call(queries, texts, "only_second")
+    except Exception:  # the fast tokenizer refuses when a query alone exceeds max_length
+      ids, types = [], []
+      for q, t in zip(queries, texts):
+        try:
+          x, y = self._call([q], [t], "only_second")
+        except Exception:
+          x, y = self._call([q], [t], "longest_first")
+        ids += x
+        types += y
     too_long = [i for i, x in enumerate(ids) if len(x) > self.max_length]
-    if too_long:  # the query alone does not fit: fall back to longest-first for those pairs
-      enc2 = self.tokenizer([queries[i] for i in too_long], [texts[i] for i in too_long],
-                            truncation="longest_first", max_length=self.max_length, padding=False,
-                            return_token_type_ids=True, return_attention_mask=False)
+    if too_long:  # tokenizers that only warn: truncate those pairs longest-first
+      x, y = self._call([queries[i] for i in too_long], [texts[i] for i in too_long], "longest_first")
       for j, i in enumerate(too_long):
-        ids[i], types[i] = enc2["input_ids"][j], enc2["token_type_ids"][j]
+        ids[i], types[i] = x[j], y[j]
     return ids, types
+
+  def _call(self, queries, texts, truncation):
+    enc = self.tokenizer(list(queries), list(texts), truncation=truncation, max_length=self.max_length,
+                         padding=False, return_token_type_ids=True, return_attention_mask=False)
+    return list(enc["input_ids"]), list(enc["token_type_ids"])
 
   def pad(self, ids: Sequence[Sequence[int]], types: Sequence[Sequence[int]], length: int
           ) -> dict[str, np.ndarray]:

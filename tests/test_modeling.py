@@ -1,5 +1,7 @@
 """CrossEncoder and hf_io: parity with PyTorch transformers on tiny random models, masks, dtypes."""
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -51,8 +53,9 @@ def torch_scores(model, ids, mask, types):
   return out[:, 0].numpy().reshape(ids.shape[:-1])
 
 
-def ours(config, params, ids, mask, types, **kw):
-  return CrossEncoder(config).apply({"params": params}, ids, mask, types, deterministic=True, **kw)
+@functools.partial(jax.jit, static_argnums=0)
+def ours(config, params, ids, mask, types):
+  return CrossEncoder(config).apply({"params": params}, ids, mask, types, deterministic=True)
 
 
 @pytest.mark.parametrize("family", ["bert", "xlm-roberta"])
@@ -156,8 +159,8 @@ def test_remat_gives_the_same_gradients_and_dropout_follows_the_key():
     assert np.all(np.isfinite(a))
     np.testing.assert_allclose(a, b, atol=1e-6, rtol=1e-5)
 
-  run = lambda k: CrossEncoder(config).apply({"params": params}, ids, mask, types,
-                                             deterministic=False, rngs={"dropout": k})
+  run = jax.jit(lambda k: CrossEncoder(config).apply({"params": params}, ids, mask, types,
+                                                     deterministic=False, rngs={"dropout": k}))
   np.testing.assert_array_equal(run(key), run(key))
   assert not np.allclose(run(key), run(jax.random.key(1)))
   assert not np.allclose(run(key), ours(config, params, ids, mask, types))
