@@ -4,6 +4,8 @@ Serialised as DPR-style JSON lines (one example per line):
   {"id": qid, "question": str, "answers": [str], "ctxs": [{"id", "title", "text", "score",
    "has_answer", "is_supporting"?}], "meta": {...}}
 `is_supporting` is written only where the dataset gives a relevance label (HotpotQA, MuSiQue).
+"has_answer_by": LABELLER marks has_answer labels computed by rewards.contains_answer, which the
+reader then keeps instead of recomputing them (normalising every passage again is slow).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import dataclasses
 from typing import Any, Iterable, Sequence
 
 from rrpo_jax.rewards import contains_answer
+
+LABELLER = "rrpo_jax.rewards.contains_answer"
 
 
 @dataclasses.dataclass
@@ -48,6 +52,7 @@ class Example:
     out: dict[str, Any] = {"id": self.qid, "question": self.question, "answers": list(self.answers)}
     if with_candidates:
       out["ctxs"] = [c.to_json() for c in self.candidates]
+      out["has_answer_by"] = LABELLER
     if self.meta:
       out["meta"] = self.meta
     return out

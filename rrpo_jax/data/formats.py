@@ -18,7 +18,7 @@ import os
 from typing import Any, Callable, Iterator
 
 from rrpo_jax.data.errors import DataError, ReadReport
-from rrpo_jax.data.example import Candidate, Example, candidate
+from rrpo_jax.data.example import LABELLER, Candidate, Example, candidate
 
 # format name -> whether its records carry candidate passages
 FORMATS = {
@@ -176,13 +176,16 @@ def parse_dpr(obj: Any, r: _Record) -> Example:
   output: {"question": "who sings ...", "answers": ["..."], "ctxs": [{"id": "11828866",
   "title": "...", "text": "...", "score": "80.5", "has_answer": true}]}
   (github.com/facebookresearch/DPR, README "Retriever inference"). Also reads this package's own
-  output (adds "id", "is_supporting" and "meta"). A record without "ctxs" is a question only.
+  output (adds "id", "is_supporting", "meta", and "has_answer_by" when its has_answer labels come
+  from rewards.contains_answer: those are kept, all others recomputed). A record without "ctxs" is
+  a question only.
   """
   obj = r.obj(obj, None)
   qid = r.qid(obj, "id", "qid", "question_id", "_id")
   question = r.string(r.get(obj, "question"), "question")
   answers = r.answers(r.get(obj, "answers"), "answers")
   candidates = []
+  trusted = obj.get("has_answer_by") == LABELLER
   if "ctxs" in obj:
     for j, ctx in enumerate(r.items(obj["ctxs"], "ctxs")):
       f = f"ctxs[{j}]"
@@ -201,7 +204,11 @@ def parse_dpr(obj: Any, r: _Record) -> Example:
       sup = ctx.get("is_supporting")
       if sup is not None and not isinstance(sup, bool):
         r.fail(f"{f}.is_supporting", f"expected true/false, got {sup!r}")
-      candidates.append(candidate(pid, title, text, answers, score=score, is_supporting=sup))
+      has = ctx.get("has_answer")
+      if trusted and isinstance(has, bool):
+        candidates.append(Candidate(str(pid), title, text, score, has, sup))
+      else:
+        candidates.append(candidate(pid, title, text, answers, score=score, is_supporting=sup))
   meta = obj.get("meta", {})
   if not isinstance(meta, dict):
     r.fail("meta", "expected a JSON object")
