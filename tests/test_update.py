@@ -1,0 +1,168 @@
+"""Data-parallel update step: 1 vs 8 fake CPU devices, shard_map vs pmap, exact gradients, optimiser."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from rrpo_jax import objective
+from rrpo_jax import plackett_luce as pl
+from rrpo_jax import update as U
+
+B, N, K, F = 16, 6, 3, 4
+
+
+def linear_scorer(params, inputs, *, key):
+  """s[b, n] = features[b, n] . w (no bias: a shift does not change Plackett-Luce probabilities)."""
+  del key
+  return inputs["features"] @ params["w"]
+
+
+def make_batch(seed=0, ref_params=None):
+  rng = np.random.default_rng(seed)
+  features = rng.normal(size=(B, N, F)).astype(np.float32)
+  where = rng.random((B, N)) > 0.2
+  where[3] = False  # a query with no valid candidate
+  where[5, 2:] = False  # 2 valid candidates < k
+  ref_params = ref_params or {"w": jnp.asarray(rng.normal(size=F), jnp.float32)}
+  ref_scores = linear_scorer(ref_params, {"features": features}, key=None)
+  actions = np.asarray(pl.sample(ref_scores, key=jax.random.key(seed), k=K, where=where))
+  rewards = rng.random((B, K)).astype(np.float32)
+  values = rng.random((B, K)).astype(np.float32)
+  values[7] = rewards[7]  # policy reward = reference reward: zero advantage under "ref_diff"
+  query_mask = np.arange(B) < B - 2  # two padding queries
+  return U.RolloutBatch(
+      inputs={"features": features}, where=where, actions=actions,
+      ref_log_prob=np.asarray(pl.log_prob(ref_scores, actions, where=where)), rewards=rewards, values=values,
+      query_mask=query_mask), ref_params
+
+
+def run(kind, devices, *, steps=3, accumulation_steps=1, tx=None, **kw):
+  batch, params = make_batch()
+  tx = tx or U.make_optimizer(learning_rate=0.05, total_steps=10, warmup_steps=2, accumulation_steps=accumulation_steps)
+  dp = U.DataParallel(kind, devices)
+  state = dp.replicate(U.TrainState.create({"w": params["w"] + 0.3}, tx, window_capacity=40))
+  step = U.make_update_step(linear_scorer, tx, dp, beta=0.05, gamma=0.9, lam=0.95, **kw)
+  history = []
+  for i in range(steps):
+    state, metrics = step(state, dp.shard(batch), jax.random.key(i))
+    history.append(jax.tree.map(float, metrics))
+  return dp.unreplicate(state), history
+
+
+@pytest.fixture(scope="module")
+def reference_run():
+  return run("shard_map", jax.devices()[:1], accumulation_steps=2)
+
+
+@pytest.mark.parametrize("kind,n_dev", [("shard_map", 8), ("pmap", 1), ("pmap", 8)])
+def test_same_update_on_1_and_8_devices_shard_map_and_pmap(reference_run, kind, n_dev):
+  assert len(jax.devices()) == 8, "conftest must set 8 fake CPU devices"
+  (state1, hist1), (state, hist) = reference_run, run(kind, jax.devices()[:n_dev], accumulation_steps=2)
+  np.testing.assert_allclose(state.params["w"], state1.params["w"], atol=1e-6)
+  assert np.abs(state1.params["w"] - (make_batch()[1]["w"] + 0.3)).max() > 1e-3  # it did move
+  np.testing.assert_allclose(state.window.buffer, state1.window.buffer, atol=1e-6)
+  assert int(state.step) == int(state1.step) == 3
+  for m, m1 in zip(hist, hist1):
+    for name in m1:
+      assert m[name] == pytest.approx(m1[name], rel=1e-5, abs=1e-6), name
+
+
+def test_gradient_is_the_global_mean_gradient():
+  # With SGD(lr=1) one step gives params - grad; the gradient must be that of the loss over the
+  # whole batch (sum over all valid steps / their total count), whatever the device count.
+  batch, _ = make_batch()
+  init = {"w": make_batch()[1]["w"] + 0.3}
+  valid = ((batch.actions >= 0) & batch.query_mask[:, None]
+           & np.take_along_axis(batch.where, np.clip(batch.actions, 0, N - 1), axis=-1))
+  adv_raw = objective.advantages(batch.rewards, batch.values, kind="gae", gamma=0.9, lam=0.95, where=valid)
+  window = objective.window_push(objective.window_init(40), adv_raw, where=valid)
+  adv = objective.window_standardise(window, adv_raw, where=valid)
+
+  def full_loss(p):
+    lp = pl.log_prob(linear_scorer(p, batch.inputs, key=None), batch.actions, where=batch.where)
+    return objective.loss(lp, batch.ref_log_prob, adv, where=valid, beta=0.05)[0]
+
+  expected = init["w"] - jax.grad(full_loss)(init)["w"]
+  for devices in (jax.devices()[:1], jax.devices()):
+    dp = U.DataParallel("shard_map", devices)
+    tx = optax.sgd(1.0)
+    state = dp.replicate(U.TrainState.create(init, tx, window_capacity=40))
+    state, metrics = U.make_update_step(linear_scorer, tx, dp, beta=0.05, gamma=0.9, lam=0.95)(
+        state, dp.shard(batch), jax.random.key(0))
+    np.testing.assert_allclose(dp.unreplicate(state.params)["w"], expected, atol=1e-6)
+    assert float(metrics["loss"]) == pytest.approx(float(full_loss(init)), rel=1e-5)
+    assert float(metrics["valid_steps"]) == float(valid.sum())
+    assert float(metrics["window_count"]) == float(valid.sum())
+
+
+def test_metrics_content():
+  _, hist = run("shard_map", jax.devices(), steps=1, advantage="ref_diff")
+  m = hist[0]
+  expected = {"loss", "surrogate", "kl", "clip_frac", "ratio_mean", "ratio_min", "ratio_max", "log_ratio_mean",
+              "adv_mean", "adv_std", "adv_norm_mean", "adv_norm_std", "zero_adv_frac", "window_mean",
+              "window_std", "window_count", "reward_mean", "value_mean", "entropy", "grad_norm", "param_norm",
+              "valid_steps", "queries"}
+  assert expected <= set(m)
+  assert all(np.isfinite(v) for v in m.values())
+  # 14 real queries, one (row 3) has no valid step and one (row 7) has r = V: 2 / 14 all-zero.
+  assert m["queries"] == 14 and m["zero_adv_frac"] == pytest.approx(2 / 14)
+  # first step: the window holds exactly this batch, so standardised advantages have mean 0, std ~1.
+  assert m["adv_norm_mean"] == pytest.approx(0.0, abs=1e-5) and m["adv_norm_std"] == pytest.approx(1.0, rel=1e-4)
+  assert 0.0 <= m["clip_frac"] <= 1.0 and m["ratio_min"] <= m["ratio_mean"] <= m["ratio_max"]
+
+
+def test_state_is_donated():
+  batch, params = make_batch()
+  dp = U.DataParallel("shard_map", jax.devices())
+  tx = optax.sgd(0.1)
+  state = dp.replicate(U.TrainState.create(params, tx, window_capacity=8))
+  step = U.make_update_step(linear_scorer, tx, dp)
+  new_state, _ = step(state, dp.shard(batch), jax.random.key(0))
+  assert state.params["w"].is_deleted() and not new_state.params["w"].is_deleted()
+  assert not params["w"].is_deleted()  # replicate copies: the caller's arrays survive
+
+
+def test_schedule_and_accumulation():
+  sched = U.make_schedule(learning_rate=1.0, total_steps=10, warmup_steps=2)
+  # warm-up 0 -> 1 over 2 steps, then linear decay 1 -> 0 over the remaining 8.
+  np.testing.assert_allclose([sched(i) for i in (0, 1, 2, 6, 10)], [0.0, 0.5, 1.0, 0.5, 0.0], atol=1e-7)
+  tx = U.make_optimizer(learning_rate=0.1, total_steps=10, accumulation_steps=2, weight_decay=0.0)
+  params = {"w": jnp.ones(3)}
+  opt_state = tx.init(params)
+  g1, g2 = {"w": jnp.array([1.0, 0.0, 0.0])}, {"w": jnp.array([0.0, 3.0, 0.0])}
+  upd, opt_state = tx.update(g1, opt_state, params)
+  np.testing.assert_array_equal(upd["w"], 0.0)  # accumulating: no update yet
+  upd, opt_state = tx.update(g2, opt_state, params)
+  # mean gradient (0.5, 1.5, 0) has norm sqrt(2.5) > 1: clipped to norm 1; Adam's first step moves
+  # each coordinate with a non-zero gradient by lr * sign = 0.1 * 1 (first step of decay: lr(0) = 0.1).
+  np.testing.assert_allclose(upd["w"], [-0.1, -0.1, 0.0], rtol=1e-4)
+
+
+def test_data_parallel_map_for_scoring_and_sft():
+  batch, params = make_batch()
+  full = np.asarray(linear_scorer(params, batch.inputs, key=None))
+  for kind in ("shard_map", "pmap"):
+    dp = U.DataParallel(kind, jax.devices())
+    score = dp.map(functools.partial(linear_scorer, key=None), in_specs=(U.REPLICATED, U.SHARDED),
+                   out_specs=U.SHARDED)
+    out = np.asarray(score(dp.replicate(params), dp.shard(batch.inputs)))
+    np.testing.assert_allclose(out.reshape(full.shape), full, rtol=1e-6)
+    # a supervised-style step: global mean over the batch with a broadcast scalar.
+    def mean_times(p, x, c):
+      return jax.lax.psum(jnp.sum(linear_scorer(p, x, key=None)), U.AXIS) * c
+    f = dp.map(mean_times, in_specs=(U.REPLICATED, U.SHARDED, U.BROADCAST), out_specs=U.REPLICATED)
+    got = f(dp.replicate(params), dp.shard(batch.inputs), np.float32(2.0))
+    got = dp.unreplicate(got) if kind == "pmap" else got
+    assert float(got) == pytest.approx(2 * full.sum(), rel=1e-5)
+
+
+def test_shard_rejects_indivisible_batch():
+  dp = U.DataParallel("pmap", jax.devices())
+  with pytest.raises(ValueError, match="divisible"):
+    dp.shard({"x": np.zeros((12, 2))})
+  with pytest.raises(ValueError):
+    U.make_update_step(linear_scorer, optax.sgd(1.0), dp, advantage="nope")
