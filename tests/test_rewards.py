@@ -51,3 +51,21 @@ def test_reward_mix():
   assert r.hit == 1.0 and r.em == 0.0
   # F1: 4 prediction tokens, 2 gold, 2 shared: P = 1/2, R = 1 -> 2/3; total = 0 + 2/3 + 1.
   assert r.total == pytest.approx(5 / 3)
+
+
+def test_unicode_punctuation_and_numbers():
+  # Curly quotes, em dash and the right single quote are Unicode punctuation (category P*).
+  assert rewards.normalize_answer("“Paris” — France’s capital") == "paris frances capital"
+  assert rewards.exact_match("“Paris”", ("paris",)) == 1.0  # any iterable of answers
+  assert rewards.exact_match("1,000", ["1000"]) == 1.0  # SQuAD drops the comma
+  assert rewards.exact_match("San José", ["San Jose"]) == 0.0  # accents are kept, as in SQuAD
+
+
+def test_f1_counts_repeated_tokens_once_per_occurrence():
+  # pred [cat] vs gold [cat, cat]: 1 shared, P = 1, R = 1/2 -> 2/3 (and symmetric).
+  assert rewards.f1("the the cat", ["cat cat"]) == pytest.approx(2 / 3)
+  assert rewards.f1("cat cat", ["cat"]) == pytest.approx(2 / 3)
+
+
+def test_no_gold_answers_scores_zero():
+  assert rewards.reward("anything", []) == rewards.Reward(0.0, 0.0, 0.0, 0.0)
