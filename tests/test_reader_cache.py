@@ -10,7 +10,7 @@ import pytest
 
 from rrpo_jax import scoring
 from rrpo_jax.reader import (CacheError, Passage, PromptTemplate, Request, Response, ResponseCache, cache_key,
-                             make_template, postprocess)
+                             make_cache, make_template, postprocess)
 from test_scoring import LastTitleReader, make_example
 
 
@@ -105,3 +105,10 @@ def test_prompt_template_layout_hash_and_postprocess():
   assert make_template({"instruction": "", "max_passage_chars": 0}) == t  # config sentinels mean "default"
   assert postprocess("\n  Answer: Paris.  \nmore") == "Paris."
   assert postprocess("  \n\n") == "" and postprocess("answer:\nBerlin") == "Berlin"
+
+
+def test_make_cache_path(tmp_path):
+  assert make_cache({"cache_path": ""}, str(tmp_path)).path == str(tmp_path / "reader_cache.sqlite")
+  assert make_cache({"cache_path": str(tmp_path / "x.db")}).path == str(tmp_path / "x.db")
+  with pytest.raises(ValueError, match="cache_path or a workdir"):
+    make_cache({})

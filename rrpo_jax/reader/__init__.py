@@ -12,11 +12,13 @@ optional):
     timeout_s (60), max_retries (5), backoff_s (0.5), max_backoff_s (8)
   llama_cpp: n_ctx (2048), n_threads (all cores)
   hf: batch_size (8), device, dtype
+make_cache(config, workdir) reads cache_path ("" = <workdir>/reader_cache.sqlite).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 
 from rrpo_jax.reader.base import (Passage, Reader, ReaderError, ReaderUnavailableError, Request,  # noqa: F401
                                   Response)
@@ -45,6 +47,20 @@ def make_template(config=None) -> PromptTemplate:
   if fields["max_passage_chars"] is not None and fields["max_passage_chars"] <= 0:
     fields["max_passage_chars"] = None  # 0 / -1: no limit
   return PromptTemplate(**{k: v for k, v in fields.items() if v is not None})
+
+
+def make_cache(config=None, workdir: str | None = None) -> ResponseCache:
+  """The SQLite response cache at config.cache_path, else <workdir>/reader_cache.sqlite.
+
+  Keep it on a local disk (SQLite locking is unreliable on network file systems): on several
+  hosts, give each host its own path.
+  """
+  path = _get(config, "cache_path")
+  if not path:
+    if not workdir:
+      raise ValueError("make_cache needs config.cache_path or a workdir")
+    path = os.path.join(workdir, "reader_cache.sqlite")
+  return ResponseCache(path)
 
 
 def make_reader(config=None) -> Reader:
