@@ -32,7 +32,8 @@ def test_roundtrip_and_failures_never_stored(tmp_path):
   good = Response(text="Paris", raw="Paris.\n", prompt_tokens=12, completion_tokens=3, latency_s=0.5)
   failed = Response(text="", ok=False, error="HTTP 400")
   malformed = Response(text="", malformed=True)
-  assert cache.put_many({"k1": (_req(), "id", good), "k2": (_req(), "id", failed), "k3": (_req(), "id", malformed)}) == 1
+  items = {"k1": (_req(), "id", good), "k2": (_req(), "id", failed), "k3": (_req(), "id", malformed)}
+  assert cache.put_many(items) == 1
   got = cache.get_many(["k1", "k2", "k3", "k1"])
   assert list(got) == ["k1"] and got["k1"].text == "Paris" and got["k1"].prompt_tokens == 12 and got["k1"].cached
   assert cache.stats() == {"cache_hits": 1, "cache_misses": 2, "cache_hit_rate": 1 / 3}

@@ -49,7 +49,8 @@ def test_server_killed_mid_batch_and_restarted(server, tmp_path):
   cache = ResponseCache(str(tmp_path / "c.sqlite"))
   reader = _reader(server.base_url)
   seen = []
-  reader._client.event_hooks["response"].append(lambda r: seen.append(r.status_code))  # pylint: disable=protected-access
+  hooks = reader._client.event_hooks  # pylint: disable=protected-access
+  hooks["response"].append(lambda r: seen.append(r.status_code))
   step = scoring.ScoringStep(reader, cache)
   cands = [Cand(p.pid, p.title, p.text) for p in PASSAGES]
   ex = [Ex("q1", "When was the Eiffel Tower completed?", ["1889"], cands),

@@ -49,7 +49,8 @@ class LastTitleReader(Reader):
       if title in self.malformed_titles:
         out.append(Response(text="", malformed=True, error="scripted"))
       else:
-        out.append(Response(text="", raw=f"{title}\nsecond line", prompt_tokens=10 * len(r.passages), completion_tokens=2))
+        raw = f"{title}\nsecond line"
+        out.append(Response(text="", raw=raw, prompt_tokens=10 * len(r.passages), completion_tokens=2))
     return out
 
 

@@ -74,7 +74,8 @@ def make_reader(config=None) -> Reader:
     if not base_url:
       raise ValueError("reader backend 'openai' needs base_url, e.g. http://127.0.0.1:8000/v1")
     return OpenAIReader(base_url=base_url, model=_get(config, "model", "default"),
-                        endpoint=_get(config, "endpoint", "chat"), api_key_env=_get(config, "api_key_env", "OPENAI_API_KEY"),
+                        endpoint=_get(config, "endpoint", "chat"),
+                        api_key_env=_get(config, "api_key_env", "OPENAI_API_KEY"),
                         concurrency=_get(config, "concurrency", 8), timeout_s=_get(config, "timeout_s", 60.0),
                         max_retries=_get(config, "max_retries", 5), backoff_s=_get(config, "backoff_s", 0.5),
                         max_backoff_s=_get(config, "max_backoff_s", 8.0), **common)

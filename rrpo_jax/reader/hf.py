@@ -39,7 +39,8 @@ class HFReader(Reader):
       self.tokenizer.pad_token = self.tokenizer.eos_token
     self.batch_size = int(batch_size)
     self.chat = bool(getattr(tokenizer, "chat_template", None)) if chat is None else bool(chat)
-    eos = model.generation_config.eos_token_id if model.generation_config.eos_token_id is not None else tokenizer.eos_token_id
+    eos = model.generation_config.eos_token_id
+    eos = tokenizer.eos_token_id if eos is None else eos
     self._eos = set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
     self._gen = transformers.GenerationConfig(
         max_new_tokens=self.max_tokens, do_sample=False, num_beams=1, pad_token_id=self.tokenizer.pad_token_id,
