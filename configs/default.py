@@ -116,18 +116,23 @@ def get_config(arg=None):
 
 
 def reader_config(override=False):
-  """Reader settings; with override=True every field is "unset" (inherit the training reader)."""
+  """Reader settings (rrpo_jax.reader.make_reader); override=True: every field unset ("" or -1),
+  so the evaluation reader inherits each field it does not name from the training reader."""
+  unset_s = lambda v: "" if override else v  # noqa: E731
+  unset_n = lambda v: -1 if override else v  # noqa: E731
   r = ml_collections.ConfigDict()
-  r.backend = "" if override else "llama_cpp"  # "llama_cpp" (in-process GGUF), "openai" (HTTP server) or "hf"
-  r.model = "" if override else "smollm2"  # GGUF path, "smollm2", "gemma3-270m", HF dir, or the server's model name
-  r.url = ""  # base URL of an OpenAI-compatible server (backend=openai), e.g. http://127.0.0.1:8000/v1
-  r.api_key_env = ""  # name of the environment variable holding the API key (never the key itself)
-  r.max_tokens = 0 if override else 24  # cap on generated tokens per answer
-  r.concurrency = 0 if override else 8  # parallel requests (openai backend)
-  r.timeout_s = 0.0 if override else 60.0  # per-request timeout, seconds
-  r.max_retries = -1 if override else 5  # retries with exponential backoff before the run stops
-  r.n_threads = 0  # llama.cpp threads (0 = all cores)
-  r.n_ctx = 0 if override else 2048  # llama.cpp context length
-  r.prompt = ""  # prompt template ("" = the reader module's default)
-  r.cache_path = ""  # SQLite response cache ("" = <workdir>/reader_cache.sqlite)
+  r.backend = unset_s("llama_cpp")  # "llama_cpp" (in-process GGUF), "openai" (HTTP server) or "hf" (transformers)
+  r.model = unset_s("smollm2-135m-instruct")  # GGUF path or alias (smollm2-135m-instruct, gemma3-270m), served model name, or HF dir
+  r.base_url = unset_s("")  # OpenAI-compatible server URL (backend=openai), e.g. http://127.0.0.1:8000/v1
+  r.endpoint = unset_s("chat")  # openai: "chat" or "completions"
+  r.api_key_env = unset_s("OPENAI_API_KEY")  # name of the environment variable holding the API key (never the key)
+  r.max_tokens = unset_n(24)  # cap on generated tokens per answer
+  r.concurrency = unset_n(8)  # parallel requests (openai backend)
+  r.timeout_s = -1.0 if override else 60.0  # per-request timeout in seconds (openai backend)
+  r.max_retries = unset_n(5)  # retries with exponential backoff before the run stops (openai backend)
+  r.n_ctx = unset_n(2048)  # llama.cpp context length
+  r.n_threads = unset_n(0)  # llama.cpp threads (0 = all cores)
+  r.instruction = unset_s("")  # prompt instruction ("" = the reader module's default)
+  r.max_passage_chars = unset_n(0)  # truncate each passage shown to the reader to this many characters (0 = no limit)
+  r.cache_path = unset_s("")  # SQLite response cache ("" = <workdir>/reader_cache.sqlite)
   return r

@@ -48,7 +48,7 @@ def get_config(arg=None):
   c.checkpoint.keep = 3
   c.reader.backend = "openai"
   c.reader.model = "Qwen/Qwen2.5-7B-Instruct"
-  c.reader.url = "http://127.0.0.1:8000/v1"
+  c.reader.base_url = "http://127.0.0.1:8000/v1"
   c.reader.max_tokens = 32
   c.reader.concurrency = 64
   return c

@@ -49,7 +49,7 @@ def paper(c):
   c.checkpoint.keep = 3
   c.reader.backend = "openai"
   c.reader.model = "Qwen/Qwen2.5-7B-Instruct"
-  c.reader.url = "http://127.0.0.1:8000/v1"  # launch/reader_vllm.sh
+  c.reader.base_url = "http://127.0.0.1:8000/v1"  # launch/reader_vllm.sh
   c.reader.max_tokens = 32
   c.reader.concurrency = 64
   return c

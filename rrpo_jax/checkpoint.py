@@ -87,12 +87,14 @@ class Checkpointer:
     return dict(out["extra"])
 
   def restore_params(self, step: int | None = None) -> Any:
-    """Only the params subtree of the state, as host numpy arrays (for init-from and export)."""
+    """Only the params (state["train"]["params"] or state["params"]), as host numpy arrays (for init-from and export)."""
     step = self.latest_step() if step is None else step
     if step is None:
       raise FileNotFoundError(f"no checkpoint in {self.directory}")
     out = self._mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
-    return jax.tree.map(np.asarray, out["state"]["params"])
+    state = out["state"]
+    state = state["train"] if "train" in state else state
+    return jax.tree.map(np.asarray, state["params"])
 
   def wait(self):
     """Blocks until a background save has finished."""

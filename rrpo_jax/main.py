@@ -44,6 +44,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+  if not FLAGS["verbosity"].present:  # orbax logs every checkpoint event at INFO
+    logging.set_verbosity(logging.WARNING)
   config = FLAGS.config
   init_distributed(config.distributed)
   from rrpo_jax import train  # pylint: disable=g-import-not-at-top  (after distributed init)
