@@ -155,8 +155,8 @@ class BM25Index:
       indices[pos] = doc[order]
       cursor[uniq] += count
     self.retriever.scores = {"data": data, "indices": indices, "indptr": indptr, "num_docs": n}
-    self.retriever.vocab_dict = dict(self.tokenizer.word_to_id)
-    self.retriever.unique_token_ids_set = set(self.retriever.vocab_dict.values())
+    self.retriever.vocab_dict = self.tokenizer.word_to_id  # shared, not copied: millions of terms
+    self.retriever.unique_token_ids_set = range(len(df))  # term ids are 0..V-1: no set needed
     self.retriever.nonoccurrence_array = None
 
   def search(self, queries: Sequence[str], k: int, *, show_progress: bool = False,
