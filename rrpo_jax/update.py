@@ -167,6 +167,9 @@ class DataParallel:
 
     in_specs: one spec (tree prefix) per positional argument; out_specs: a spec tree prefix of the
     output. Under pmap every REPLICATED/SHARDED value has a device axis; BROADCAST inputs do not.
+    `fn` has pmap semantics under both kinds (shard_map runs with check_vma=False): nothing is
+    reduced implicitly, so gradients of replicated parameters must be psum-ed / pmean-ed by `fn`,
+    and values returned as REPLICATED must really be equal on all devices.
     """
     in_specs = tuple(in_specs)
     if self.kind == "shard_map":
@@ -177,7 +180,7 @@ class DataParallel:
     in_axes = tuple(jax.tree.map(lambda s: None if s is None else 0, s, is_leaf=_is_spec) if s is not None else None
                     for s in in_specs)
     out_axes = jax.tree.map(lambda s: 0, out_specs, is_leaf=_is_spec)
-    return jax.pmap(fn, axis_name=AXIS, in_axes=in_axes, out_axes=out_axes, devices=self.local_devices,
+    return jax.pmap(fn, axis_name=AXIS, in_axes=in_axes, out_axes=out_axes, devices=self.devices,
                     donate_argnums=donate_argnums)
 
 

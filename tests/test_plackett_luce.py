@@ -169,3 +169,13 @@ def test_jit_and_leading_axes():
   assert a.shape == (2, 3, 3) and a.dtype == jnp.int32
   assert jax.jit(pl.log_prob)(s, a).shape == (2, 3, 3)
   np.testing.assert_array_equal(pl.greedy(s, k=3), jnp.argsort(-s, axis=-1)[..., :3])
+
+
+def test_repeated_and_missing_slots_are_invalid():
+  # a repeated pick is invalid (0) and marks nothing; later slots see the set without the first pick.
+  s = jnp.log(jnp.array([1.0, 2.0, 3.0, 4.0]))
+  lp = pl.log_prob(s, jnp.array([1, 1, 2, -1]))
+  np.testing.assert_allclose(lp, [math.log(2 / 10), 0.0, math.log(3 / 8), 0.0], rtol=1e-6)
+  # k > N: the slots past N do not exist.
+  np.testing.assert_array_equal(pl.greedy(jnp.array([0.0, 1.0]), k=3), [1, 0, -1])
+  np.testing.assert_array_equal(np.sort(pl.sample(jnp.zeros(2), key=jax.random.key(0), k=3)[:2]), [0, 1])
