@@ -187,10 +187,14 @@ class _nullcontext:
 
 
 def attach_candidates(examples: Sequence[Example], idx: np.ndarray, scores: np.ndarray,
-                      passages: dict[int, tuple[str, str, str]]) -> list[Example]:
-  """New examples whose candidates are the retrieved passages (index -> (pid, text, title))."""
+                      passages: dict[int, tuple[str, str, str]], *,
+                      show_progress: bool = False) -> list[Example]:
+  """New examples whose candidates are the retrieved passages (index -> (pid, text, title)),
+  labelled with has_answer."""
   out = []
-  for ex, row, srow in zip(examples, idx, scores):
+  rows = tqdm.tqdm(zip(examples, idx, scores), total=len(examples), desc="has_answer labels",
+                   disable=not show_progress)
+  for ex, row, srow in rows:
     cands = [candidate(passages[i][0], passages[i][2], passages[i][1], ex.answers, score=float(s))
              for i, s in zip(row.tolist(), srow.tolist()) if i >= 0]
     out.append(Example(ex.qid, ex.question, list(ex.answers), cands, dict(ex.meta)))
@@ -239,7 +243,8 @@ def main(argv=None) -> int:
     for i, psg in enumerate(read_corpus(args.corpus, skip_invalid=True)):  # bad rows already counted
       if i in wanted:
         passages[i] = psg
-    n = write_examples(args.out, attach_candidates(questions, idx, scores, passages), with_candidates=True)
+    examples = attach_candidates(questions, idx, scores, passages, show_progress=True)
+    n = write_examples(args.out, examples, with_candidates=True)
   except DataError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2

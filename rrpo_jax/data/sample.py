@@ -18,6 +18,7 @@ import argparse
 import hashlib
 import os
 import pathlib
+import sys
 from typing import Sequence
 
 from rrpo_jax.data.example import Example
@@ -27,7 +28,7 @@ SAMPLE_DIR = pathlib.Path(__file__).resolve().parent.parent / "sample_data"
 SPLITS = {"nq": ("train", "dev", "test"), "hotpotqa": ("train", "dev")}
 _HOTPOT_FILES = {"train": (("train.hotpotqa.json.gz", "hotpotqa"), ("train.ircot.jsonl.gz", "hotpotqa_ircot")),
                  "dev": (("dev.ircot.jsonl.gz", "hotpotqa_ircot"),)}
-_VERSION = "1"  # bump when the cached files' content would change for the same inputs
+_VERSION = "2"  # bump when the cached files' content would change for the same inputs
 _K1, _B = 0.9, 0.4  # BM25 parameters of the sample (bm25.DEFAULT_K1 / DEFAULT_B; bm25s loads lazily)
 
 
@@ -47,7 +48,7 @@ def _fingerprint(name: str, n: int) -> str:
 
 
 def sample_path(name: str, split: str, *, n: int = 20, cache_dir: str | os.PathLike | None = None,
-                show_progress: bool = False) -> str:
+                show_progress: bool = True) -> str:
   """Path of the bundled sample `name` / `split` as DPR-style JSONL with candidates (read it with
   read_examples(path, format="dpr")); built on first use and cached."""
   if name not in SPLITS:
@@ -62,6 +63,8 @@ def sample_path(name: str, split: str, *, n: int = 20, cache_dir: str | os.PathL
   out = out / "sample" / f"{name}-{_fingerprint(name, n)}"
   path = out / f"{split}.top{n}.jsonl"
   if not path.exists():
+    if show_progress:
+      print(f"rrpo_jax: building the {name} sample (first use; cached in {out})", file=sys.stderr, flush=True)
     _build(name, n, out, show_progress=show_progress)
   return str(path)
 
@@ -88,7 +91,7 @@ def _build(name: str, n: int, out: pathlib.Path, *, show_progress: bool) -> None
   for split in SPLITS[name]:
     questions, _ = read_examples(d / f"questions.{split}.jsonl", format="nq_open")
     idx, scores = index.search([q.question for q in questions], n)
-    examples = attach_candidates(questions, idx, scores, dict(enumerate(passages)))
+    examples = attach_candidates(questions, idx, scores, dict(enumerate(passages)), show_progress=show_progress)
     write_examples(out / f"{split}.top{n}.jsonl", examples, with_candidates=True)
 
 
