@@ -101,6 +101,8 @@ class ScoringStep:
     """Responses for every wanted key: the cache first, then one reader batch in insertion order."""
     counts["unique_requests"] += len(wanted)
     got = self.cache.get_many(wanted) if self.cache is not None else {}
+    # Post-processing is not part of the key: re-apply the current one to the cached raw output.
+    got = {k: dataclasses.replace(r, text=self.reader.clean(r.raw)) for k, r in got.items()}
     counts["cache_hits"] += len(got)
     counts["cache_misses"] += len(wanted) - len(got) if self.cache is not None else 0
     pending = [(k, r) for k, r in wanted.items() if k not in got]

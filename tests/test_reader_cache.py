@@ -106,6 +106,8 @@ def test_prompt_template_layout_hash_and_postprocess():
   assert make_template({"instruction": "", "max_passage_chars": 0}) == t  # config sentinels mean "default"
   assert postprocess("\n  Answer: Paris.  \nmore") == "Paris."
   assert postprocess("  \n\n") == "" and postprocess("answer:\nBerlin") == "Berlin"
+  assert postprocess("The answer to the question is:\n\n1889\nmore") == "1889"  # a lead-in line is skipped
+  assert postprocess("The answer is:") == "The answer is:"
 
 
 def test_make_cache_path(tmp_path):

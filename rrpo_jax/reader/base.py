@@ -86,13 +86,17 @@ class Reader(abc.ABC):
     settings = {"backend": self.backend, "temperature": 0.0, "max_tokens": self.max_tokens, **self._settings()}
     return json.dumps(settings, sort_keys=True)
 
+  def clean(self, raw: str) -> str:
+    """The post-processed answer for raw model output (also applied to cached raw output)."""
+    return self._postprocess(raw)
+
   def answer(self, requests: Sequence[Request]) -> list[Response]:
     """Answers for `requests`, in order. Raises ReaderUnavailableError past the retry budget."""
     if not requests:
       return []
     out = []
     for r in self._complete(list(requests)):
-      text = self._postprocess(r.raw) if r.ok else ""
+      text = self.clean(r.raw) if r.ok else ""
       out.append(dataclasses.replace(r, text=text))
     return out
 

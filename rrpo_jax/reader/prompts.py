@@ -56,9 +56,9 @@ class PromptTemplate:
 
 
 def postprocess(text: str) -> str:
-  """The answer: first non-empty line, stripped, without a leading "Answer:" label."""
-  for line in text.strip().splitlines():
-    line = _ANSWER_LABEL.sub("", line).strip()
-    if line:
-      return line
-  return ""
+  """The answer: the first non-empty line, stripped, without a leading "Answer:" label.
+
+  A line that ends with ":" ("The answer to the question is:") is a lead-in: the next line is taken.
+  """
+  lines = [line for line in (_ANSWER_LABEL.sub("", raw).strip() for raw in text.strip().splitlines()) if line]
+  return next((line for line in lines if not line.endswith(":")), lines[0] if lines else "")
