@@ -178,6 +178,14 @@ class ScoringStep:
              for j, name in enumerate(("em", "f1", "hit"))}
     return ScoreResult(out[0, 0], out[1, 0], terms, _derived(counts), answers)
 
+  def answer(self, requests: Sequence[Request]) -> list[Response]:
+    """Responses for arbitrary requests through the same dedup + cache (counted in eval totals)."""
+    counts = collections.Counter(queries=len({r.qid for r in requests}), prefixes=len(requests))
+    keys = [self._key(r) for r in requests]
+    got = self._answer(dict(zip(keys, requests)), counts)
+    self.eval_totals.update(counts)
+    return [got[k] for k in keys]
+
   def evaluate(self, examples: Sequence[Any], orderings, *, k: int | None = None) -> EvalResult:
     """Reader EM / F1 / hit per query from the full top-k prompt of each ordering int[B, >= k]."""
     orderings = np.asarray(orderings)

@@ -172,3 +172,13 @@ def test_evaluate_full_prompt_only():
   np.testing.assert_array_equal(res.f1, [1, 0, 0])
   assert res.answers == ["Paris", "city0", ""]
   assert step.run_stats(evaluation=True)["reader_calls"] == 2 and step.run_stats()["reader_calls"] == 0
+
+
+def test_answer_arbitrary_requests_deduplicated():
+  reader = LastTitleReader()
+  step = scoring.ScoringStep(reader)
+  ex = make_example("a")
+  req = step._request(ex, [0, 2])  # pylint: disable=protected-access
+  out = step.answer([req, req, step._request(ex, [1])])  # pylint: disable=protected-access
+  assert [r.text for r in out] == ["Paris", "Paris", "city1"] and len(reader.log) == 2
+  assert step.run_stats(evaluation=True)["reader_calls"] == 2
