@@ -86,6 +86,20 @@ def _masked_logsumexp(x: Array, mask: Array, axis: int = -1) -> tuple[Array, Arr
   return jnp.squeeze(m, axis), jnp.squeeze(log_sum, axis)
 
 
+def valid_actions(actions: Array, *, where: Array) -> Array:
+  """bool[..., k]: slot t holds a real pick, i.e. 0 <= a_t < N, where[a_t], and a_t not picked earlier.
+
+  `where` is bool[..., N]. These are exactly the slots that log_prob scores (the others give 0).
+  """
+  n, k = where.shape[-1], actions.shape[-1]
+  actions = jnp.asarray(actions, jnp.int32)
+  earlier = jnp.arange(k)[None, :] < jnp.arange(k)[:, None]  # [t, u]: u < t
+  repeated = jnp.any((actions[..., :, None] == actions[..., None, :]) & earlier, axis=-1)
+  in_candidates = jnp.take_along_axis(jnp.broadcast_to(where, actions.shape[:-1] + (n,)),
+                                      jnp.clip(actions, 0, n - 1), axis=-1)
+  return (actions >= 0) & (actions < n) & in_candidates & ~repeated
+
+
 def log_prob(scores: Array, actions: Array, *, temperature: float = 1.0, where: Array | None = None) -> Array:
   """Per-step Plackett-Luce log-probabilities of an ordered selection.
 
@@ -113,8 +127,7 @@ def log_prob(scores: Array, actions: Array, *, temperature: float = 1.0, where: 
   actions = jnp.asarray(actions, jnp.int32)
   a = jnp.clip(actions, 0, n - 1)
   earlier = jnp.arange(k)[None, :] < jnp.arange(k)[:, None]  # [t, u]: u < t
-  repeated = jnp.any((actions[..., :, None] == actions[..., None, :]) & earlier, axis=-1)
-  valid = (actions >= 0) & (actions < n) & jnp.take_along_axis(where, a, axis=-1) & ~repeated
+  valid = valid_actions(actions, where=where)
   s_a = jnp.take_along_axis(s, a, axis=-1)  # [..., k]
   picked = jnp.any((a[..., :, None] == jnp.arange(n)) & valid[..., :, None], axis=-2)  # [..., N]
   rest = where & ~picked

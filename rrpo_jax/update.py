@@ -199,8 +199,8 @@ def make_update_step(apply_fn: Callable, tx: optax.GradientTransformation, dp: D
   """The jitted data-parallel RRPO update: update(state, batch, key) -> (state, metrics).
 
   state: dp.replicate(TrainState) (donated); batch: dp.shard(RolloutBatch); key: a typed PRNG key,
-  the same on every process. Per step: A = advantages(r, V) on valid steps (action >= 0, candidate
-  valid, query not padding); window <- push(all devices' A); A^ = standardise(window, A);
+  the same on every process. Per step: A = advantages(r, V) on valid steps
+  (plackett_luce.valid_actions and not a padding query); window <- push(all devices' A); A^ = standardise(window, A);
   loss = objective.loss(log_prob(apply_fn(params, inputs, key=k_d), actions), ref, A^) with the
   global valid-step count as normaliser; grads psum-ed; optax update. Dropout key
   k_d = fold_in(fold_in(key, step), device index).
@@ -219,9 +219,7 @@ def make_update_step(apply_fn: Callable, tx: optax.GradientTransformation, dp: D
     key = jax.random.fold_in(jax.random.wrap_key_data(key_data), state.step)
     key = jax.random.fold_in(key, jax.lax.axis_index(AXIS))
     actions = batch.actions
-    n_cand = batch.where.shape[-1]
-    valid = (actions >= 0) & (actions < n_cand) & batch.query_mask[:, None]
-    valid &= jnp.take_along_axis(batch.where, jnp.clip(actions, 0, n_cand - 1), axis=-1)
+    valid = plackett_luce.valid_actions(actions, where=batch.where) & batch.query_mask[:, None]
     adv_raw = objective.advantages(batch.rewards, batch.values, kind=advantage, gamma=gamma, lam=lam, where=valid)
     all_adv = jax.lax.all_gather(adv_raw, AXIS, tiled=True)
     all_valid = jax.lax.all_gather(valid, AXIS, tiled=True)

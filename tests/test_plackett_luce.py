@@ -176,6 +176,9 @@ def test_repeated_and_missing_slots_are_invalid():
   s = jnp.log(jnp.array([1.0, 2.0, 3.0, 4.0]))
   lp = pl.log_prob(s, jnp.array([1, 1, 2, -1]))
   np.testing.assert_allclose(lp, [math.log(2 / 10), 0.0, math.log(3 / 8), 0.0], rtol=1e-6)
+  acts = jnp.array([[1, 1, 2, -1], [1, 7, 2, 0]])
+  where = jnp.array([[True] * 4, [True, True, False, True]])
+  np.testing.assert_array_equal(pl.valid_actions(acts, where=where), [[1, 0, 1, 0], [1, 0, 0, 1]])
   # k > N: the slots past N do not exist.
   np.testing.assert_array_equal(pl.greedy(jnp.array([0.0, 1.0]), k=3), [1, 0, -1])
   np.testing.assert_array_equal(np.sort(pl.sample(jnp.zeros(2), key=jax.random.key(0), k=3)[:2]), [0, 1])
