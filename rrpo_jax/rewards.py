@@ -14,13 +14,24 @@ import unicodedata
 from typing import Iterable, NamedTuple
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
-_PUNCT = frozenset(string.punctuation)
+
+
+class _PunctuationTable(dict):
+  """str.translate table deleting ASCII and Unicode punctuation (category P*), filled lazily."""
+
+  def __missing__(self, codepoint: int):
+    ch = chr(codepoint)
+    value = None if ch in string.punctuation or unicodedata.category(ch).startswith("P") else codepoint
+    self[codepoint] = value
+    return value
+
+
+_DROP_PUNCTUATION = _PunctuationTable()
 
 
 def normalize_answer(text: str) -> str:
   """SQuAD normalisation: lower, no punctuation, no articles, single spaces."""
-  text = unicodedata.normalize("NFKC", text).lower()
-  text = "".join(ch for ch in text if ch not in _PUNCT and not unicodedata.category(ch).startswith("P"))
+  text = unicodedata.normalize("NFKC", text).lower().translate(_DROP_PUNCTUATION)
   text = _ARTICLES.sub(" ", text)
   return " ".join(text.split())
 
