@@ -79,15 +79,21 @@ def test_gradient_is_the_global_mean_gradient():
   init = {"w": make_batch()[1]["w"] + 0.3}
   valid = ((batch.actions >= 0) & batch.query_mask[:, None]
            & np.take_along_axis(batch.where, np.clip(batch.actions, 0, N - 1), axis=-1))
-  adv_raw = objective.advantages(batch.rewards, batch.values, kind="gae", gamma=0.9, lam=0.95, where=valid)
-  window = objective.window_push(objective.window_init(40), adv_raw, where=valid)
-  adv = objective.window_standardise(window, adv_raw, where=valid)
+
+  @jax.jit
+  def standardised(rewards, values):
+    adv_raw = objective.advantages(rewards, values, kind="gae", gamma=0.9, lam=0.95, where=valid)
+    window = objective.window_push(objective.window_init(40), adv_raw, where=valid)
+    return objective.window_standardise(window, adv_raw, where=valid)
+
+  adv = standardised(batch.rewards, batch.values)
 
   def full_loss(p):
     lp = pl.log_prob(linear_scorer(p, batch.inputs, key=None), batch.actions, where=batch.where)
     return objective.loss(lp, batch.ref_log_prob, adv, where=valid, beta=0.05)[0]
 
-  expected = init["w"] - jax.grad(full_loss)(init)["w"]
+  full_loss = jax.jit(full_loss)
+  expected = init["w"] - jax.jit(jax.grad(full_loss))(init)["w"]
   for devices in (jax.devices()[:1], jax.devices()):
     dp = U.DataParallel("shard_map", devices)
     tx = optax.sgd(1.0)
