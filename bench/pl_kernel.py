@@ -20,7 +20,6 @@ import argparse
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from rrpo_jax import plackett_luce as pl
@@ -94,8 +93,6 @@ def bench_kernel(b: int, n: int, k: int, repeats: int) -> dict[str, float]:
 
 def bench_update(b: int, n: int, length: int, k: int, repeats: int) -> tuple[float, float]:
   """(seconds per RRPO update step with the MiniLM-size cross-encoder, kernel seconds at [b, n, k])."""
-  import optax
-
   from rrpo_jax import modeling
   from rrpo_jax import update as U
 

@@ -112,7 +112,8 @@ def log_prob(scores: Array, actions: Array, *, temperature: float = 1.0, where: 
 
     log pi_t = (s[a_t] - M_t) - log( e^(m_R - M_t) sum_{j in R} e^(s_j - m_R) + sum_{u >= t} e^(s[a_u] - M_t) ),
 
-  a sum without subtractions (no cancellation, exact for |s| ~ 1e4): O(N + k^2) exps per row.
+  a sum without subtractions (no cancellation, exact for |s| ~ 1e4): O(N + k^2) exps and O(k*N)
+  comparisons per row.
 
   Args:
     scores: float[..., N] (any float dtype; computed in float32 or wider).

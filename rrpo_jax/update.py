@@ -10,7 +10,6 @@ global batch order), so every device holds the same window.
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable
 
 import flax.struct
