@@ -26,11 +26,11 @@ def get_config(arg=None):
   c.data.eval_path = ""  # evaluation examples; "" = the sample's dev split
   c.data.format = "dpr"  # input format of train_path / eval_path (see rrpo_jax.data adapters)
   c.data.skip_invalid = False  # skip and count malformed records instead of stopping with an error
-  c.data.num_candidates = 16  # N: candidates per query (retriever top-N; fewer are padded and masked)
-  c.data.max_length = 160  # tokens per (query, passage) pair; the passage is truncated
-  c.data.buckets = (64, 96, 128, 160)  # padded pair lengths (bounded number of jit shapes); max must be max_length
+  c.data.num_candidates = 12  # N: candidates per query (retriever top-N; fewer are padded and masked)
+  c.data.max_length = 128  # tokens per (query, passage) pair; the passage is truncated
+  c.data.buckets = (96, 128)  # padded pair lengths (bounded number of jit shapes); max must be max_length
   c.data.max_train_queries = 0  # use only the first this many training queries (0 = all)
-  c.data.max_eval_queries = 40  # evaluate on the first this many queries (0 = all)
+  c.data.max_eval_queries = 30  # evaluate on the first this many queries (0 = all)
 
   # --- model --------------------------------------------------------------------------------
   c.model = ml_collections.ConfigDict()
@@ -48,10 +48,10 @@ def get_config(arg=None):
 
   # --- supervised warm-up (listwise softmax loss on relevance labels) -----------------------
   c.sft = ml_collections.ConfigDict()
-  c.sft.steps = 60  # optimiser steps of the warm-up (0 = skip: the init is already a reranker)
-  c.sft.batch_size = 8  # queries per step, global (divisible by the number of devices)
-  c.sft.learning_rate = 5e-5  # peak AdamW learning rate
-  c.sft.warmup_steps = 6  # linear warm-up steps, then linear decay to 0
+  c.sft.steps = 24  # optimiser steps of the warm-up (0 = skip: the init is already a reranker)
+  c.sft.batch_size = 4  # queries per step, global (divisible by the number of devices)
+  c.sft.learning_rate = 1e-4  # peak AdamW learning rate
+  c.sft.warmup_steps = 3  # linear warm-up steps, then linear decay to 0
   c.sft.weight_decay = 0.01  # AdamW weight decay
   c.sft.max_grad_norm = 1.0  # clip gradients by this global norm
   c.sft.labels = "auto"  # "auto" (the dataset's is_supporting where given, else has_answer), "has_answer", "is_supporting"
@@ -59,7 +59,7 @@ def get_config(arg=None):
   # --- RRPO ---------------------------------------------------------------------------------
   c.rrpo = ml_collections.ConfigDict()
   c.rrpo.init_from = ""  # checkpoint or HF directory to start from ("" = the sft result, else model.init)
-  c.rrpo.steps = 24  # optimiser steps (one update per episode batch)
+  c.rrpo.steps = 12  # optimiser steps (one update per episode batch)
   c.rrpo.batch_size = 4  # queries per step, global (divisible by the number of devices)
   c.rrpo.k = 3  # k_train: horizon, passages the reader sees (paper's best of {1, 3, 5})
   c.rrpo.temperature = 1.0  # Plackett-Luce temperature tau
@@ -72,7 +72,7 @@ def get_config(arg=None):
   c.rrpo.beta = 0.01  # KL(pi || pi_ref) coefficient (unpublished)
   c.rrpo.kl_estimator = "k3"  # "log_ratio" or "k3"
   c.rrpo.loss = "clipped"  # "clipped" (RRPO) or "reinforce" (ablation: no ratio, no clip)
-  c.rrpo.learning_rate = 1e-5  # peak AdamW learning rate (unpublished)
+  c.rrpo.learning_rate = 2e-5  # peak AdamW learning rate (unpublished)
   c.rrpo.warmup_steps = 2  # linear warm-up steps, then linear decay to 0
   c.rrpo.weight_decay = 0.01  # AdamW weight decay
   c.rrpo.max_grad_norm = 1.0  # clip gradients by this global norm
@@ -98,7 +98,7 @@ def get_config(arg=None):
 
   # --- checkpoints and export ---------------------------------------------------------------
   c.checkpoint = ml_collections.ConfigDict()
-  c.checkpoint.every_steps = 8  # save every this many steps of each phase (and always at the end)
+  c.checkpoint.every_steps = 4  # save every this many steps of each phase (and always at the end)
   c.checkpoint.keep = 2  # keep the latest this many checkpoints (plus the best by eval.best_metric)
   c.checkpoint.async_save = True  # write checkpoints in a background thread
   c.export = ml_collections.ConfigDict()
@@ -126,7 +126,7 @@ def reader_config(override=False):
   r.base_url = unset_s("")  # OpenAI-compatible server URL (backend=openai), e.g. http://127.0.0.1:8000/v1
   r.endpoint = unset_s("chat")  # openai: "chat" or "completions"
   r.api_key_env = unset_s("OPENAI_API_KEY")  # name of the environment variable holding the API key (never the key)
-  r.max_tokens = unset_n(24)  # cap on generated tokens per answer
+  r.max_tokens = unset_n(16)  # cap on generated tokens per answer
   r.concurrency = unset_n(8)  # parallel requests (openai backend)
   r.timeout_s = -1.0 if override else 60.0  # per-request timeout in seconds (openai backend)
   r.max_retries = unset_n(5)  # retries with exponential backoff before the run stops (openai backend)

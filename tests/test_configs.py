@@ -1,0 +1,89 @@
+"""Every config file builds, validates where its files exist, and bad values name their field."""
+
+import importlib.util
+import os
+
+import pytest
+
+from rrpo_jax import train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = ["default.py", "nq.py", "nq.py:paper", "hotpotqa.py", "hotpotqa.py:paper", "smoke.py"]
+
+
+def load(spec):
+  """Like config_flags: 'configs/<file>[:arg]' -> get_config(arg)."""
+  name, _, arg = spec.partition(":")
+  path = os.path.join(ROOT, "configs", name)
+  module_spec = importlib.util.spec_from_file_location(f"cfg_{name[:-3]}", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg or None)
+
+
+@pytest.mark.parametrize("spec", CONFIGS)
+def test_config_builds_with_comments(spec):
+  config = load(spec)
+  assert config.rrpo.k <= config.data.num_candidates
+  assert config.eval.k <= config.data.num_candidates
+  # every field of the default has a one-line comment
+  if spec == "default.py":
+    text = open(os.path.join(ROOT, "configs", "default.py"), encoding="utf-8").read()
+    for line in text.splitlines():
+      stripped = line.strip()
+      if stripped.startswith(("c.", "r.")) and " = " in stripped and "ConfigDict()" not in stripped \
+          and "reader_config" not in stripped:
+        assert "#" in stripped, f"field without a comment: {stripped}"
+
+
+@pytest.mark.parametrize("spec", ["default.py", "nq.py", "hotpotqa.py", "smoke.py"])
+def test_embedded_configs_validate(spec):
+  assert train.validate(load(spec), num_devices=1) == ("sft", "rrpo", "eval")
+
+
+def test_paper_variants_name_missing_files():
+  config = load("nq.py:paper")
+  assert config.data.num_candidates == 100 and config.rrpo.k == 3 and config.eval.k == 5
+  assert config.reader.backend == "openai" and config.reader.base_url
+  with pytest.raises(train.ConfigError, match=r"config\.data\.train_path"):
+    train.validate(config, num_devices=8)
+  assert load("hotpotqa.py:paper").eval.k == 3
+
+
+def test_unknown_variant():
+  with pytest.raises(ValueError, match="unknown variant"):
+    load("nq.py:huge")
+
+
+@pytest.mark.parametrize("field,value,named", [
+    ("rrpo.k", 99, "rrpo.k"),
+    ("eval.k", 0, "eval.k"),
+    ("rrpo.batch_size", 6, "rrpo.batch_size"),
+    ("mode", "sft,train", "mode"),
+    ("rrpo.advantage", "critic", "rrpo.advantage"),
+    ("eval.best_metric", "policy_accuracy", "eval.best_metric"),
+    ("data.buckets", (64, 512), "data.buckets"),
+    ("data.eval_path", "/nonexistent/dev.jsonl", "data.eval_path"),
+    ("model.init", "/nonexistent/model", "model.init"),
+    ("reader.backend", "vllm", "reader.backend"),
+    ("eval.reader.backend", "openai", "eval.reader.base_url"),
+])
+def test_bad_values_name_the_field(field, value, named):
+  config = load("default.py")
+  section, _, key = field.rpartition(".")
+  target = config
+  for part in section.split(".") if section else []:
+    target = target[part]
+  target[key] = value
+  with pytest.raises(train.ConfigError, match=rf"config\.{named}\b"):
+    train.validate(config, num_devices=4)
+
+
+def test_eval_reader_inherits_unset_fields():
+  config = load("default.py")
+  config.eval.reader.model = "gemma3-270m"
+  config.eval.reader.max_tokens = 8
+  resolved = train.resolve_reader(config.reader, config.eval.reader)
+  assert resolved["model"] == "gemma3-270m" and resolved["max_tokens"] == 8
+  assert resolved["backend"] == config.reader.backend and resolved["n_ctx"] == config.reader.n_ctx
+  assert train.resolve_reader(config.reader, config.eval.reader.__class__()) == config.reader.to_dict()

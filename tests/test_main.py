@@ -1,0 +1,37 @@
+"""The entry point: --config.x=y overrides apply, bad values and an unreachable reader end with a
+clear message naming the field or the reader (exit status 1, no traceback), checkpoints intact."""
+
+import os
+import subprocess
+
+from test_train_smoke import ROOT, env_for, main_cmd
+
+
+def _run(workdir, *overrides, config="configs/smoke.py", timeout=600):
+  return subprocess.run(main_cmd(workdir, *overrides, config=config), cwd=ROOT, env=env_for(2),
+                        capture_output=True, text=True, timeout=timeout)
+
+
+def test_overrides_apply_and_errors_name_the_field(tmp_path):
+  proc = _run(tmp_path / "w", "data.num_candidates=2", config="configs/nq.py")
+  assert proc.returncode == 1
+  # the override reached the config: k=3 no longer fits into 2 candidates
+  assert "config.rrpo.k: must be in [1, data.num_candidates=2], got 3" in proc.stderr
+  assert "Traceback" not in proc.stderr
+  proc = _run(tmp_path / "w", "rrpo.batch_size=3")
+  assert proc.returncode == 1 and "config.rrpo.batch_size: 3 is not divisible by the 2 devices" in proc.stderr
+  proc = _run(tmp_path / "w", "rrpo.k=two")
+  assert proc.returncode != 0 and "rrpo.k" in proc.stderr
+
+
+def test_unreachable_reader_stops_with_checkpoint_intact(tmp_path):
+  workdir = tmp_path / "w"
+  proc = _run(workdir, "mode=sft,rrpo", "reader.backend=openai", "reader.base_url=http://127.0.0.1:9/v1",
+              "reader.max_retries=1", "reader.timeout_s=2.0")
+  assert proc.returncode == 1, proc.stderr[-3000:]
+  assert "Traceback" not in proc.stderr
+  assert "reader" in proc.stderr.lower() and "rerun the same command to resume" in proc.stderr
+  sft = workdir / "checkpoints" / "sft"
+  assert "4" in os.listdir(sft)  # the warm-up finished and its checkpoint survives
+  assert not (workdir / "checkpoints" / "rrpo").exists() or not any(
+      n.isdigit() for n in os.listdir(workdir / "checkpoints" / "rrpo"))
