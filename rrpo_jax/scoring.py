@@ -83,7 +83,7 @@ class ScoringStep:
     self.lambda_f, self.lambda_h = lambda_f, lambda_h
     self.totals: collections.Counter = collections.Counter()  # score() calls
     self.eval_totals: collections.Counter = collections.Counter()  # evaluate() calls
-    self._values: dict[Any, np.ndarray] = {}  # (qid, question, ref pids) -> float32[4, k] (R, em, f1, hit)
+    self._values: dict[Any, np.ndarray] = {}  # (qid, question, ref pids, k) -> float32[4, k] (R, em, f1, hit)
     self._prefix = (reader.identity, reader.template.hash)
 
   def run_stats(self, *, evaluation: bool = False) -> dict[str, float]:
@@ -133,7 +133,7 @@ class ScoringStep:
       raise ValueError(f"examples ({len(examples)}), ref_topk {ref_topk.shape} and actions {actions.shape} disagree")
     counts = collections.Counter()
     wanted: dict[str, Request] = {}
-    ref_keys, pol_keys, memo = {}, {}, {}
+    ref_keys, pol_keys, memo, mkeys = {}, {}, {}, {}
     for i, ex in enumerate(examples):
       if ex is None:
         continue
@@ -142,7 +142,8 @@ class ScoringStep:
       ref = _valid_prefix(ref_topk[i], n, f"ref_topk[{i}] (qid {ex.qid})")
       pol = _valid_prefix(actions[i], n, f"actions[{i}] (qid {ex.qid})")
       counts["prefixes"] += len(ref) + len(pol)
-      mkey = (str(ex.qid), ex.question, tuple(str(ex.candidates[j].pid) for j in ref))
+      mkey = (str(ex.qid), ex.question, tuple(str(ex.candidates[j].pid) for j in ref), k)
+      mkeys[i] = mkey
       if mkey in self._values:
         memo[i] = self._values[mkey]
         counts["value_memo_hits"] += 1
@@ -170,9 +171,7 @@ class ScoringStep:
       out[1, :, i, :] = values
     for i, ok in fresh.items():
       if ok:  # failures are retried next time, never remembered
-        ex = examples[i]
-        ref = _valid_prefix(ref_topk[i], len(ex.candidates), "")
-        self._values[(str(ex.qid), ex.question, tuple(str(ex.candidates[j].pid) for j in ref))] = out[1, :, i, :].copy()
+        self._values[mkeys[i]] = out[1, :, i, :].copy()
     self.totals.update(counts)
     terms = {f"{side}_{name}": out[s, j + 1] for s, side in enumerate(("reward", "value"))
              for j, name in enumerate(("em", "f1", "hit"))}
