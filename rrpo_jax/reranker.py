@@ -7,8 +7,9 @@
   r.save_pretrained(out_dir)                  # loads in transformers and sentence-transformers
 
 Scoring sorts pairs by token length and runs them in chunks of at most `batch_size` pairs, each
-padded to its length bucket and to a power-of-two row count, so jit compiles at most
-len(buckets) * (log2(batch_size) + 1) shapes.
+padded to the next multiple of `score_step` tokens (finer than the training buckets: sorted
+chunks are nearly uniform in length, so little is padded) and to a power-of-two row count, so jit
+compiles at most ceil(max_length / score_step) * (log2(batch_size) + 1) shapes.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np
 
 from rrpo_jax import hf_io
 from rrpo_jax.modeling import CrossEncoder, CrossEncoderConfig, init_params
-from rrpo_jax.tokenization import DEFAULT_BUCKETS, Passage, PairEncoder
+from rrpo_jax.tokenization import DEFAULT_BUCKETS, Passage, PairEncoder, smallest_bucket
 
 logger = logging.getLogger(__name__)
 
@@ -43,12 +44,13 @@ class Reranker:
 
   def __init__(self, config: CrossEncoderConfig, params: Any, tokenizer, *, max_length: int = 256,
                buckets: Sequence[int] = DEFAULT_BUCKETS, batch_size: int = 32,
-               base_model: str | None = None):
+               score_step: int = 32, base_model: str | None = None):
     self.config = config
     self.params = params
     self.module = CrossEncoder(config)
     self.encoder = PairEncoder(tokenizer, max_length=max_length, buckets=buckets)
     self.batch_size = int(batch_size)
+    self.score_buckets = tuple(range(score_step, max_length, score_step)) + (max_length,)
     self.base_model = base_model
     self.load_report: hf_io.LoadReport | None = None
     self._forward = jax.jit(self._eval_scores)
@@ -86,7 +88,7 @@ class Reranker:
     for start in range(0, len(order), self.batch_size):
       idx = order[start:start + self.batch_size]
       rows = 1 << (len(idx) - 1).bit_length()  # next power of two >= len(idx)
-      length = self.encoder.bucket(len(ids[idx[0]]))
+      length = smallest_bucket(len(ids[idx[0]]), self.score_buckets)
       batch = self.encoder.pad([ids[i] for i in idx] + [[]] * (rows - len(idx)),
                                [types[i] for i in idx] + [[]] * (rows - len(idx)), length)
       out = self._forward(self.params, batch["input_ids"], batch["attention_mask"],

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-DEFAULT_BUCKETS = (32, 64, 128, 256, 512)
+DEFAULT_BUCKETS = (32, 64, 128, 192, 256, 384, 512)
 
 Passage = Any  # a (title, text) pair or a plain text string
 
@@ -27,6 +27,14 @@ def join_title(passage: Passage) -> str:
   title, text = passage
   title = (title or "").strip()
   return f"{title}. {text}" if title else text
+
+
+def smallest_bucket(length: int, buckets: Sequence[int]) -> int:
+  """The smallest of the sorted `buckets` >= length (the largest if none is)."""
+  for b in buckets:
+    if b >= length:
+      return b
+  return buckets[-1]
 
 
 class PairEncoder:
@@ -44,10 +52,7 @@ class PairEncoder:
 
   def bucket(self, length: int) -> int:
     """The smallest bucket >= length."""
-    for b in self.buckets:
-      if b >= length:
-        return b
-    return self.buckets[-1]
+    return smallest_bucket(length, self.buckets)
 
   def tokenize(self, queries: Sequence[str], passages: Sequence[Passage]
                ) -> tuple[list[list[int]], list[list[int]]]:

@@ -188,7 +188,7 @@ def test_rank_and_bounded_compilation(tiny_bert):
   assert r.score(QUERY, []).shape == (0,)
   for m in (1, 3, 5, 11, 17):  # row counts are padded to powers of two <= batch_size (8)
     assert r.score(QUERY, (PASSAGES * 5)[:m]).shape == (m,)
-  bound = len(r.encoder.buckets) * (int(math.log2(r.batch_size)) + 1)
+  bound = len(r.score_buckets) * (int(math.log2(r.batch_size)) + 1)
   assert r._forward._cache_size() <= bound
 
 
