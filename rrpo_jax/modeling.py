@@ -11,9 +11,11 @@ XLM-R position ids start at padding_idx + 1 and count only non-pad tokens (pad p
 padding_idx), exactly as HF's create_position_ids_from_input_ids.
 
 Speed notes (XLA:CPU): Q, K and V are one fused [H, 3H] matrix product (the three HF weight
-matrices are concatenated at apply time, so the parameter tree keeps HF's names); attention runs
-heads-first ([M, h, L, d] batched matmuls), 1/sqrt(d) is folded into Q; the padding mask is an
-additive bias. Compute dtype is configurable (bf16 with float32 params); the head and the scores
+matrices are concatenated at apply time, so the parameter tree keeps HF's names) with 1/sqrt(d)
+folded into W_q; the padding mask is an additive bias. Attention (config.attention="auto") runs
+through jax.nn.dot_product_attention in eval mode (about 20% faster forward here) and as
+heads-first [M, h, L, d] batched matmuls in training mode (about 20% faster backward, and it has
+dropout on the probabilities); einsum over [M, L, h, d] was 1.5x slower. Compute dtype is configurable (bf16 with float32 params); the head and the scores
 are float32.
 """
 
@@ -64,12 +66,18 @@ class CrossEncoderConfig:
   dtype: str = "float32"  # compute dtype: "float32" | "bfloat16"
   param_dtype: str = "float32"  # parameter dtype (keep float32)
   remat: bool = False  # recompute each layer's activations in the backward pass
+  # "matmul": heads-first batched matmuls (faster backward on XLA:CPU, dropout on probabilities);
+  # "dot_product_attention": jax.nn.dot_product_attention (faster forward on XLA:CPU, no
+  # attention dropout); "auto": the latter when deterministic, the former otherwise.
+  attention: str = "auto"
 
   def __post_init__(self):
     if self.family not in FAMILIES:
       raise ValueError(f"family must be one of {FAMILIES}, got {self.family!r}")
     if self.hidden_size % self.num_heads:
       raise ValueError(f"hidden_size {self.hidden_size} not divisible by num_heads {self.num_heads}")
+    if self.attention not in ("auto", "matmul", "dot_product_attention"):
+      raise ValueError(f"attention must be auto, matmul or dot_product_attention, got {self.attention!r}")
     if self.hidden_act not in _ACTIVATIONS:
       raise ValueError(f"hidden_act {self.hidden_act!r} not supported: {sorted(_ACTIVATIONS)}")
 
@@ -175,6 +183,15 @@ class SelfAttention(nn.Module):
     w = jnp.concatenate([qk * scale, kk, vk], axis=1).astype(dt)  # [H, 3H]
     b = jnp.concatenate([qb * scale, kb, vb]).astype(dt)
     qkv = jnp.dot(x.astype(dt), w) + b  # [M, L, 3H]
+    use_dpa = cfg.attention == "dot_product_attention" or (cfg.attention == "auto" and (
+        self.deterministic or cfg.attention_dropout <= 0))
+    if use_dpa:
+      if not self.deterministic and cfg.attention_dropout > 0:
+        raise ValueError("attention='dot_product_attention' has no attention dropout")
+      qkv = qkv.reshape(m, length, 3, heads, d)
+      ctx = jax.nn.dot_product_attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], bias=bias.astype(dt),
+                                         scale=1.0, implementation="xla")  # [M, L, h, d]
+      return _Dense(hidden, cfg, name="output")(ctx.reshape(m, length, hidden))
     qkv = qkv.reshape(m, length, 3, heads, d).transpose(2, 0, 3, 1, 4)  # [3, M, h, L, d]
     q, k, v = qkv[0], qkv[1], qkv[2]
     logits = jnp.matmul(q, k.swapaxes(-1, -2), preferred_element_type=jnp.float32)  # [M,h,L,L]
@@ -237,7 +254,9 @@ class CrossEncoder(nn.Module):
     x = _layer_norm(cfg, "embeddings_ln")(x)
     x = Dropout(cfg.hidden_dropout, deterministic)(x).astype(dt)
 
-    bias = jnp.where(mask[:, None, None, :] > 0, 0.0, jnp.finfo(jnp.float32).min).astype(jnp.float32)
+    # -1e9, not -inf or finfo.min: exp underflows to 0 all the same, it survives a bf16 cast, and a
+    # fully padded row stays finite (uniform attention).
+    bias = jnp.where(mask[:, None, None, :] > 0, 0.0, -1e9).astype(jnp.float32)
     layer_cls = nn.remat(TransformerLayer) if cfg.remat else TransformerLayer
     for i in range(cfg.num_layers):
       x = layer_cls(cfg, deterministic, name=f"layer_{i}")(x, bias)

@@ -66,7 +66,10 @@ def test_parity_with_transformers_any_leading_axes(family):
   ids, mask, types = random_inputs(config, (2, 3))  # [B, N, L]
   got = ours(config, params, ids, mask, types)
   assert got.shape == (2, 3) and got.dtype == jnp.float32
-  np.testing.assert_allclose(got, torch_scores(model, ids, mask, types), atol=1e-5, rtol=0)
+  ref = torch_scores(model, ids, mask, types)
+  np.testing.assert_allclose(got, ref, atol=1e-5, rtol=0)
+  matmul = ours(config.replace(attention="matmul"), params, ids, mask, types)  # the training path
+  np.testing.assert_allclose(matmul, ref, atol=1e-5, rtol=0)
   # [N, L] and [A, B, N, L] give the same scores as [B, N, L].
   np.testing.assert_array_equal(ours(config, params, ids[0], mask[0], types[0]), got[0])
   got4 = ours(config, params, ids[None], mask[None], types[None])
