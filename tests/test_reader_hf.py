@@ -9,7 +9,7 @@ from rrpo_jax.reader import Passage, PromptTemplate, Request, make_reader
 from rrpo_jax.reader.hf import HFReader
 
 # Ends on the question, so that different prompts end differently and answer differently.
-TEMPLATE = PromptTemplate(layout="{instruction} {passages} question: {question}")
+TEMPLATE = PromptTemplate(layout="{instruction} {passages} question: {question}", instruction="answer briefly.")
 CHAT = ("{% for m in messages %}<{{ m['role'] }}> {{ m['content'] }}\n{% endfor %}"
         "{% if add_generation_prompt %}<assistant>{% endif %}")
 
@@ -54,7 +54,7 @@ def test_chat_template_is_used_when_present(model_and_tokenizer):
   reader = HFReader(model=model, tokenizer=tok, max_tokens=3, device="cpu")
   assert reader.chat and '"chat": true' in reader.identity
   text = reader._text(_requests()[0])  # pylint: disable=protected-access
-  assert text.startswith("<user> Passages:") and text.endswith("Answer:\n<assistant>")
+  assert text.startswith("<user> Answer the question") and text.endswith("Answer:\n<assistant>")
   assert all(r.ok for r in reader.answer(_requests()))
 
 

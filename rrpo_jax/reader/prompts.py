@@ -10,8 +10,11 @@ from typing import Sequence
 
 from rrpo_jax.reader.base import Passage
 
-DEFAULT_INSTRUCTION = "Answer the question with a short phrase of a few words, not a sentence."
-DEFAULT_LAYOUT = "Passages:\n{passages}\n\nQuestion: {question}\n{instruction}\nAnswer:"
+# Chosen on 20 NQ dev questions with the gold passage (SmolLM2-135M, llama.cpp, max_tokens 24):
+# EM / F1 / hit 5 / 21.6 / 40 vs 10 / 17.7 / 20 for "Passages: ... Question: ... <instruction> Answer:"
+# with the instruction "Answer the question with a short phrase of a few words, not a sentence."
+DEFAULT_INSTRUCTION = "Answer the question in a few words using the passages."
+DEFAULT_LAYOUT = "{instruction}\n\n{passages}\n\nQuestion: {question}\nAnswer:"
 DEFAULT_PASSAGE = "[{index}] {title}\n{text}"
 
 _ANSWER_LABEL = re.compile(r"^\s*(?:final\s+)?answer\s*:\s*", re.IGNORECASE)
