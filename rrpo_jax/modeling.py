@@ -183,8 +183,8 @@ class SelfAttention(nn.Module):
     w = jnp.concatenate([qk * scale, kk, vk], axis=1).astype(dt)  # [H, 3H]
     b = jnp.concatenate([qb * scale, kb, vb]).astype(dt)
     qkv = jnp.dot(x.astype(dt), w) + b  # [M, L, 3H]
-    use_dpa = cfg.attention == "dot_product_attention" or (cfg.attention == "auto" and (
-        self.deterministic or cfg.attention_dropout <= 0))
+    use_dpa = cfg.attention == "dot_product_attention" or (cfg.attention == "auto" and
+                                                           self.deterministic)
     if use_dpa:
       if not self.deterministic and cfg.attention_dropout > 0:
         raise ValueError("attention='dot_product_attention' has no attention dropout")
