@@ -4,7 +4,9 @@ Baselines, measured in the same run on the same scores:
   loop     NumPy, vectorised over the batch, looping over the k steps the way the authors' released
            loop does: softmax over the remaining candidates, pick (inverse CDF), remove.
   rowloop  the same per query (a Python loop over queries and steps), as a per-example loop does.
-The kernel is jax.jit(sample + log_prob) (Gumbel-top-k, then O(k*N) log-probs).
+The kernel is jax.jit(sample + log_prob) on the same numpy scores (so each call includes the
+host-to-device copy): at both shapes sample() takes its sequential two-level inverse-CDF path (2k
+uniforms per row, one exp pass over N), log_prob one masked logsumexp pass over N.
 
 Share of a full update: one RRPO update step (update.make_update_step, 1 device) with the real-size
 cross-encoder (modeling.CrossEncoder, all-MiniLM-L6-v2 size, random weights) at [B, N, L], against

@@ -14,6 +14,8 @@ the input dtype if it is wider, e.g. float64 for finite-difference tests).
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
@@ -44,12 +46,26 @@ def _top_k_valid(z: Array, where: Array, k: int) -> Array:
   return jnp.where(jnp.arange(k) < n_valid, idx, -1).astype(jnp.int32)
 
 
-def sample(scores: Array, *, key: Array, k: int, temperature: float = 1.0, where: Array | None = None) -> Array:
-  """Exact Plackett-Luce sample of k distinct candidates (Gumbel-top-k).
+# sample() uses the sequential two-level inverse-CDF sampler when k <= _SEQUENTIAL_MAX_K and
+# k <= N / 4, and Gumbel-top-k otherwise (long rankings: the sequential sampler is unrolled over the k
+# picks). Measured on the 2-core CPU, sample alone, best of n: the sequential sampler needs 2 uniforms
+# per pick and one exp pass over N but ~10 small kernels per pick; Gumbel-top-k needs N cipher calls
+# and two logs per row plus a sort-based top_k. Sequential vs Gumbel: [64, 64, k=5] 32 vs 37 us,
+# [64, 100, 5] 48 vs 51 us, [64, 300, 5] 64 vs 112 us, [256, 1000, 10] 0.65 vs 1.6 ms.
+_SEQUENTIAL_MAX_K = 32
 
-  a = top_k(s/T + g), g_i ~ Gumbel(0, 1) i.i.d.: the order of the perturbed scores is distributed
-  as Plackett-Luce with weights exp(s/T). Masked candidates are never drawn; slots past the number
-  of valid candidates are -1.
+
+def sample(scores: Array, *, key: Array, k: int, temperature: float = 1.0, where: Array | None = None) -> Array:
+  """Exact Plackett-Luce sample of k distinct candidates.
+
+  Masked candidates are never drawn; slots past the number of valid candidates are -1. Two exact
+  algorithms, chosen by shape (both give the Plackett-Luce law, to float32 rounding):
+    * sequential inverse CDF (k <= min(_SEQUENTIAL_MAX_K, N/4)): k times draw from softmax over the
+      remaining candidates and remove the pick, with a two-level (block, then within block) search;
+      see _sample_sequential.
+    * Gumbel-top-k (otherwise): a = top_k(s/T + g), g_i ~ Gumbel(0, 1) i.i.d.; the order of the
+      perturbed scores is Plackett-Luce with weights exp(s/T).
+  The two use the key differently, so the same key gives different (equally distributed) draws.
 
   Args:
     scores: float[..., N].
@@ -61,8 +77,152 @@ def sample(scores: Array, *, key: Array, k: int, temperature: float = 1.0, where
     int32[..., k] candidate indices in pick order.
   """
   s, where = _prepare(scores, temperature, where)
-  g = jax.random.gumbel(key, s.shape, s.dtype)
+  n = s.shape[-1]
+  if k <= min(_SEQUENTIAL_MAX_K, n // 4):
+    return _sample_sequential(s, where, key=key, k=k)
+  if s.dtype == jnp.float32:
+    # u on the grid (i + 1/2) 2^-23, i < 2^23: in (0, 1), exact in float32, so g is finite.
+    u = ((_random_bits(key, s.shape) >> 9).astype(jnp.float32) + 0.5) * (2.0**-23)
+    g = -jnp.log(-jnp.log(u))
+  else:
+    g = jax.random.gumbel(key, s.shape, s.dtype)
   return _top_k_valid(s + g, where, k)
+
+
+_THREEFRY_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
+
+
+def _threefry2x32(k0: Array, k1: Array, x0: Array, x1: Array) -> tuple[Array, Array]:
+  """The Threefry-2x32 block cipher, 20 rounds (Salmon et al., SC 2011): the cipher behind JAX's
+  default PRNG, written out unrolled so XLA fuses it into one elementwise kernel."""
+  ks = (k0, k1, k0 ^ k1 ^ jnp.uint32(0x1BD11BDA))
+  x0, x1 = x0 + ks[0], x1 + ks[1]
+  for i in range(5):
+    for r in _THREEFRY_ROTATIONS[i % 2]:
+      x0 = x0 + x1
+      x1 = ((x1 << jnp.uint32(r)) | (x1 >> jnp.uint32(32 - r))) ^ x0
+    x0 = x0 + ks[(i + 1) % 3]
+    x1 = x1 + ks[(i + 2) % 3] + jnp.uint32(i + 1)
+  return x0, x1
+
+
+def _random_bits(key: Array, shape: tuple[int, ...]) -> Array:
+  """uint32[shape] random bits: Threefry-2x32 in counter mode (counters 0, 1, ...) under the key.
+
+  Same cipher and key as jax.random.bits for a threefry key (another key type is first turned into a
+  threefry key with jax.random.bits), different counter layout, so a different but equally good
+  stream. Why not jax.random.bits: on CPU it runs the 20 rounds as a while loop of small kernels,
+  ~20 us fixed cost per call under load, 2x the time of this one fused kernel for 256k words.
+  """
+  if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) and str(jax.random.key_impl(key)) == "threefry2x32":
+    kd = jax.random.key_data(key)
+  elif jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+    kd = jax.random.bits(key, (2,), jnp.uint32)
+  else:  # a raw uint32[2] threefry key
+    kd = jnp.asarray(key, jnp.uint32)
+  # One cipher call per word (counter = flat index; the second cipher word is not used): a fused
+  # kernel can only emit one word per element, and sharing a call between two elements through a
+  # concatenation makes XLA run the cipher for each of them anyway.
+  counter = jax.lax.iota(jnp.uint32, math.prod(shape)).reshape(shape)
+  return _threefry2x32(kd[0], kd[1], counter, jnp.zeros_like(counter))[0]
+
+
+def _block_size(n: int) -> int:
+  """Block length for the two-level search: a divisor of n near sqrt(n) if there is one (no padding)."""
+  r = max(1, math.isqrt(n))
+  for d in range(r, max(1, r // 2) - 1, -1):
+    if n % d == 0:
+      return d
+  return r + 1 if r * r < n else r
+
+
+def _uniform24(bits: Array) -> Array:
+  """float32 uniforms on the grid {0, 2^-24, ..., 1 - 2^-24} from uint32 bits (exact conversion)."""
+  return (bits >> 8).astype(jnp.float32) * (2.0**-24)
+
+
+def _inverse_cdf(w: Array, u: Array) -> Array:
+  """Index of the first w-cumulative sum above u * total along the last axis (w >= 0, u in [0, 1)).
+
+  The cumulative sums are one matmul with an upper-triangular 0/1 matrix: every column accumulates
+  the same terms in the same order with zeros for the others, so they are nondecreasing, equal where
+  w = 0, and the returned index always has w > 0 when the total is positive. The target is clamped
+  below the total so rounding of u * total cannot run past the end.
+  """
+  m = w.shape[-1]
+  ones = (jnp.arange(m)[:, None] <= jnp.arange(m)[None, :]).astype(w.dtype)
+  cum = jnp.dot(w, ones, precision=jax.lax.Precision.HIGHEST)
+  total = cum[..., -1:]
+  target = jnp.minimum(u[..., None] * total, jnp.nextafter(total, jnp.zeros_like(total)))
+  return jnp.minimum(jnp.sum(cum <= target, axis=-1, dtype=jnp.int32), m - 1)
+
+
+def _max_last(x: Array, keepdims: bool = False) -> Array:
+  """max over the last axis through the order-preserving map float -> signed int of the same width.
+
+  Same value as jnp.max (no NaNs here); an integer reduction is a plain XLA loop on CPU, several
+  times cheaper than the library call XLA makes for a float reduction on these [rows, <= 64] arrays.
+  """
+  itype = jnp.int64 if x.dtype == jnp.float64 else jnp.int32
+  mag = jnp.array(jnp.iinfo(itype).max, itype)
+  bits = jax.lax.bitcast_convert_type(x, itype)
+  m = jnp.max(bits ^ ((bits >> (8 * x.dtype.itemsize - 1)) & mag), axis=-1, keepdims=keepdims)
+  return jax.lax.bitcast_convert_type(m ^ ((m >> (8 * x.dtype.itemsize - 1)) & mag), x.dtype)
+
+
+def _sample_sequential(s: Array, where: Array, *, key: Array, k: int, block: int | None = None) -> Array:
+  """Plackett-Luce by its definition: k times, pick j with probability exp(s_j) / sum_remaining exp(s).
+
+  s (already divided by T, masked entries zeroed) and where are [..., N]. The N candidates are cut
+  into blocks of length `block`; each block keeps (M_b, S_b) = (max of its remaining s, sum of
+  exp(s - M_b) over its remaining candidates). A pick draws a block with probability
+  exp(M_b - M) S_b / sum_b' exp(M_b' - M) S_b' (M the largest M_b), then a candidate inside it with
+  probability exp(s_j - M_b) / S_b, each by inverse CDF with its own uniform: exactly
+  exp(s_j) / sum_remaining exp(s). The picked block's (M_b, S_b) is then recomputed from scratch (no
+  subtraction, so no cancellation; the max shifts keep every remaining candidate's weight in float32
+  range, whatever the score spread). Work per row: one exp pass over N, then O(k * (N/block + block)).
+  Uses 2k uniforms per row (24-bit), instead of N Gumbels.
+  """
+  lead, n = s.shape[:-1], s.shape[-1]
+  s = s.reshape(-1, n)
+  valid = where.reshape(-1, n)
+  rows = s.shape[0]
+  bs = block or _block_size(n)
+  nb = -(-n // bs)
+  if nb * bs != n:
+    s = jnp.pad(s, ((0, 0), (0, nb * bs - n)))
+    valid = jnp.pad(valid, ((0, 0), (0, nb * bs - n)))
+  s = s.reshape(rows, nb, bs)
+  valid = valid.reshape(rows, nb, bs)
+  neg = jnp.array(-jnp.inf, s.dtype)
+  finite_or_zero = lambda x: jnp.where(jnp.isfinite(x), x, 0.0)
+  m_blk = jnp.max(jnp.where(valid, s, neg), axis=-1)  # [rows, nb]; -inf: nothing left in the block
+  s_blk = jnp.sum(jnp.where(valid, jnp.exp(s - finite_or_zero(m_blk)[..., None]), 0.0), axis=-1)
+  u = _uniform24(_random_bits(key, (2, k, rows))).astype(s.dtype)
+  row_idx = jnp.arange(rows)
+  lane = jnp.arange(bs)
+  blocks = jnp.arange(nb)
+  picks = []
+  for t in range(k):
+    m_top = _max_last(m_blk, keepdims=True)
+    any_left = jnp.isfinite(m_top[:, 0])
+    w_blk = jnp.where(jnp.isfinite(m_blk), jnp.exp(m_blk - finite_or_zero(m_top)) * s_blk, 0.0)
+    b = _inverse_cdf(w_blk, u[0, t])
+    s_in = s[row_idx, b]  # [rows, bs]
+    left = valid[row_idx, b]
+    for p in picks:
+      left = left & (b[:, None] * bs + lane != p[:, None])
+    w_in = jnp.where(left, jnp.exp(s_in - finite_or_zero(m_blk[row_idx, b])[:, None]), 0.0)
+    j = _inverse_cdf(w_in, u[1, t])
+    picks.append(jnp.where(any_left, b * bs + j, -1))
+    if t + 1 < k:  # recompute the picked block without its pick
+      left = left & (lane != j[:, None])
+      m_new = _max_last(jnp.where(left, s_in, neg), keepdims=True)
+      s_new = jnp.sum(jnp.where(left, jnp.exp(s_in - finite_or_zero(m_new)), 0.0), axis=-1, keepdims=True)
+      hit = blocks == b[:, None]
+      m_blk = jnp.where(hit, m_new, m_blk)
+      s_blk = jnp.where(hit, s_new, s_blk)
+  return jnp.stack(picks, axis=-1).astype(jnp.int32).reshape(lead + (k,))
 
 
 def greedy(scores: Array, *, k: int, where: Array | None = None) -> Array:
@@ -100,6 +260,17 @@ def valid_actions(actions: Array, *, where: Array) -> Array:
   return (actions >= 0) & (actions < n) & in_candidates & ~repeated
 
 
+def _remove_picks(where: Array, actions: Array, valid: Array) -> Array:
+  """where with the candidates picked by valid slots set to False (a scatter: O(k) per row, not O(k*N))."""
+  shape = where.shape
+  n, k = shape[-1], actions.shape[-1]
+  rows = math.prod(shape[:-1])
+  idx = jnp.where(valid, actions, n)  # invalid slots point past the end and are dropped
+  idx = jnp.broadcast_to(idx, shape[:-1] + (k,)).reshape(rows, k)
+  rest = where.reshape(rows, n).at[jnp.arange(rows)[:, None], idx].set(False, mode="drop")
+  return rest.reshape(shape)
+
+
 def log_prob(scores: Array, actions: Array, *, temperature: float = 1.0, where: Array | None = None) -> Array:
   """Per-step Plackett-Luce log-probabilities of an ordered selection.
 
@@ -112,8 +283,8 @@ def log_prob(scores: Array, actions: Array, *, temperature: float = 1.0, where: 
 
     log pi_t = (s[a_t] - M_t) - log( e^(m_R - M_t) sum_{j in R} e^(s_j - m_R) + sum_{u >= t} e^(s[a_u] - M_t) ),
 
-  a sum without subtractions (no cancellation, exact for |s| ~ 1e4): O(N + k^2) exps and O(k*N)
-  comparisons per row.
+  a sum without subtractions (no cancellation, exact for |s| ~ 1e4): O(N + k^2) exps per row; the
+  picked set is a scatter of the k picks (O(k)), not a [k, N] comparison.
 
   Args:
     scores: float[..., N] (any float dtype; computed in float32 or wider).
@@ -130,10 +301,14 @@ def log_prob(scores: Array, actions: Array, *, temperature: float = 1.0, where: 
   earlier = jnp.arange(k)[None, :] < jnp.arange(k)[:, None]  # [t, u]: u < t
   valid = valid_actions(actions, where=where)
   s_a = jnp.take_along_axis(s, a, axis=-1)  # [..., k]
-  picked = jnp.any((a[..., :, None] == jnp.arange(n)) & valid[..., :, None], axis=-2)  # [..., N]
-  rest = where & ~picked
-  m_rest, log_sum_rest = _masked_logsumexp(s, rest)  # [...]
-  any_rest = jnp.any(rest, axis=-1)
+  rest = _remove_picks(where, a, valid)  # [..., N]: valid and never picked
+  # logsumexp over rest as (m_rest, log_sum_rest), as in _masked_logsumexp; "rest is empty" is read off
+  # the max (-inf) instead of a separate pass over N (scores are finite).
+  m_rest = jnp.max(jnp.where(rest, s, -jnp.inf), axis=-1)
+  any_rest = jnp.isfinite(m_rest)
+  m_rest = jax.lax.stop_gradient(jnp.where(any_rest, m_rest, 0.0))
+  sum_rest = jnp.sum(jnp.exp(jnp.where(rest, s - m_rest[..., None], -jnp.inf)), axis=-1)
+  log_sum_rest = jnp.where(any_rest, jnp.log(jnp.where(any_rest, sum_rest, 1.0)), 0.0)
   later = valid[..., None, :] & ~earlier  # [..., t, u]: valid slot u >= t
   m_later = jnp.max(jnp.where(later, s_a[..., None, :], -jnp.inf), axis=-1)  # [..., k]
   big = jnp.maximum(jnp.where(any_rest, m_rest, -jnp.inf)[..., None], m_later)

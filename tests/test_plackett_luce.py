@@ -182,3 +182,100 @@ def test_repeated_and_missing_slots_are_invalid():
   # k > N: the slots past N do not exist.
   np.testing.assert_array_equal(pl.greedy(jnp.array([0.0, 1.0]), k=3), [1, 0, -1])
   np.testing.assert_array_equal(np.sort(pl.sample(jnp.zeros(2), key=jax.random.key(0), k=3)[:2]), [0, 1])
+
+
+def _chi_square_pvalue(samples, scores, k, temperature, where=None):
+  """p-value of the ordered-selection counts of `samples` against the exact Plackett-Luce law."""
+  n = scores.shape[-1]
+  valid_idx = np.arange(n) if where is None else np.flatnonzero(where)
+  acts = _ordered_selections(valid_idx, k)
+  w = None if where is None else jnp.broadcast_to(where, (len(acts), n))
+  probs = np.exp(np.asarray(pl.log_prob(jnp.broadcast_to(scores, (len(acts), n)), acts, temperature=temperature,
+                                        where=w).sum(-1)))
+  code = lambda a: (a[..., 0] * n + a[..., 1]) * n + a[..., 2]
+  counts = np.bincount(code(samples), minlength=n**3)[code(acts)]
+  assert counts.sum() == len(samples)  # nothing outside the valid ordered selections
+  expected = probs.astype(np.float64) * len(samples)
+  small = expected < 5
+  obs, exp = counts[~small].astype(np.float64), expected[~small]
+  if small.any():
+    obs, exp = np.append(obs, counts[small].sum()), np.append(exp, expected[small].sum())
+  return scipy.stats.chisquare(obs, exp * obs.sum() / exp.sum()).pvalue
+
+
+_sample_sequential_jit = jax.jit(pl._sample_sequential, static_argnames=("k", "block"))
+
+
+@pytest.mark.parametrize("temperature,block,masked", [(0.5, 2, False), (1.0, 1, False), (2.0, 5, False),
+                                                      (1.0, 4, True), (1.0, 3, True)])
+def test_sequential_sample_frequencies_chi_square(temperature, block, masked):
+  # The sequential two-level sampler (sample() uses it for k <= min(32, N/4)), forced on N = 6 with
+  # several block lengths (block 4 pads 6 to 8; block 1 and 5 are the degenerate cases).
+  n, k, draws = 6, 3, 40_000
+  scores = jnp.array([1.0, 0.5, 0.0, -0.5, -1.0, 0.7])
+  where = jnp.array([True, True, False, True, True, True]) if masked else jnp.ones(n, bool)
+  s, w = pl._prepare(jnp.broadcast_to(scores, (draws, n)), temperature, jnp.broadcast_to(where, (draws, n)))
+  samples = np.asarray(_sample_sequential_jit(s, w, key=jax.random.key(3), k=k, block=block))
+  assert _chi_square_pvalue(samples, scores, k, temperature, where=where if masked else None) > 1e-3
+
+
+@pytest.mark.parametrize("block", [1, 2, 5])
+def test_sequential_sample_extreme_scores(block):
+  # Score gaps far beyond float32 exp range: each pick must be the largest remaining score, which needs
+  # the per-block max shifts (a single shift would underflow every weight after the first pick).
+  s = jnp.array([[-1e4, 1e4, 0.0, 5e3, -300.0], [0.0, -200.0, -400.0, -600.0, -800.0]])
+  where = jnp.array([[True, True, True, True, False], [True] * 5])
+  a = pl._sample_sequential(s, where, key=jax.random.key(0), k=5, block=block)
+  np.testing.assert_array_equal(a, [[1, 3, 2, 0, -1], [0, 1, 2, 3, 4]])
+
+
+def test_sample_large_n_masks_short_rows_and_distinct():
+  # k <= N/4 goes through the sequential sampler: masks, -1 slots, all-masked rows,
+  # distinct picks, leading axes.
+  n, k = 300, 10
+  rng = np.random.default_rng(4)
+  s = jnp.asarray(rng.normal(size=(2, 3, n)) * 3, jnp.float32)
+  where = np.asarray(rng.random((2, 3, n)) < 0.5)
+  where[0, 1] = False
+  where[1, 2] = False
+  where[1, 2, [7, 250, n - 1]] = True  # 3 valid candidates only
+  s = jnp.where(where, s, 1e3)  # big scores on masked candidates must be ignored
+  a = np.asarray(jax.jit(lambda x, key: pl.sample(x, key=key, k=k, where=where))(s, jax.random.key(9)))
+  assert a.shape == (2, 3, k) and a.dtype == np.int32
+  np.testing.assert_array_equal(a[0, 1], -1)
+  assert set(a[1, 2, :3]) == {7, 250, n - 1} and np.all(a[1, 2, 3:] == -1)
+  for row, w in zip(a.reshape(-1, k), where.reshape(-1, n)):
+    real = row[row >= 0]
+    assert len(set(real)) == len(real) == min(k, w.sum())
+    assert np.all(w[real])
+
+
+def test_sample_large_n_first_pick_frequencies():
+  # First-pick law of the sequential sampler at N = 1000 (real block structure, 25 blocks of 40) against
+  # softmax(s / T), on 8 groups of candidates (chi-square over group frequencies).
+  n, draws, temperature = 1000, 20_000, 0.5
+  rng = np.random.default_rng(6)
+  scores = jnp.asarray(rng.normal(size=n), jnp.float32)
+  a = np.asarray(jax.jit(lambda x, key: pl.sample(x, key=key, k=2, temperature=temperature))(
+      jnp.broadcast_to(scores, (draws, n)), jax.random.key(8)))
+  assert np.all(a[:, 0] != a[:, 1])
+  p = np.asarray(jax.nn.softmax(scores / temperature), np.float64)
+  order = np.argsort(-p)
+  group = np.zeros(n, int)  # groups of consecutive candidates (by decreasing p), about 1/8 of the mass each
+  group[order] = np.minimum(((np.cumsum(p[order]) - p[order]) * 8).astype(int), 7)
+  obs = np.bincount(group[a[:, 0]], minlength=8).astype(np.float64)
+  exp = np.bincount(group, weights=p, minlength=8) * draws
+  assert scipy.stats.chisquare(obs, exp * obs.sum() / exp.sum()).pvalue > 1e-3
+
+
+def test_threefry_known_answer_and_key_types():
+  # Threefry-2x32, 20 rounds: the Random123 known-answer vector (also what jax's threefry gives).
+  y = pl._threefry2x32(jnp.uint32(0x13198A2E), jnp.uint32(0x03707344), jnp.array([0x243F6A88], jnp.uint32),
+                       jnp.array([0x85A308D3], jnp.uint32))
+  assert [int(v[0]) for v in y] == [0xC4923A9C, 0x483DF7A0]
+  bits = np.asarray(pl._random_bits(jax.random.key(0), (4, 1000)))
+  assert bits.dtype == np.uint32 and len(np.unique(bits)) > 3990  # no repeated counters
+  assert abs(np.mean(bits / 2.0**32) - 0.5) < 0.01
+  for key in (jax.random.key(0, impl="rbg"), jax.random.PRNGKey(0)):
+    assert pl._random_bits(key, (3, 5)).shape == (3, 5)
+  assert not np.array_equal(pl._random_bits(jax.random.key(1), (8,)), pl._random_bits(jax.random.key(2), (8,)))
