@@ -49,7 +49,7 @@ class Checkpointer:
                                keep_checkpoints_without_metrics=False))
     options = ocp.CheckpointManagerOptions(
         preservation_policy=pp.AnyPreservationPolicy(policies), best_fn=best_fn, best_mode=best_mode,
-        enable_async_checkpointing=async_save, create=True)
+        enable_async_checkpointing=async_save, create=True, cleanup_tmp_directories=True)
     self._mngr = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "extra"))
 
   def latest_step(self) -> int | None:
