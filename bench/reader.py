@@ -10,8 +10,10 @@
 2. Requests/s through OpenAIReader with `--concurrency` requests in flight vs one at a time, against
    a local llama-cpp-python server on the SmolLM2 GGUF (127.0.0.1), same prompts, alternating runs.
 
-  python bench/reader.py                 # ~2-4 minutes on 2 cores
-  python bench/reader.py --requests=0    # part 1 only
+  python bench/reader.py                 # 5.5-9.5 min measured on 2 cores shared with other jobs
+  python bench/reader.py --requests=0    # part 1 only (about a minute)
+With one server slot, concurrency can only overlap HTTP and queueing: expect a ratio near 1, and
+on a busy machine repeat --rounds, since other processes swing single runs by 2-20x.
 The last line prints the figures.
 """
 
