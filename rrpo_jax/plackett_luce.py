@@ -78,7 +78,7 @@ def sample(scores: Array, *, key: Array, k: int, temperature: float = 1.0, where
   """
   s, where = _prepare(scores, temperature, where)
   n = s.shape[-1]
-  if k <= min(_SEQUENTIAL_MAX_K, n // 4):
+  if 0 < k <= min(_SEQUENTIAL_MAX_K, n // 4):
     return _sample_sequential(s, where, key=key, k=k)
   if s.dtype == jnp.float32:
     # u on the grid (i + 1/2) 2^-23, i < 2^23: in (0, 1), exact in float32, so g is finite.
@@ -111,8 +111,8 @@ def _random_bits(key: Array, shape: tuple[int, ...]) -> Array:
 
   Same cipher and key as jax.random.bits for a threefry key (another key type is first turned into a
   threefry key with jax.random.bits), different counter layout, so a different but equally good
-  stream. Why not jax.random.bits: on CPU it runs the 20 rounds as a while loop of small kernels,
-  ~20 us fixed cost per call under load, 2x the time of this one fused kernel for 256k words.
+  stream. Why not jax.random.bits: on CPU it runs the 20 rounds as a while loop of small kernels.
+  Measured on the 2-core CPU (loaded), jitted: 2560 words 24 us vs 16 us here, 256k words 0.59 vs 0.30 ms.
   """
   if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) and str(jax.random.key_impl(key)) == "threefry2x32":
     kd = jax.random.key_data(key)
@@ -170,6 +170,12 @@ def _max_last(x: Array, keepdims: bool = False) -> Array:
   return jax.lax.bitcast_convert_type(m ^ ((m >> (8 * x.dtype.itemsize - 1)) & mag), x.dtype)
 
 
+def _small_max(x: Array, keepdims: bool = False) -> Array:
+  """max over the last axis: _max_last up to 2^16 elements, jnp.max above (where XLA's float
+  reduction is the faster one; measured on the 2-core CPU)."""
+  return _max_last(x, keepdims) if x.size <= 2**16 else jnp.max(x, axis=-1, keepdims=keepdims)
+
+
 def _sample_sequential(s: Array, where: Array, *, key: Array, k: int, block: int | None = None) -> Array:
   """Plackett-Luce by its definition: k times, pick j with probability exp(s_j) / sum_remaining exp(s).
 
@@ -196,7 +202,7 @@ def _sample_sequential(s: Array, where: Array, *, key: Array, k: int, block: int
   valid = valid.reshape(rows, nb, bs)
   neg = jnp.array(-jnp.inf, s.dtype)
   finite_or_zero = lambda x: jnp.where(jnp.isfinite(x), x, 0.0)
-  m_blk = jnp.max(jnp.where(valid, s, neg), axis=-1)  # [rows, nb]; -inf: nothing left in the block
+  m_blk = _small_max(jnp.where(valid, s, neg))  # [rows, nb]; -inf: nothing left in the block
   s_blk = jnp.sum(jnp.where(valid, jnp.exp(s - finite_or_zero(m_blk)[..., None]), 0.0), axis=-1)
   u = _uniform24(_random_bits(key, (2, k, rows))).astype(s.dtype)
   row_idx = jnp.arange(rows)
@@ -207,7 +213,7 @@ def _sample_sequential(s: Array, where: Array, *, key: Array, k: int, block: int
     m_top = _max_last(m_blk, keepdims=True)
     any_left = jnp.isfinite(m_top[:, 0])
     w_blk = jnp.where(jnp.isfinite(m_blk), jnp.exp(m_blk - finite_or_zero(m_top)) * s_blk, 0.0)
-    b = _inverse_cdf(w_blk, u[0, t])
+    b = _inverse_cdf(w_blk, u[0, t]) if nb > 1 else jnp.zeros((rows,), jnp.int32)
     s_in = s[row_idx, b]  # [rows, bs]
     left = valid[row_idx, b]
     for p in picks:
@@ -304,13 +310,13 @@ def log_prob(scores: Array, actions: Array, *, temperature: float = 1.0, where: 
   rest = _remove_picks(where, a, valid)  # [..., N]: valid and never picked
   # logsumexp over rest as (m_rest, log_sum_rest), as in _masked_logsumexp; "rest is empty" is read off
   # the max (-inf) instead of a separate pass over N (scores are finite).
-  m_rest = jnp.max(jnp.where(rest, s, -jnp.inf), axis=-1)
+  m_rest = _small_max(jnp.where(rest, s, -jnp.inf))
   any_rest = jnp.isfinite(m_rest)
   m_rest = jax.lax.stop_gradient(jnp.where(any_rest, m_rest, 0.0))
   sum_rest = jnp.sum(jnp.exp(jnp.where(rest, s - m_rest[..., None], -jnp.inf)), axis=-1)
   log_sum_rest = jnp.where(any_rest, jnp.log(jnp.where(any_rest, sum_rest, 1.0)), 0.0)
   later = valid[..., None, :] & ~earlier  # [..., t, u]: valid slot u >= t
-  m_later = jnp.max(jnp.where(later, s_a[..., None, :], -jnp.inf), axis=-1)  # [..., k]
+  m_later = _small_max(jnp.where(later, s_a[..., None, :], -jnp.inf))  # [..., k]
   big = jnp.maximum(jnp.where(any_rest, m_rest, -jnp.inf)[..., None], m_later)
   big = jax.lax.stop_gradient(jnp.where(jnp.isfinite(big), big, 0.0))
   rest_part = jnp.exp(log_sum_rest[..., None] + jnp.where(any_rest[..., None], m_rest[..., None] - big, -jnp.inf))
