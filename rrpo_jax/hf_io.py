@@ -163,7 +163,9 @@ def config_from_hf(hf: Mapping[str, Any], **overrides: Any) -> CrossEncoderConfi
     raise ValueError(f"position_embedding_type {hf['position_embedding_type']!r} is not supported")
   archs = hf.get("architectures") or []
   has_head = any(a.endswith("ForSequenceClassification") for a in archs)
-  num_labels = len(hf["id2label"]) if has_head and "id2label" in hf else int(hf.get("num_labels", 1)) if has_head else 1
+  num_labels = 1  # a plain encoder gets a one-logit head
+  if has_head:
+    num_labels = len(hf["id2label"]) if "id2label" in hf else int(hf.get("num_labels", 1))
   kw = dict(
       family=family, vocab_size=hf["vocab_size"], hidden_size=hf["hidden_size"],
       num_layers=hf["num_hidden_layers"], num_heads=hf["num_attention_heads"],

@@ -131,6 +131,9 @@ class Reranker:
       with open(os.path.join(path, META_FILE), encoding="utf-8") as f:
         meta = json.load(f)
     config = hf_io.config_from_hf(hf_config, dtype=dtype, remat=remat)
+    if config.num_labels != 1:
+      raise ValueError(f"{path}: a reranker needs num_labels=1 (one relevance logit), "
+                       f"this checkpoint has {config.num_labels}")
     tokenizer = AutoTokenizer.from_pretrained(path)
 
     found, report = hf_io.hf_to_flax(hf_io.read_state_dict(path), config)
