@@ -480,7 +480,11 @@ def run_rrpo(ctx: Context):
   base_key = jax.random.key(c.seed + 3)
   if last is not None:  # 1. resume from the workdir
     extra = ckpt.restore_extra(last)
-    ref_params = ckpt_lib.load_params(extra["reference"]["path"])
+    ref_path = extra["reference"]["path"]
+    if not os.path.isdir(ref_path):
+      raise ConfigError(f"cannot resume {ckpt.directory} (step {last}): its frozen reference {ref_path} is "
+                        "missing; restore it or start in a fresh --workdir")
+    ref_params = ckpt_lib.load_params(ref_path)
     host = update_lib.TrainState.create(ref_params, tx, window_capacity=r.window)
     host = jax.tree.map(np.asarray, host)
     restored, extra, start = ckpt.restore({"train": host, "rng": ckpt_lib.key_to_data(base_key)}, last)
