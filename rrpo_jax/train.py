@@ -13,12 +13,13 @@ checkpoint or HF directory (rrpo.init_from, else the sft result, else model.init
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import os
 import sys
 import time
-from typing import Any, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -697,7 +698,6 @@ def run_eval(ctx: Context, *, step: int | None = None, ref_params=None, quiet: b
 def _answer(scoring, requests):
   """Reader responses for requests through the ScoringStep's cache (deduplicated)."""
   wanted = {scoring._key(r): r for r in requests}  # pylint: disable=protected-access
-  import collections  # pylint: disable=g-import-not-at-top
   counts = collections.Counter()
   got = scoring._answer(wanted, counts)  # pylint: disable=protected-access
   scoring.eval_totals.update(counts)
