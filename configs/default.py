@@ -48,10 +48,10 @@ def get_config(arg=None):
 
   # --- supervised warm-up (listwise softmax loss on relevance labels) -----------------------
   c.sft = ml_collections.ConfigDict()
-  c.sft.steps = 24  # optimiser steps of the warm-up (0 = skip: the init is already a reranker)
+  c.sft.steps = 60  # optimiser steps of the warm-up (0 = skip: the init is already a reranker)
   c.sft.batch_size = 4  # queries per step, global (divisible by the number of devices)
-  c.sft.learning_rate = 1e-4  # peak AdamW learning rate
-  c.sft.warmup_steps = 3  # linear warm-up steps, then linear decay to 0
+  c.sft.learning_rate = 2e-4  # peak AdamW learning rate
+  c.sft.warmup_steps = 6  # linear warm-up steps, then linear decay to 0
   c.sft.weight_decay = 0.01  # AdamW weight decay
   c.sft.max_grad_norm = 1.0  # clip gradients by this global norm
   c.sft.labels = "auto"  # "auto" (the dataset's is_supporting where given, else has_answer), "has_answer", "is_supporting"
