@@ -17,8 +17,16 @@ FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
     "config", None, "Config file, optionally with an argument: configs/nq.py or configs/nq.py:paper.",
     lock_config=True)
-flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics, reader cache and results.")
-flags.mark_flags_as_required(["config", "workdir"])
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics, reader cache and results "
+                    "(default: runs/<config name>[_<variant>]).")
+flags.mark_flags_as_required(["config"])
+
+
+def default_workdir(config_arg: str) -> str:
+  """runs/nq for configs/nq.py, runs/nq_paper for configs/nq.py:paper."""
+  path, _, variant = config_arg.partition(":")
+  name = os.path.splitext(os.path.basename(path))[0]
+  return os.path.join("runs", f"{name}_{variant}" if variant else name)
 
 
 def init_distributed(dist):
@@ -50,7 +58,8 @@ def main(argv):
   init_distributed(config.distributed)
   from rrpo_jax import train  # pylint: disable=g-import-not-at-top  (after distributed init)
   try:
-    train.train_and_evaluate(config, FLAGS.workdir)
+    workdir = FLAGS.workdir or default_workdir(config_flags.get_config_filename(FLAGS["config"]))
+    train.train_and_evaluate(config, workdir)
   except train.USER_ERRORS as e:
     print(f"\nrrpo_jax: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
     sys.exit(1)

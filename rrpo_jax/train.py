@@ -161,7 +161,9 @@ def load_examples(config, split: str) -> list:
   if not path:
     from rrpo_jax.data import sample_path  # pylint: disable=g-import-not-at-top
     path, fmt = sample_path(d.sample, "train" if split == "train" else "dev", n=max(d.num_candidates, 20)), "dpr"
-  examples, report = read_examples(path, format=fmt, skip_invalid=d.skip_invalid)
+  # Training and evaluation need candidates: a question-only record is an error naming its line
+  # (or is skipped and counted under data.skip_invalid), never silently dropped.
+  examples, report = read_examples(path, format=fmt, skip_invalid=d.skip_invalid, require_candidates=True)
   if report.n_skipped:
     logging.warning("%s (data.skip_invalid)", report.summary())
     if jax.process_index() == 0:
@@ -171,7 +173,6 @@ def load_examples(config, split: str) -> list:
     examples = examples[:limit]
   for ex in examples:
     ex.candidates = list(ex.candidates[:d.num_candidates])
-  examples = [ex for ex in examples if ex.candidates]
   if not examples:
     raise DataError(path, None, None, f"no usable {split} examples")
   return examples

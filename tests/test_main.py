@@ -35,3 +35,9 @@ def test_unreachable_reader_stops_with_checkpoint_intact(tmp_path):
   assert "4" in os.listdir(sft)  # the warm-up finished and its checkpoint survives
   assert not (workdir / "checkpoints" / "rrpo").exists() or not any(
       n.isdigit() for n in os.listdir(workdir / "checkpoints" / "rrpo"))
+
+
+def test_default_workdir_names_config_and_variant():
+  from rrpo_jax.main import default_workdir  # pylint: disable=import-outside-toplevel
+  assert default_workdir("configs/nq.py") == os.path.join("runs", "nq")
+  assert default_workdir("configs/nq.py:paper") == os.path.join("runs", "nq_paper")
