@@ -16,8 +16,6 @@ Timings alternate between the two sides and report the median; the last line pri
 from __future__ import annotations
 
 import argparse
-import gzip
-import json
 import os
 import sys
 import tempfile
@@ -29,9 +27,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-ORACLE = "/work/shared/data/nq-open-oracle/nq-open-oracle.jsonl.gz"
-
 
 def median_time(fn, repeats):
   times = []
@@ -80,31 +75,15 @@ def forward_flops(cfg, length):
 
 
 def real_pairs(num_queries):
-  """(queries, passages, source) from the bundled NQ sample, else the NQ-open oracle file."""
-  try:
-    from rrpo_jax.data.sample import load_sample
-    examples = load_sample("nq", "dev", n=20, limit=num_queries)
-    qs, ps = [], []
-    for ex in examples:
-      for c in ex.candidates:
-        qs.append(ex.question)
-        ps.append((c.title, c.text))
-    return qs, ps, f"bundled NQ sample (dev, {len(examples)} queries x BM25 top-20)"
-  except Exception as e:  # the data package is someone else's and may not be there yet
-    print(f"bundled sample unavailable ({e!r}); using {ORACLE}", flush=True)
-  rows = []
-  with gzip.open(ORACLE, "rt", encoding="utf-8") as f:
-    for line in f:
-      rows.append(json.loads(line))
-      if len(rows) >= num_queries * 20:
-        break
+  """(queries, passages, source): the bundled NQ sample's dev questions with their BM25 top-20."""
+  from rrpo_jax.data.sample import load_sample
+  examples = load_sample("nq", "dev", n=20, limit=num_queries)
   qs, ps = [], []
-  for i in range(num_queries):  # the gold passage plus 19 other questions' gold passages
-    for j in range(20):
-      ctx = rows[(i + j * num_queries) % len(rows)]["ctxs"][0]
-      qs.append(rows[i]["question"])
-      ps.append((ctx["title"], ctx["text"]))
-  return qs, ps, f"NQ-open oracle ({num_queries} queries x 20 gold passages)"
+  for ex in examples:
+    for c in ex.candidates:
+      qs.append(ex.question)
+      ps.append((c.title, c.text))
+  return qs, ps, f"bundled NQ sample (dev, {len(examples)} queries x BM25 top-20)"
 
 
 def main():
