@@ -115,6 +115,38 @@ def get_config(arg=None):
   return c
 
 
+
+def paper_scale(c):
+  """The paper-scale settings shared by every dataset's ':paper' variant (BM25 top-100 candidates,
+  a trained cross-encoder init, k_train=3, Qwen2.5-7B-Instruct behind an OpenAI-compatible vLLM
+  server); each dataset config then sets its data paths and k_eval."""
+  c.data.num_candidates = 100  # N = 100 (BM25 top-100 over Wikipedia)
+  c.data.max_length = 256  # tokens per pair
+  c.data.buckets = (128, 192, 256)  # padded pair lengths
+  c.data.max_eval_queries = 0  # evaluate on the whole dev set
+  c.model.init = "models/bge-reranker-base"  # a trained cross-encoder (HF directory)
+  c.model.dtype = "bfloat16"  # bf16 compute, fp32 params and scores
+  c.model.remat = True  # recompute activations: N=100 pairs per query
+  c.sft.steps = 0  # the init is already a supervised reranker
+  c.rrpo.steps = 3000  # unpublished
+  c.rrpo.batch_size = 64  # queries per step (unpublished)
+  c.rrpo.k = 3  # k_train = 3
+  c.rrpo.learning_rate = 5e-6  # unpublished
+  c.rrpo.warmup_steps = 100  # unpublished
+  c.rrpo.window = 4096  # advantage window (unpublished)
+  c.rrpo.grad_accum = 1  # raise to fit a larger effective batch
+  c.eval.every_steps = 500  # periodic evaluation
+  c.eval.batch_size = 64  # queries per scoring batch
+  c.checkpoint.every_steps = 250  # checkpoint cadence
+  c.checkpoint.keep = 3  # latest checkpoints kept
+  c.reader.backend = "openai"  # an OpenAI-compatible server
+  c.reader.model = "Qwen/Qwen2.5-7B-Instruct"  # the paper's reader
+  c.reader.base_url = "http://127.0.0.1:8000/v1"  # launch/reader_vllm.sh
+  c.reader.max_tokens = 32  # answer budget
+  c.reader.max_passage_chars = 0  # passages in full
+  c.reader.concurrency = 64  # parallel requests
+  return c
+
 def reader_config(override=False):
   """Reader settings (rrpo_jax.reader.make_reader); override=True: every field unset ("" or -1),
   so the evaluation reader inherits each field it does not name from the training reader."""

@@ -27,30 +27,7 @@ def get_config(arg=None):
     return c
   if arg != "paper":
     raise ValueError(f"configs/hotpotqa.py: unknown variant {arg!r} (use '' or 'paper')")
+  default.paper_scale(c)
   c.data.train_path = "data/hotpotqa/train.bm25top100.jsonl"  # from rrpo_jax.data.convert + bm25
   c.data.eval_path = "data/hotpotqa/dev.bm25top100.jsonl"
-  c.data.num_candidates = 100
-  c.data.max_length = 256
-  c.data.buckets = (128, 192, 256)
-  c.data.max_eval_queries = 0
-  c.model.init = "models/bge-reranker-base"
-  c.model.dtype = "bfloat16"
-  c.model.remat = True
-  c.sft.steps = 0
-  c.rrpo.steps = 3000
-  c.rrpo.batch_size = 64
-  c.rrpo.k = 3
-  c.rrpo.learning_rate = 5e-6
-  c.rrpo.warmup_steps = 100
-  c.rrpo.window = 4096
-  c.eval.every_steps = 500
-  c.eval.batch_size = 64
-  c.checkpoint.every_steps = 250
-  c.checkpoint.keep = 3
-  c.reader.backend = "openai"
-  c.reader.model = "Qwen/Qwen2.5-7B-Instruct"
-  c.reader.base_url = "http://127.0.0.1:8000/v1"
-  c.reader.max_tokens = 32
-  c.reader.max_passage_chars = 0
-  c.reader.concurrency = 64
   return c

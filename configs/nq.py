@@ -24,32 +24,9 @@ def get_config(arg=None):
 
 
 def paper(c):
-  """Paper scale; paths point at files you prepare with rrpo_jax.data.convert / rrpo_jax.data.bm25."""
+  """Paper scale on AmbigNQ; paths point at files you prepare with rrpo_jax.data.convert / .bm25."""
+  default.paper_scale(c)
   c.data.train_path = "data/ambignq/train.bm25top100.jsonl"  # AmbigNQ train with BM25 top-100 candidates
   c.data.eval_path = "data/ambignq/dev.bm25top100.jsonl"  # AmbigNQ dev
-  c.data.num_candidates = 100  # N = 100 (BM25 top-100 over Wikipedia)
-  c.data.max_length = 256
-  c.data.buckets = (128, 192, 256)
-  c.data.max_eval_queries = 0
-  c.model.init = "models/bge-reranker-base"  # a trained cross-encoder (HF directory)
-  c.model.dtype = "bfloat16"
-  c.model.remat = True
-  c.sft.steps = 0  # the init is already a supervised reranker
-  c.rrpo.steps = 3000
-  c.rrpo.batch_size = 64
-  c.rrpo.k = 3  # k_train = 3
-  c.rrpo.learning_rate = 5e-6
-  c.rrpo.warmup_steps = 100
-  c.rrpo.window = 4096
-  c.rrpo.grad_accum = 1
   c.eval.k = 5  # k_eval = 5 on AmbigNQ
-  c.eval.every_steps = 500
-  c.eval.batch_size = 64
-  c.checkpoint.every_steps = 250
-  c.checkpoint.keep = 3
-  c.reader.backend = "openai"
-  c.reader.model = "Qwen/Qwen2.5-7B-Instruct"
-  c.reader.base_url = "http://127.0.0.1:8000/v1"  # launch/reader_vllm.sh
-  c.reader.max_tokens = 32
-  c.reader.concurrency = 64
   return c
