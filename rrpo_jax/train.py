@@ -13,7 +13,6 @@ checkpoint or HF directory (rrpo.init_from, else the sft result, else model.init
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import json
 import os
@@ -670,7 +669,7 @@ def run_eval(ctx: Context, *, step: int | None = None, ref_params=None, quiet: b
       out = []
       for lo in range(0, len(requests), 8):
         part = requests[lo:lo + 8]
-        out.extend(_answer(scoring, part))
+        out.extend(scoring.answer(part))
         answer_bar.update(len(part))
       return out
 
@@ -694,15 +693,6 @@ def run_eval(ctx: Context, *, step: int | None = None, ref_params=None, quiet: b
     results = json.loads(bytes(multihost_utils.broadcast_one_to_all(buf)).decode())
   ctx.results = results
   return results
-
-
-def _answer(scoring, requests):
-  """Reader responses for requests through the ScoringStep's cache (deduplicated)."""
-  wanted = {scoring._key(r): r for r in requests}  # pylint: disable=protected-access
-  counts = collections.Counter()
-  got = scoring._answer(wanted, counts)  # pylint: disable=protected-access
-  scoring.eval_totals.update(counts)
-  return [got[scoring._key(r)] for r in requests]  # pylint: disable=protected-access
 
 
 def run_export(ctx: Context) -> str:
