@@ -28,7 +28,7 @@ import bm25s
 import numpy as np
 import tqdm
 
-from rrpo_jax.data.errors import DataError, ReadReport
+from rrpo_jax.data.errors import DataError, ReadReport, cli_error, report_skipped
 from rrpo_jax.data.example import Example, candidate
 
 DEFAULT_K1, DEFAULT_B = 0.9, 0.4
@@ -207,7 +207,6 @@ def peak_rss_mb() -> float:
 
 
 def main(argv=None) -> int:
-  from rrpo_jax.data.convert import report_skipped
   from rrpo_jax.data.formats import FORMATS, read_examples, write_examples
   p = argparse.ArgumentParser(prog="python -m rrpo_jax.data.bm25", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -245,12 +244,8 @@ def main(argv=None) -> int:
         passages[i] = psg
     examples = attach_candidates(questions, idx, scores, passages, show_progress=True)
     n = write_examples(args.out, examples, with_candidates=True)
-  except DataError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-  except OSError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 1
+  except (DataError, OSError) as e:
+    return cli_error(e)
   creport.n_read = index.num_docs
   report_skipped(qreport)
   report_skipped(creport)

@@ -11,19 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rrpo_jax.data.errors import DataError
+from rrpo_jax.data.errors import DataError, cli_error, report_skipped
 from rrpo_jax.data.formats import FORMATS, read_examples, write_examples
-
-MAX_LISTED = 20  # skipped records listed one by one on stderr (the count is always exact)
-
-
-def report_skipped(report, stream=sys.stderr) -> None:
-  """Prints the skip count and the first MAX_LISTED reasons."""
-  for line in report.errors[:MAX_LISTED]:
-    print(f"skipped: {line}", file=stream)
-  if len(report.errors) > MAX_LISTED:
-    print(f"skipped: ... and {len(report.errors) - MAX_LISTED} more", file=stream)
-  print(report.summary(), file=stream)
 
 
 def main(argv=None) -> int:
@@ -37,12 +26,8 @@ def main(argv=None) -> int:
   try:
     examples, report = read_examples(args.input, format=args.format, skip_invalid=args.skip_invalid)
     n = write_examples(args.output, examples)
-  except DataError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-  except OSError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 1
+  except (DataError, OSError) as e:
+    return cli_error(e)
   report_skipped(report)
   print(f"wrote {n} examples to {args.output}", file=sys.stderr)
   return 0

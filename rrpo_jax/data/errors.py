@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
+
+MAX_LISTED = 20  # skipped records listed one by one on stderr (the count is always exact)
 
 
 class DataError(ValueError):
@@ -31,3 +34,18 @@ class ReadReport:
 
   def summary(self) -> str:
     return f"{self.path}: {self.n_read} examples read, {self.n_skipped} invalid records skipped"
+
+
+def report_skipped(report: ReadReport, stream=sys.stderr) -> None:
+  """Prints the skip count and the first MAX_LISTED reasons (the command lines' --skip_invalid)."""
+  for line in report.errors[:MAX_LISTED]:
+    print(f"skipped: {line}", file=stream)
+  if len(report.errors) > MAX_LISTED:
+    print(f"skipped: ... and {len(report.errors) - MAX_LISTED} more", file=stream)
+  print(report.summary(), file=stream)
+
+
+def cli_error(error: DataError | OSError) -> int:
+  """Prints a command line's one-line error (no traceback) -> its exit status: 2 bad data, 1 I/O."""
+  print(f"error: {error}", file=sys.stderr)
+  return 2 if isinstance(error, DataError) else 1
