@@ -380,7 +380,6 @@ def run_sft(ctx: Context):
     ckpt.close()
     return
   reranker = ctx.reranker
-  n = c.data.num_candidates
   tx = update_lib.make_optimizer(learning_rate=s.learning_rate, total_steps=s.steps, warmup_steps=s.warmup_steps,
                                  weight_decay=s.weight_decay, max_grad_norm=s.max_grad_norm)
   host = update_lib.TrainState.create(jax.tree.map(np.asarray, reranker.params), tx, window_capacity=1)
@@ -473,7 +472,7 @@ def run_rrpo(ctx: Context):
   last = ckpt.latest_step()
   ref_dir = os.path.join(ctx.workdir, "checkpoints", "reference")
   reranker = ctx.reranker
-  n, k = c.data.num_candidates, r.k
+  k = r.k
   tx = update_lib.make_optimizer(learning_rate=r.learning_rate, total_steps=r.steps, warmup_steps=r.warmup_steps,
                                  weight_decay=r.weight_decay, max_grad_norm=r.max_grad_norm,
                                  accumulation_steps=r.grad_accum)

@@ -1,6 +1,5 @@
 """The bundled samples: sizes, labels, BM25 candidates built on first use, cached, deterministic."""
 
-import os
 import pathlib
 
 import pytest

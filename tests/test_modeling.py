@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from rrpo_jax import hf_io
-from rrpo_jax.modeling import CrossEncoder, CrossEncoderConfig, init_params
+from rrpo_jax.modeling import CrossEncoder, init_params
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
