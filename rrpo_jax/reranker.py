@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rrpo_jax import hf_io
+from rrpo_jax import hf_io, modeling
 from rrpo_jax.modeling import CrossEncoder, CrossEncoderConfig, init_params
 from rrpo_jax.tokenization import DEFAULT_BUCKETS, Passage, PairEncoder, smallest_bucket
 
@@ -65,15 +65,11 @@ class Reranker:
 
     key=None: eval mode (no dropout); a PRNG key: training mode, dropout driven by the key.
     """
-    deterministic = key is None
-    return self.module.apply(
-        {"params": params}, inputs["input_ids"], inputs["attention_mask"],
-        inputs.get("token_type_ids"), deterministic=deterministic,
-        rngs=None if deterministic else {"dropout": key})
+    return modeling.scores(self.config, params, inputs["input_ids"], inputs["attention_mask"],
+                           inputs.get("token_type_ids"), key=key)
 
   def _eval_scores(self, params, input_ids, attention_mask, token_type_ids):
-    return self.module.apply({"params": params}, input_ids, attention_mask, token_type_ids,
-                             deterministic=True)
+    return modeling.scores(self.config, params, input_ids, attention_mask, token_type_ids)
 
   # ---------------------------------------------------------------- inference
   def score_pairs(self, queries: Sequence[str], passages: Sequence[Passage]) -> np.ndarray:

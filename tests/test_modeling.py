@@ -8,7 +8,7 @@ import pytest
 import jax
 import jax.numpy as jnp
 
-from rrpo_jax import hf_io
+from rrpo_jax import hf_io, modeling
 from rrpo_jax.modeling import CrossEncoder, init_params
 
 torch = pytest.importorskip("torch")
@@ -68,12 +68,29 @@ def test_parity_with_transformers_any_leading_axes(family):
   assert got.shape == (2, 3) and got.dtype == jnp.float32
   ref = torch_scores(model, ids, mask, types)
   np.testing.assert_allclose(got, ref, atol=1e-5, rtol=0)
-  matmul = ours(config.replace(attention="matmul"), params, ids, mask, types)  # the training path
-  np.testing.assert_allclose(matmul, ref, atol=1e-5, rtol=0)
+  dpa = ours(config.replace(attention="dot_product_attention"), params, ids, mask, types)
+  np.testing.assert_allclose(dpa, ref, atol=1e-5, rtol=0)
   # [N, L] and [A, B, N, L] give the same scores as [B, N, L].
   np.testing.assert_array_equal(ours(config, params, ids[0], mask[0], types[0]), got[0])
   got4 = ours(config, params, ids[None], mask[None], types[None])
   np.testing.assert_allclose(got4[0], got, atol=1e-6)
+
+
+@pytest.mark.parametrize("row_block", [1, 2, 4, 5, 64, 0])
+def test_blocked_eval_forward_equals_one_pass(row_block):
+  """modeling.scores pads 6 rows to a multiple of the block, maps over blocks, drops the padding."""
+  model, config, state = tiny_torch("bert")
+  params, _ = hf_io.hf_to_flax(state, config)
+  ids, mask, types = random_inputs(config, (2, 3))
+  cfg = config.replace(row_block=row_block)
+  got = jax.jit(lambda p: modeling.scores(cfg, p, ids, mask, types))(params)
+  assert got.shape == (2, 3)
+  np.testing.assert_allclose(got, ours(config.replace(row_block=0), params, ids, mask, types),
+                             atol=1e-6, rtol=0)
+  np.testing.assert_allclose(got, torch_scores(model, ids, mask, types), atol=1e-5, rtol=0)
+  no_types = jax.jit(lambda p: modeling.scores(cfg, p, ids, mask))(params)
+  np.testing.assert_allclose(no_types, ours(config, params, ids, mask, np.zeros_like(types)),
+                             atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("family", ["bert", "xlm-roberta"])
