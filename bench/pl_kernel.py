@@ -9,6 +9,8 @@ The kernel is jax.jit(sample + log_prob), timed two ways on the same scores:
            the trainer, where the kernel consumes the jitted policy forward's outputs; each timed call
            still blocks until the kernel's outputs are ready. The headline ratios use this.
   host     the numpy scores passed in directly, so each call also includes the host-to-device copy.
+Also timed: an empty jitted call (slices its input), the dispatch floor under any jitted kernel; the
+line for each shape prints it beside the time 50x the numpy loop would need.
 The NumPy references always take numpy inputs (their natural form). At both shapes sample() takes its
 sequential two-level inverse-CDF path (2k uniforms per row, one exp pass over N), log_prob one masked
 logsumexp pass over N.
@@ -94,8 +96,12 @@ def bench_kernel(b: int, n: int, k: int, repeats: int) -> dict[str, float]:
   # Sanity: the kernel's log-probs of the loop's actions equal the loop's own log-probs.
   ref_actions, ref_lp = numpy_loop(scores, k, rng)
   np.testing.assert_allclose(pl.log_prob(scores, ref_actions), ref_lp, rtol=1e-4, atol=1e-4)
-  t = {"kernel": [], "kernel_host": [], "loop": [], "rowloop": []}
+  # The floor under any jitted kernel here: dispatching a jitted call that only slices its input.
+  empty = jax.jit(lambda s: s[..., :k])
+  jax.block_until_ready(empty(scores_dev))
+  t = {"kernel": [], "kernel_host": [], "loop": [], "rowloop": [], "empty_jit": []}
   for _ in range(3):  # interleaved rounds, so load changes hit every contender alike
+    t["empty_jit"].append(timed(lambda: jax.block_until_ready(empty(scores_dev)), repeats))
     t["kernel"].append(timed(lambda: jax.block_until_ready(run(scores_dev, key)), repeats))
     t["kernel_host"].append(timed(lambda: jax.block_until_ready(run(scores, key)), repeats))
     t["loop"].append(timed(lambda: numpy_loop(scores, k, rng), repeats))
@@ -164,7 +170,8 @@ def main():
           f"kernel (host numpy inputs, incl. copy) {t['kernel_host'] * 1e3:.3f} ms | "
           f"numpy loop {t['loop'] * 1e3:.3f} ms ({loop_ratios[-1]:.1f}x device, {host_loop_ratios[-1]:.1f}x host) | "
           f"numpy per-query loop {t['rowloop'] * 1e3:.1f} ms ({row_ratios[-1]:.1f}x device, "
-          f"{host_row_ratios[-1]:.1f}x host)")
+          f"{host_row_ratios[-1]:.1f}x host) | an empty jitted call {t['empty_jit'] * 1e6:.1f} us; "
+          f"50x the numpy loop would need {t['loop'] / 50 * 1e6:.1f} us")
   share = "skipped"
   if not args.no_update:
     b, n, length = (int(x) for x in args.update_shape.split(","))
