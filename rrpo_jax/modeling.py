@@ -73,7 +73,7 @@ class CrossEncoderConfig:
   # inside row blocks, in both modes).
   attention: str = "auto"
   # eval-mode forward in `scores` runs blocks of this many sequences (lax.map); 0: one pass;
-  # None: 4 on CPU (1.5x there), one pass on GPU/TPU (blocks would serialise the accelerator).
+  # None: 2 on CPU (1.5x on 2 cores; 1, 3, 4 and 8 were 2-6% slower), one pass on GPU/TPU.
   # Training mode is not blocked (measured no faster: the backward dominates).
   row_block: int | None = None
 
@@ -199,9 +199,18 @@ class SelfAttention(nn.Module):
     qkv = qkv.reshape(m, length, 3, heads, d).transpose(2, 0, 3, 1, 4)  # [3, M, h, L, d]
     q, k, v = qkv[0], qkv[1], qkv[2]
     logits = jnp.matmul(q, k.swapaxes(-1, -2), preferred_element_type=jnp.float32)  # [M,h,L,L]
-    probs = jax.nn.softmax(logits + bias, axis=-1).astype(dt)
-    probs = Dropout(cfg.attention_dropout, self.deterministic)(probs)
-    ctx = jnp.matmul(probs, v)  # [M, h, L, d]
+    logits = logits + bias
+    if self.deterministic:
+      # softmax(z) v = (e v) / sum(e), e = exp(z - max z): the division moves from the [M, h, L, L]
+      # probabilities to the [M, h, L, d] context (d << L): 9% faster eval forward here (in
+      # training it measured 4% slower, so training keeps the plain softmax).
+      e = jnp.exp(logits - jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True)))
+      ctx = jnp.matmul(e.astype(dt), v, preferred_element_type=jnp.float32)
+      ctx = (ctx / jnp.sum(e, axis=-1, keepdims=True)).astype(dt)  # [M, h, L, d]
+    else:
+      probs = jax.nn.softmax(logits, axis=-1).astype(dt)
+      probs = Dropout(cfg.attention_dropout, self.deterministic)(probs)
+      ctx = jnp.matmul(probs, v)  # [M, h, L, d]
     ctx = ctx.transpose(0, 2, 1, 3).reshape(m, length, hidden)
     return _Dense(hidden, cfg, name="output")(ctx)
 
@@ -292,7 +301,7 @@ def scores(config: CrossEncoderConfig, params, input_ids, attention_mask, token_
 
   key=None: eval mode; rows are padded to a multiple of c = config.row_block (fully masked rows,
   dropped again) and run c at a time through lax.map, giving the same scores as one pass
-  (row_block None: 4 on CPU, one pass elsewhere).
+  (row_block None: 2 on CPU, one pass elsewhere).
   A PRNG key: training mode with dropout driven by the key, one pass.
   """
   module = CrossEncoder(config)
@@ -303,7 +312,7 @@ def scores(config: CrossEncoderConfig, params, input_ids, attention_mask, token_
   m = int(np.prod(lead, dtype=np.int64))
   c = config.row_block
   if c is None:
-    c = 4 if jax.default_backend() == "cpu" else 0
+    c = 2 if jax.default_backend() == "cpu" else 0
   if c <= 0 or m <= c:
     return module.apply({"params": params}, input_ids, attention_mask, token_type_ids,
                         deterministic=True)
