@@ -16,7 +16,7 @@ folded into W_q; the padding mask is an additive bias. Attention (config.attenti
 as heads-first [M, h, L, d] batched matmuls (dropout on the probabilities in training);
 einsum over [M, L, h, d] was 1.5x slower. `scores` (the entry point the reranker uses) runs the
 eval-mode forward over blocks of `row_block` sequences with lax.map, so a block's activations
-and [c, h, L, L] attention logits stay in cache between ops: about 1.5x the pairs/s of one [32, 256]
+and [c, h, L, L] attention logits stay in cache between ops: 1.4x the pairs/s of one [32, 256]
 pass on this 2-core CPU (jax.nn.dot_product_attention was faster unblocked, slower blocked).
 Compute dtype is configurable (bf16 with float32 params); the head and the scores are float32.
 """
