@@ -37,18 +37,6 @@ class ScoreResult:
   answers: list[list[str]] = dataclasses.field(default_factory=list)
 
 
-@dataclasses.dataclass(frozen=True)
-class EvalResult:
-  """Per-query EM / F1 / hit / R float32[B] of the full top-k prompt, the answers and accounting."""
-
-  em: np.ndarray
-  f1: np.ndarray
-  hit: np.ndarray
-  reward: np.ndarray
-  answers: list[str]
-  stats: dict[str, float]
-
-
 def _derived(counts: collections.Counter) -> dict[str, float]:
   stats = {name: float(counts.get(name, 0)) for name in _COUNTERS}
   looked_up = stats["cache_hits"] + stats["cache_misses"]
@@ -82,12 +70,12 @@ class ScoringStep:
     self.reader, self.cache = reader, cache
     self.lambda_f, self.lambda_h = lambda_f, lambda_h
     self.totals: collections.Counter = collections.Counter()  # score() calls
-    self.eval_totals: collections.Counter = collections.Counter()  # evaluate() calls
+    self.eval_totals: collections.Counter = collections.Counter()  # answer() calls (evaluation)
     self._values: dict[Any, np.ndarray] = {}  # (qid, question, ref pids, k) -> float32[4, k] (R, em, f1, hit)
     self._prefix = (reader.identity, reader.template.hash)
 
   def run_stats(self, *, evaluation: bool = False) -> dict[str, float]:
-    """Accounting since construction (of score(), or of evaluate()): calls, tokens, hit rate, seconds."""
+    """Accounting since construction (of score(), or of answer()): calls, tokens, hit rate, seconds."""
     return _derived(self.eval_totals if evaluation else self.totals)
 
   def _request(self, ex, picks: Sequence[int]) -> Request:
@@ -184,30 +172,3 @@ class ScoringStep:
     got = self._answer(dict(zip(keys, requests)), counts)
     self.eval_totals.update(counts)
     return [got[k] for k in keys]
-
-  def evaluate(self, examples: Sequence[Any], orderings, *, k: int | None = None) -> EvalResult:
-    """Reader EM / F1 / hit per query from the full top-k prompt of each ordering int[B, >= k]."""
-    orderings = np.asarray(orderings)
-    k = orderings.shape[1] if k is None else k
-    counts = collections.Counter()
-    wanted, keys = {}, {}
-    for i, ex in enumerate(examples):
-      if ex is None:
-        continue
-      counts["queries"] += 1
-      picks = _valid_prefix(orderings[i, :k], len(ex.candidates), f"orderings[{i}] (qid {ex.qid})")
-      if picks:
-        counts["prefixes"] += 1
-        req = self._request(ex, picks)
-        keys[i] = key = self._key(req)
-        wanted.setdefault(key, req)
-    got = self._answer(wanted, counts)
-    scores = np.zeros((4, len(examples)), np.float32)
-    answers = [""] * len(examples)
-    for i, ex in enumerate(examples):
-      if ex is not None:
-        answers[i] = got[keys[i]].text if i in keys else ""
-        scores[:, i] = self._reward(ex, answers[i])
-    self.eval_totals.update(counts)
-    return EvalResult(em=scores[1], f1=scores[2], hit=scores[3], reward=scores[0], answers=answers,
-                      stats=_derived(counts))

@@ -46,11 +46,14 @@ def test_same_request_twice_costs_one_reader_call(tmp_path):
   step = scoring.ScoringStep(reader, ResponseCache(str(tmp_path / "c.sqlite")))
   ex = [make_example("a"), make_example("a")]  # the same query twice in one batch
   order = np.array([[2, 0], [2, 0]])
-  first = step.evaluate(ex, order)
-  second = step.evaluate(ex, order)
-  assert len(reader.log) == 1
-  assert first.answers == second.answers == ["city0", "city0"]
-  assert second.stats["cache_hits"] == 1 and second.stats["reader_calls"] == 0
+  first = step.score(ex, order, order)  # policy == reference: 2 distinct prefixes in all
+  assert len(reader.log) == 2 and first.stats["prefixes"] == 8 and first.stats["reader_calls"] == 2
+  fresh = scoring.ScoringStep(reader, ResponseCache(str(tmp_path / "c.sqlite")))  # no value memo
+  second = fresh.score(ex, order, order)
+  assert len(reader.log) == 2
+  assert second.stats["cache_hits"] == 2 and second.stats["reader_calls"] == 0
+  assert first.answers == second.answers == [["Paris", "city0"]] * 2
+  np.testing.assert_array_equal(first.rewards, second.rewards)
 
 
 _WRITER = textwrap.dedent("""

@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from rrpo_jax import scoring
+from rrpo_jax import evaluation, scoring
 from rrpo_jax.reader import Reader, ReaderUnavailableError, Response, ResponseCache, postprocess
 from rrpo_jax.reader.prompts import PromptTemplate
 
@@ -15,6 +15,7 @@ class Cand:
   pid: str
   title: str
   text: str
+  has_answer: bool = False
 
 
 @dataclasses.dataclass
@@ -160,18 +161,19 @@ def test_unavailable_reader_propagates_and_caches_nothing(tmp_path):
   assert len(cache) == 0
 
 
-def test_evaluate_full_prompt_only():
+def test_evaluation_asks_the_full_top_k_prompt_only():
+  """The trainer's evaluation path: evaluation.evaluate answering through ScoringStep.answer."""
   reader = LastTitleReader()
   step = scoring.ScoringStep(reader)
-  ex = [make_example("a"), make_example("b"), None]
-  order = np.array([[0, 2, 1, 3], [2, 0, 1, 3], [0, 0, 0, 0]])
-  res = step.evaluate(ex, order, k=2)
-  # Only the 2-passage prompts are sent; the answer is the last (2nd) title.
-  assert [len(r.passages) for r in reader.log] == [2, 2]
-  np.testing.assert_array_equal(res.em, [1, 0, 0])
-  np.testing.assert_array_equal(res.f1, [1, 0, 0])
-  assert res.answers == ["Paris", "city0", ""]
-  assert step.run_stats(evaluation=True)["reader_calls"] == 2 and step.run_stats()["reader_calls"] == 0
+  ex = [make_example("a"), make_example("b")]
+  orders = {"policy": [[0, 2, 1, 3], [2, 0, 1, 3]], "reference": [[0, 1, 2, 3], [2, 0, 1, 3]]}
+  res = evaluation.evaluate(ex, orders, answer_fn=step.answer, k=2)
+  # Only 2-passage prompts are sent, identical ones once; the answer is the last (2nd) title.
+  assert [len(r.passages) for r in reader.log] == [2, 2, 2]
+  rows = res["per_query"]["policy"]
+  assert [r["answer"] for r in rows] == ["Paris", "city0"] and [r["em"] for r in rows] == [1.0, 0.0]
+  assert res["systems"]["policy"]["em"] == 50.0 and res["systems"]["reference"]["em"] == 0.0
+  assert step.run_stats(evaluation=True)["reader_calls"] == 3 and step.run_stats()["reader_calls"] == 0
 
 
 def test_answer_arbitrary_requests_deduplicated():
