@@ -73,7 +73,7 @@ class CrossEncoderConfig:
   # inside row blocks, in both modes).
   attention: str = "auto"
   # eval-mode forward in `scores` runs blocks of this many sequences (lax.map); 0: one pass;
-  # None: 2 on CPU (1.5x on 2 cores; 1, 3, 4 and 8 were 2-6% slower), one pass on GPU/TPU.
+  # None: 2 on CPU (1.2-1.5x on 2 cores; 1, 3, 4 and 8 were 2-6% slower), one pass on GPU/TPU.
   # Training mode is not blocked (measured no faster: the backward dominates).
   row_block: int | None = None
 
