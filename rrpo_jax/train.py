@@ -23,7 +23,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import rax
 from absl import logging
 
 from rrpo_jax import checkpoint as ckpt_lib
@@ -394,29 +393,7 @@ def run_sft(ctx: Context):
     ctx.writer.truncate("sft", start)
     logging.info("sft: resumed from step %d", start)
   state = dp.replicate(host)
-  apply_fn, axis = reranker.apply, update_lib.AXIS
-
-  def per_device(state, inputs, where, labels, qmask, key_data):
-    key = jax.random.fold_in(jax.random.fold_in(jax.random.wrap_key_data(key_data), state.step),
-                             jax.lax.axis_index(axis))
-    usable = qmask & jnp.any((labels > 0) & where, axis=-1)
-    count = jnp.maximum(jax.lax.psum(jnp.sum(usable), axis), 1).astype(jnp.float32)
-
-    def loss_fn(params):
-      scores = apply_fn(params, inputs, key=key)
-      per_query = rax.softmax_loss(scores, labels, where=where, reduce_fn=None)
-      return jnp.sum(jnp.where(usable, per_query, 0.0)) / count
-
-    loss, grads = jax.value_and_grad(loss_fn)(state.params)
-    grads = jax.lax.psum(grads, axis)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = jax.tree.map(lambda p, u: p + u, state.params, updates)
-    metrics = {"loss": jax.lax.psum(loss, axis), "grad_norm": _global_norm(grads),
-               "param_norm": _global_norm(params), "queries": count}
-    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
-
-  step_fn = dp.map(per_device, in_specs=(update_lib.REPLICATED,) + (update_lib.SHARDED,) * 4 + (update_lib.BROADCAST,),
-                   out_specs=(update_lib.REPLICATED, update_lib.REPLICATED), donate_argnums=(0,))
+  step_fn = update_lib.make_sft_step(reranker.apply, tx, dp)
   key_data = np.asarray(jax.random.key_data(base_key))
   bar = _progress(s.steps, "sft", initial=start, enabled=c.progress)
   batches = iter(loader)
@@ -425,9 +402,7 @@ def run_sft(ctx: Context):
       t0 = time.perf_counter()
       b = next(batches)
       batch = dp.shard((model_inputs(b), b["where"], labels_for(b, s.labels), b["query_mask"]))
-      state, m = step_fn(state, *batch, key_data)
-      if dp.kind == "pmap":
-        m = jax.tree.map(lambda x: x[0], m)
+      state, m = step_fn(state, *batch, base_key)
       m = {k: float(v) for k, v in jax.device_get(m).items()}
       metrics_lib.check_finite("sft", step, m)
       m["step_seconds"] = time.perf_counter() - t0
@@ -442,10 +417,6 @@ def run_sft(ctx: Context):
     bar.close()
     ckpt.close()
   ctx._reranker.params = _host_state(dp, state).params  # the warmed-up model for the next phases
-
-
-def _global_norm(tree):
-  return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree.leaves(tree)))
 
 
 # ----------------------------------------------------------------------------- rrpo

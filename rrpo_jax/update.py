@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import rax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from rrpo_jax import objective
@@ -271,3 +272,46 @@ def make_update_step(apply_fn: Callable, tx: optax.GradientTransformation, dp: D
     return state, metrics
 
   return update
+
+
+def make_sft_step(apply_fn: Callable, tx: optax.GradientTransformation, dp: DataParallel) -> Callable:
+  """The jitted data-parallel supervised warm-up step: step(state, inputs, where, labels, query_mask,
+  key) -> (state, metrics).
+
+  loss = sum over usable queries of rax.softmax_loss(scores, labels, where) / (global count of
+  usable queries), usable = a real query with >= 1 valid positive label; scores =
+  apply_fn(params, inputs, key=k_d) with dropout key k_d = fold_in(fold_in(key, step), device index)
+  as in make_update_step; grads psum-ed; optax update. state: dp.replicate(TrainState) (donated);
+  inputs [B, N, L], where / labels [B, N], query_mask [B]: dp.shard-ed. Metrics: loss, grad_norm
+  (before clipping), param_norm (after the update), queries.
+  """
+
+  def per_device(state: TrainState, inputs, where, labels, query_mask, key_data: Array):
+    key = jax.random.fold_in(jax.random.wrap_key_data(key_data), state.step)
+    key = jax.random.fold_in(key, jax.lax.axis_index(AXIS))
+    usable = query_mask & jnp.any((labels > 0) & where, axis=-1)
+    count = jnp.maximum(jax.lax.psum(jnp.sum(usable), AXIS), 1).astype(jnp.float32)
+
+    def loss_fn(params):
+      scores = apply_fn(params, inputs, key=key)
+      per_query = rax.softmax_loss(scores, labels, where=where, reduce_fn=None)
+      return jnp.sum(jnp.where(usable, per_query, 0.0)) / count
+
+    loss, grads = jax.value_and_grad(loss_fn)(state.params)
+    grads = jax.lax.psum(grads, AXIS)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {"loss": jax.lax.psum(loss, AXIS), "grad_norm": optax.global_norm(grads),
+               "param_norm": optax.global_norm(params), "queries": count}
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+  mapped = dp.map(per_device, in_specs=(REPLICATED,) + (SHARDED,) * 4 + (BROADCAST,),
+                  out_specs=(REPLICATED, REPLICATED), donate_argnums=(0,))
+
+  def step(state: TrainState, inputs, where, labels, query_mask, key: Array):
+    state, metrics = mapped(state, inputs, where, labels, query_mask, np.asarray(jax.random.key_data(key)))
+    if dp.kind == "pmap":
+      metrics = jax.tree.map(lambda x: x[0], metrics)
+    return state, metrics
+
+  return step

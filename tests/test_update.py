@@ -173,3 +173,31 @@ def test_shard_rejects_indivisible_batch():
     dp.shard({"x": np.zeros((12, 2))})
   with pytest.raises(ValueError):
     U.make_update_step(linear_scorer, optax.sgd(1.0), dp, advantage="nope")
+
+
+def test_sft_step_same_on_1_and_8_devices_and_the_global_listwise_loss():
+  batch, params = make_batch()
+  labels = (np.random.default_rng(1).random((B, N)) > 0.6).astype(np.float32)
+  labels[4] = 0.0  # no positive: not usable, contributes nothing
+  tx = U.make_optimizer(learning_rate=0.05, total_steps=10, warmup_steps=0)
+  start = {"w": params["w"] + 0.3}
+  out = {}
+  for kind, n_dev in (("shard_map", 1), ("shard_map", 8), ("pmap", 8)):
+    dp = U.DataParallel(kind, jax.devices()[:n_dev])
+    state = dp.replicate(U.TrainState.create(start, tx, window_capacity=1))
+    step = U.make_sft_step(linear_scorer, tx, dp)
+    args = dp.shard((batch.inputs, batch.where, labels, batch.query_mask))
+    state, m = step(state, *args, jax.random.key(0))
+    out[kind, n_dev] = (np.asarray(dp.unreplicate(state).params["w"]), jax.tree.map(float, m))
+  w1, m1 = out["shard_map", 1]
+  for w, m in out.values():
+    np.testing.assert_allclose(w, w1, atol=1e-6)
+    for name in m1:
+      assert m[name] == pytest.approx(m1[name], rel=1e-5, abs=1e-6), name
+  # The loss is the mean listwise softmax loss over usable queries (real, with a valid positive).
+  usable = batch.query_mask & np.any((labels > 0) & batch.where, axis=-1)
+  scores = linear_scorer(start, batch.inputs, key=None)
+  import rax  # pylint: disable=import-outside-toplevel
+  per_query = np.asarray(rax.softmax_loss(scores, labels, where=batch.where, reduce_fn=None))
+  assert m1["queries"] == usable.sum() and m1["loss"] == pytest.approx(per_query[usable].mean(), rel=1e-5)
+  assert np.abs(w1 - np.asarray(start["w"])).max() > 1e-3
