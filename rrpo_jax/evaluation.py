@@ -20,8 +20,8 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import rax
 
-from rrpo_jax import rewards
-from rrpo_jax.reader import Passage, Request, Response
+from rrpo_jax import rewards, scoring
+from rrpo_jax.reader import Request, Response
 
 METRICS = ("em", "f1", "hit", "recall", "answer_recall", "ndcg", "mrr")
 
@@ -32,12 +32,6 @@ def order_scores(order: Sequence[int], n: int) -> np.ndarray:
   for rank, i in enumerate(order):
     s[i] = n - rank
   return s
-
-
-def request_for(example, order: Sequence[int], k: int) -> Request:
-  """The reader request with the first k candidates of `order`."""
-  passages = tuple(Passage(c.pid, c.title, c.text) for c in (example.candidates[i] for i in order[:k]))
-  return Request(example.qid, example.question, passages)
 
 
 def ir_metrics(scores: np.ndarray, labels: np.ndarray, where: np.ndarray, *, k: int) -> dict[str, float]:
@@ -90,7 +84,8 @@ def evaluate(examples, orders: Mapping[str, Sequence[Sequence[int]]], *,
     where[q, :len(ex.candidates)] = True
     labels[q, :len(ex.candidates)] = [bool(c.has_answer) for c in ex.candidates]
   systems, per_query = {}, {}
-  requests = {name: [request_for(ex, order, k) for ex, order in zip(examples, orders[name])] for name in orders}
+  requests = {name: [scoring.request(ex, order[:k]) for ex, order in zip(examples, orders[name])]
+              for name in orders}
   flat = [r for name in orders for r in requests[name]]
   answers = answer_fn(flat)
   pos = 0

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rrpo_jax import hf_io, modeling
-from rrpo_jax.modeling import CrossEncoder, CrossEncoderConfig, init_params
+from rrpo_jax.modeling import CrossEncoderConfig, init_params
 from rrpo_jax.tokenization import DEFAULT_BUCKETS, Passage, PairEncoder, smallest_bucket
 
 logger = logging.getLogger(__name__)
@@ -40,14 +40,13 @@ def _merge(base: dict, new: Mapping) -> dict:
 
 
 class Reranker:
-  """A cross-encoder reranker: config, params, module (CrossEncoder) and encoder (PairEncoder)."""
+  """A cross-encoder reranker: config, params and encoder (PairEncoder); scores via modeling.scores."""
 
   def __init__(self, config: CrossEncoderConfig, params: Any, tokenizer, *, max_length: int = 256,
                buckets: Sequence[int] = DEFAULT_BUCKETS, batch_size: int = 32,
                score_step: int = 32, base_model: str | None = None):
     self.config = config
     self.params = params
-    self.module = CrossEncoder(config)
     self.encoder = PairEncoder(tokenizer, max_length=max_length, buckets=buckets)
     self.batch_size = int(batch_size)
     self.score_buckets = tuple(range(score_step, max_length, score_step)) + (max_length,)

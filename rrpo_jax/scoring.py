@@ -58,6 +58,12 @@ def _valid_prefix(row: np.ndarray, n: int, where: str) -> list[int]:
   return picks
 
 
+def request(example, picks: Sequence[int]) -> Request:
+  """The reader request for `example` with its candidates `picks`, in that order."""
+  passages = tuple(Passage(str(c.pid), c.title or "", c.text) for c in (example.candidates[i] for i in picks))
+  return Request(str(example.qid), example.question, passages)
+
+
 class ScoringStep:
   """Turns reference top-k and policy actions into rewards and values with a reader and a cache.
 
@@ -79,8 +85,7 @@ class ScoringStep:
     return _derived(self.eval_totals if evaluation else self.totals)
 
   def _request(self, ex, picks: Sequence[int]) -> Request:
-    passages = tuple(Passage(str(c.pid), c.title or "", c.text) for c in (ex.candidates[i] for i in picks))
-    return Request(str(ex.qid), ex.question, passages)
+    return request(ex, picks)
 
   def _key(self, request: Request) -> str:
     return cache_key(*self._prefix, request)

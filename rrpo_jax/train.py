@@ -28,6 +28,7 @@ from absl import logging
 from rrpo_jax import checkpoint as ckpt_lib
 from rrpo_jax import evaluation
 from rrpo_jax import metrics as metrics_lib
+from rrpo_jax import objective
 from rrpo_jax import plackett_luce
 from rrpo_jax import update as update_lib
 from rrpo_jax.data.errors import DataError
@@ -59,6 +60,11 @@ def parse_modes(mode: str) -> tuple[str, ...]:
 def _check(ok: bool, field: str, message: str):
   if not ok:
     raise ConfigError(f"config.{field}: {message}")
+
+
+def _one_of(names) -> str:
+  """("a", "b", "c") -> "a, b or c"."""
+  return " or ".join(filter(None, (", ".join(names[:-1]), names[-1])))
 
 
 def _path_like(value: str) -> bool:
@@ -106,17 +112,18 @@ def validate(config, *, num_devices: int = 1) -> tuple[str, ...]:
     _check(r.batch_size % num_devices == 0, "rrpo.batch_size",
            f"{r.batch_size} is not divisible by the {num_devices} devices")
   _check(r.selection in ("greedy", "sample"), "rrpo.selection", f"must be greedy or sample, got {r.selection!r}")
-  _check(r.advantage in ("gae", "ref_diff_return", "ref_diff"), "rrpo.advantage",
-         f"must be gae, ref_diff_return or ref_diff, got {r.advantage!r}")
-  _check(r.kl_estimator in ("log_ratio", "k3"), "rrpo.kl_estimator", f"must be log_ratio or k3, got {r.kl_estimator!r}")
-  _check(r.loss in ("clipped", "reinforce"), "rrpo.loss", f"must be clipped or reinforce, got {r.loss!r}")
+  _check(r.advantage in objective.ADVANTAGE_KINDS, "rrpo.advantage",
+         f"must be {_one_of(objective.ADVANTAGE_KINDS)}, got {r.advantage!r}")
+  _check(r.kl_estimator in objective.KL_KINDS, "rrpo.kl_estimator",
+         f"must be {_one_of(objective.KL_KINDS)}, got {r.kl_estimator!r}")
+  _check(r.loss in objective.ESTIMATORS, "rrpo.loss", f"must be {_one_of(objective.ESTIMATORS)}, got {r.loss!r}")
   _check(r.temperature > 0, "rrpo.temperature", f"must be > 0, got {r.temperature}")
   _check(r.clip_eps > 0, "rrpo.clip_eps", f"must be > 0, got {r.clip_eps}")
   _check(r.window >= 1, "rrpo.window", f"must be >= 1, got {r.window}")
   _check(r.grad_accum >= 1, "rrpo.grad_accum", f"must be >= 1, got {r.grad_accum}")
   _check(e.batch_size % num_devices == 0, "eval.batch_size",
          f"{e.batch_size} is not divisible by the {num_devices} devices")
-  systems = [x.strip() for x in e.systems.split(",") if x.strip()]
+  systems = eval_systems(e)
   _check(bool(systems) and all(x in SYSTEMS for x in systems), "eval.systems",
          f"comma list of {SYSTEMS}, got {e.systems!r}")
   if e.best_metric:
@@ -137,6 +144,11 @@ def validate(config, *, num_devices: int = 1) -> tuple[str, ...]:
       _check(os.path.isfile(str(rc["model"])), f"{prefix}.model", f"GGUF file not found: {rc['model']}")
     _check(int(rc["max_tokens"]) >= 1, f"{prefix}.max_tokens", "must be >= 1")
   return modes
+
+
+def eval_systems(eval_config) -> list[str]:
+  """The names in eval.systems ("retriever,reference,policy")."""
+  return [x.strip() for x in eval_config.systems.split(",") if x.strip()]
 
 
 def resolve_reader(base, override=None) -> dict:
@@ -306,7 +318,7 @@ class Context:
 
   def scoring(self, which: str = "train"):
     """A ScoringStep for the training reader or the (possibly different) evaluation reader."""
-    from rrpo_jax.reader import ResponseCache, make_reader  # pylint: disable=g-import-not-at-top
+    from rrpo_jax.reader import make_cache, make_reader  # pylint: disable=g-import-not-at-top
     from rrpo_jax.scoring import ScoringStep  # pylint: disable=g-import-not-at-top
     c = self.config
     rc = resolve_reader(c.reader, c.eval.reader if which == "eval" else None)
@@ -318,7 +330,7 @@ class Context:
         reader = make_reader(rc)
       except ValueError as e:
         raise ConfigError(f"config.{'eval.reader' if which == 'eval' else 'reader'}: {e}") from e
-      cache = ResponseCache(rc.get("cache_path") or os.path.join(self.workdir, "reader_cache.sqlite"))
+      cache = make_cache(rc, self.workdir)
       self._reader[key] = ScoringStep(reader, cache, lambda_f=c.reward.lambda_f, lambda_h=c.reward.lambda_h)
     return self._reader[key]
 
@@ -332,13 +344,9 @@ class Context:
 def _scorer(ctx: Context, *, train_mode: bool):
   """dp-mapped scores: (params_repl, inputs_sharded, key_data, step) -> float32[B, N] sharded."""
   apply_fn = ctx.reranker.apply
-  axis = update_lib.AXIS
 
   def per_device(params, inputs, key_data, step):
-    key = None
-    if train_mode:  # the same dropout key derivation as update.make_update_step
-      key = jax.random.fold_in(jax.random.wrap_key_data(key_data), step)
-      key = jax.random.fold_in(key, jax.lax.axis_index(axis))
+    key = update_lib.device_key(key_data, step) if train_mode else None
     return apply_fn(params, inputs, key=key)
 
   return ctx.dp.map(per_device, in_specs=(update_lib.REPLICATED, update_lib.SHARDED, update_lib.BROADCAST,
@@ -441,7 +449,7 @@ def run_rrpo(ctx: Context):
   r = c.rrpo
   ckpt = ctx.checkpointer("rrpo")
   last = ckpt.latest_step()
-  ref_dir = os.path.join(ctx.workdir, "checkpoints", "reference")
+  ref_dir = ctx.ckpt_dir("reference")
   reranker = ctx.reranker
   k = r.k
   tx = update_lib.make_optimizer(learning_rate=r.learning_rate, total_steps=r.steps, warmup_steps=r.warmup_steps,
@@ -588,7 +596,7 @@ def _policy_params(ctx: Context, *, which: str = "latest"):
 
 
 def _reference_params(ctx: Context):
-  ref_dir = os.path.join(ctx.workdir, "checkpoints", "reference")
+  ref_dir = ctx.ckpt_dir("reference")
   if os.path.isdir(ref_dir):
     return ckpt_lib.load_params(ref_dir)
   return _initial_params(ctx)[0]
@@ -598,7 +606,7 @@ def run_eval(ctx: Context, *, step: int | None = None, ref_params=None, quiet: b
   """Evaluates retriever / reference / policy orders on the eval split; writes results and runs."""
   c, dp = ctx.config, ctx.dp
   e = c.eval
-  systems = [x.strip() for x in e.systems.split(",") if x.strip()]
+  systems = eval_systems(e)
   examples = ctx.examples("eval")
   n = c.data.num_candidates
   if step is None:

@@ -192,6 +192,16 @@ def _global_mean_std(x: Array, where: Array, n: Array) -> tuple[Array, Array]:
   return mean, jnp.sqrt(var)
 
 
+def device_key(key_data: Array, step: Array) -> Array:
+  """The per-device dropout key of a step, inside dp.map: fold_in(fold_in(key, step), device index).
+
+  One derivation for the update steps and the trainer's training-mode scoring, so the policy that
+  selects the actions and the policy that is differentiated draw the same dropout masks.
+  """
+  key = jax.random.fold_in(jax.random.wrap_key_data(key_data), step)
+  return jax.random.fold_in(key, jax.lax.axis_index(AXIS))
+
+
 def make_update_step(apply_fn: Callable, tx: optax.GradientTransformation, dp: DataParallel, *,
                      advantage: str = "gae", gamma: float = 1.0, lam: float = 1.0, eps: float = 0.2,
                      beta: float = 0.0, kl: str = "log_ratio", estimator: str = "clipped",
@@ -216,8 +226,7 @@ def make_update_step(apply_fn: Callable, tx: optax.GradientTransformation, dp: D
     raise ValueError(f"estimator {estimator!r} not in {objective.ESTIMATORS}")
 
   def per_device(state: TrainState, batch: RolloutBatch, key_data: Array):
-    key = jax.random.fold_in(jax.random.wrap_key_data(key_data), state.step)
-    key = jax.random.fold_in(key, jax.lax.axis_index(AXIS))
+    key = device_key(key_data, state.step)
     actions = batch.actions
     valid = plackett_luce.valid_actions(actions, where=batch.where) & batch.query_mask[:, None]
     adv_raw = objective.advantages(batch.rewards, batch.values, kind=advantage, gamma=gamma, lam=lam, where=valid)
@@ -287,8 +296,7 @@ def make_sft_step(apply_fn: Callable, tx: optax.GradientTransformation, dp: Data
   """
 
   def per_device(state: TrainState, inputs, where, labels, query_mask, key_data: Array):
-    key = jax.random.fold_in(jax.random.wrap_key_data(key_data), state.step)
-    key = jax.random.fold_in(key, jax.lax.axis_index(AXIS))
+    key = device_key(key_data, state.step)
     usable = query_mask & jnp.any((labels > 0) & where, axis=-1)
     count = jnp.maximum(jax.lax.psum(jnp.sum(usable), AXIS), 1).astype(jnp.float32)
 
