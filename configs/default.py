@@ -115,7 +115,6 @@ def get_config(arg=None):
   return c
 
 
-
 def paper_scale(c):
   """The paper-scale settings shared by every dataset's ':paper' variant (BM25 top-100 candidates,
   a trained cross-encoder init, k_train=3, Qwen2.5-7B-Instruct behind an OpenAI-compatible vLLM
@@ -146,6 +145,7 @@ def paper_scale(c):
   c.reader.max_passage_chars = 0  # passages in full
   c.reader.concurrency = 64  # parallel requests
   return c
+
 
 def reader_config(override=False):
   """Reader settings (rrpo_jax.reader.make_reader); override=True: every field unset ("" or -1),
