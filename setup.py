@@ -28,6 +28,7 @@ INSTALL_REQUIRES = [
     "tensorboardX>=2.6",  # TensorBoard event files without TensorFlow
     "matplotlib>=3.8",
     "tqdm>=4.66",
+    "scipy>=1.11",  # paired t-test p-values of the evaluation (stats.py)
 ]
 
 EXTRAS_REQUIRE = {

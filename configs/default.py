@@ -30,7 +30,9 @@ def get_config(arg=None):
   c.data.max_length = 128  # tokens per (query, passage) pair; the passage is truncated
   c.data.buckets = (96, 128)  # padded pair lengths (bounded number of jit shapes); max must be max_length
   c.data.max_train_queries = 0  # use only the first this many training queries (0 = all)
-  c.data.max_eval_queries = 30  # evaluate on the first this many queries (0 = all)
+  c.data.max_eval_queries = 30  # evaluate on the first this many queries of data.eval_split (0 = all)
+  c.data.val_size = 0  # hold out the last this many training examples as the validation split "val" (0 = none)
+  c.data.eval_split = "dev"  # report split: a sample split ("dev", "test", "dev+test"), "val", or "eval" (= eval_path)
 
   # --- model --------------------------------------------------------------------------------
   c.model = ml_collections.ConfigDict()
@@ -68,6 +70,8 @@ def get_config(arg=None):
   c.rrpo.gamma = 1.0  # discount (unpublished)
   c.rrpo.lam = 0.95  # GAE lambda (unpublished)
   c.rrpo.window = 256  # sliding-window size (per-step advantages) for standardisation
+  c.rrpo.standardize = "mean_std"  # window standardisation: "mean_std" (paper), "std" (scale only: zero stays zero), "none"
+  c.rrpo.ref_mode = "eval"  # log pi_ref of the ratio: "eval" (the reference as it selects) or "same_dropout" (the policy's dropout masks)
   c.rrpo.clip_eps = 0.2  # ratio clip epsilon
   c.rrpo.beta = 0.01  # KL(pi || pi_ref) coefficient (unpublished)
   c.rrpo.kl_estimator = "k3"  # "log_ratio" or "k3"
@@ -91,9 +95,14 @@ def get_config(arg=None):
   c.eval.k = 3  # k_eval: top-k passages given to the reader and cut-off of Recall/nDCG
   c.eval.systems = "retriever,reference,policy"  # orders the reader is evaluated with
   c.eval.every_steps = 0  # also evaluate during RRPO every this many steps (0 = only at the end)
+  c.eval.select_split = ""  # split of the periodic evaluations that pick the best checkpoint ("" = data.eval_split; "val" = honest)
+  c.eval.checkpoint = "latest"  # policy the eval mode scores: "latest" or "best" (by eval.best_metric on eval.select_split)
+  c.eval.name = ""  # names a second evaluation of a run (e.g. "transfer"): eval/<name>/, results_<name>.json
   c.eval.best_metric = "policy_f1"  # metric that picks the best checkpoint ("<system>_<em|f1|recall|ndcg|mrr>")
   c.eval.batch_size = 8  # queries per scoring batch
   c.eval.reader = reader_config(override=True)  # transfer evaluation: a different reader ("" fields = training reader's)
+  c.eval.oracle = False  # add the row "oracle@1": the reader's best score over single candidates (N calls a question)
+  c.eval.resamples = 10_000  # paired-bootstrap resamples for the intervals of system differences
   c.eval.write_runs = True  # write DPR JSONL and TREC run files of the policy's ranking
 
   # --- checkpoints and export ---------------------------------------------------------------

@@ -7,6 +7,8 @@ reranker), "policy" (the current reranker). For each, over the evaluation querie
   recall     Recall@k over has_answer labels (rax.recall_metric, x100);
   answer_recall  share of queries with a has_answer passage in the top-k (DPR "top-k accuracy", x100);
   ndcg, mrr  nDCG@k and MRR over has_answer (rax, x100).
+Paired comparisons (policy - reference, policy - retriever, reference - retriever) of EM and F1 over
+the same questions come with a 95% paired-bootstrap interval and a paired t-test (stats.py).
 Outputs: results JSON, the policy's ranking as DPR JSONL and TREC run files, a printed table.
 """
 
@@ -20,7 +22,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import rax
 
-from rrpo_jax import rewards, scoring
+from rrpo_jax import rewards, scoring, stats
 from rrpo_jax.reader import Request, Response
 
 METRICS = ("em", "f1", "hit", "recall", "answer_recall", "ndcg", "mrr")
@@ -61,21 +63,18 @@ def reader_metrics(examples, responses: Sequence[Response]) -> tuple[dict[str, f
   return {"em": mean("em"), "f1": mean("f1"), "hit": mean("hit")}, rows
 
 
-def paired_t(a: Sequence[float], b: Sequence[float]) -> float:
-  """Paired t statistic of mean(a - b) (nan when undefined)."""
-  d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
-  if d.size < 2 or d.std(ddof=1) == 0:
-    return float("nan")
-  return float(d.mean() / (d.std(ddof=1) / math.sqrt(d.size)))
-
-
 def evaluate(examples, orders: Mapping[str, Sequence[Sequence[int]]], *,
              answer_fn: Callable[[list[Request]], list[Response]], k: int,
-             scores: Mapping[str, Sequence[np.ndarray]] | None = None) -> dict:
-  """Evaluates each system's candidate orders; returns {"systems": {name: metrics}, "per_query": ...}.
+             scores: Mapping[str, Sequence[np.ndarray]] | None = None, oracle: bool = False,
+             resamples: int = stats.RESAMPLES, seed: int = 0) -> dict:
+  """Evaluates each system's candidate orders; returns {"systems": {name: metrics}, "per_query": ...,
+  "comparisons": {"a-b": {"em": {...}, "f1": {...}}}} (stats.compare for each pair in stats.PAIRS
+  that was evaluated: paired bootstrap interval and paired t-test over the questions).
 
   orders[name][q] lists candidate indices of examples[q], best first (valid candidates only).
   answer_fn answers a batch of reader requests (cached, deduplicated by the caller).
+  oracle=True adds the system "oracle@1": per question the reader's best EM / F1 / hit over its
+  candidates shown one at a time (N reader calls a question): the reachable ceiling of a first pick.
   """
   n = max((len(ex.candidates) for ex in examples), default=0)
   labels = np.zeros((len(examples), n), bool)
@@ -98,16 +97,65 @@ def evaluate(examples, orders: Mapping[str, Sequence[Sequence[int]]], *,
     for row, order in zip(rows, orders[name]):
       row["order"] = list(map(int, order[:k]))
     per_query[name] = rows
-  out = {"k": k, "systems": systems, "per_query": per_query}
-  if "policy" in per_query and "reference" in per_query:
-    out["policy_vs_reference_f1_t"] = paired_t([r["f1"] for r in per_query["policy"]],
-                                               [r["f1"] for r in per_query["reference"]])
-  return out
+  if oracle:
+    systems[ORACLE], per_query[ORACLE] = _oracle(examples, answer_fn)
+  comparisons = {f"{a}-{b}": stats.compare_rows(per_query[a], per_query[b], metrics=("em", "f1"),
+                                                 resamples=resamples, seed=seed)
+                 for a, b in stats.PAIRS if a in per_query and b in per_query}
+  return {"k": k, "systems": systems, "per_query": per_query, "comparisons": comparisons, "resamples": resamples}
+
+
+ORACLE = "oracle@1"
+
+
+def _oracle(examples, answer_fn) -> tuple[dict, list[dict]]:
+  """Best single-candidate reader scores per question (k = 1 for every candidate)."""
+  requests = [scoring.request(ex, [i]) for ex in examples for i in range(len(ex.candidates))]
+  answers = iter(answer_fn(requests))
+  rows = []
+  for ex in examples:
+    best = {"qid": ex.qid, "answer": "", "em": 0.0, "f1": 0.0, "hit": 0.0, "order": []}
+    for i in range(len(ex.candidates)):
+      text = next(answers).text
+      row = {"em": rewards.exact_match(text, ex.answers), "f1": rewards.f1(text, ex.answers),
+             "hit": rewards.hit(text, ex.answers)}
+      if (row["f1"], row["em"], row["hit"]) > (best["f1"], best["em"], best["hit"]):
+        best = {"qid": ex.qid, "answer": text, **row, "order": [i]}
+    rows.append(best)
+  mean = lambda key: 100 * float(np.mean([row[key] for row in rows])) if rows else float("nan")  # noqa: E731
+  nan = float("nan")
+  metrics = {"em": mean("em"), "f1": mean("f1"), "hit": mean("hit"), "recall": nan, "answer_recall": nan,
+             "ndcg": nan, "mrr": nan, "queries": len(examples)}
+  return metrics, rows
 
 
 def flat_metrics(results: dict) -> dict[str, float]:
-  """{"<system>_<metric>": value} for logging and best-checkpoint selection."""
-  return {f"{name}_{m}": v for name, ms in results["systems"].items() for m, v in ms.items() if m in METRICS}
+  """{"<system>_<metric>": value} for logging and best-checkpoint selection, plus
+  "<a>-<b>_<metric>_diff" / "_lo" / "_hi" / "_p" of every paired comparison."""
+  out = {f"{name}_{m}": v for name, ms in results["systems"].items() for m, v in ms.items() if m in METRICS}
+  for pair, by_metric in results.get("comparisons", {}).items():
+    for m, c in by_metric.items():
+      if m != "questions":
+        out.update({f"{pair}_{m}_diff": c["diff"], f"{pair}_{m}_lo": c["ci95"][0], f"{pair}_{m}_hi": c["ci95"][1],
+                    f"{pair}_{m}_p": c["p"]})
+  return out
+
+
+def comparison_lines(comparisons: Mapping[str, Mapping], *, resamples: int = stats.RESAMPLES) -> list[str]:
+  """One line per pair: EM and F1 differences with 95% intervals and p, and a plain verdict."""
+  if not comparisons:
+    return []
+  lines = [f"paired differences over the same questions (x100; 95% paired-bootstrap interval, "
+           f"{resamples:,} resamples; paired t-test p):"]
+  for pair, c in comparisons.items():
+    verdict = []
+    for m in ("em", "f1"):
+      if m in c:
+        verdict.append(f"{m.upper()} {'significant' if stats.significant(c[m]) else 'not significant'}")
+    differ = c["f1"]["differ"] if "f1" in c else float("nan")
+    lines.append(f"  {pair.replace('-', ' - '):<22} EM {stats.describe(c['em'])}   F1 {stats.describe(c['f1'])}"
+                 f"   ({', '.join(verdict)}; F1 differs on {100 * differ:.0f}% of questions)")
+  return lines
 
 
 def table(results: dict, *, title: str = "") -> str:
@@ -117,9 +165,11 @@ def table(results: dict, *, title: str = "") -> str:
   lines += [head, "-" * len(head)]
   for name, ms in results["systems"].items():
     lines.append(f"{name:<12}" + "".join(f"{ms[m]:>14.2f}" for m in METRICS))
-  lines.append(f"(reader EM/F1/hit and IR metrics x100; k={results['k']}; "
+  split = f"split {results['split']}; " if results.get("split") else ""
+  lines.append(f"(reader EM/F1/hit and IR metrics x100; k={results['k']}; {split}"
                f"{next(iter(results['systems'].values()))['queries'] if results['systems'] else 0} queries; "
                "recall/ndcg/mrr over has_answer labels)")
+  lines += comparison_lines(results.get("comparisons", {}), resamples=results.get("resamples", stats.RESAMPLES))
   return "\n".join(lines)
 
 

@@ -4,7 +4,7 @@ Layout in the workdir:
   config.json        the resolved config of the run (rewritten at every start)
   metrics.jsonl      one JSON object per write: {"phase", "step", "time", <scalars>}
   tb/                tensorboardX event files, tags "<phase>/<name>"
-  plots.png          reward and eval EM/F1 over steps (plot())
+  plots.png          reward, and eval / val EM/F1 over steps (plot())
 """
 
 from __future__ import annotations
@@ -129,8 +129,9 @@ def plot(workdir: str, out: str | None = None) -> str | None:
   rows = read_jsonl(os.path.join(workdir, "metrics.jsonl"))
   train = [r for r in rows if r.get("phase") == "rrpo" and "reward" in r]
   evals = [r for r in rows if r.get("phase") == "eval"]
+  vals = [r for r in rows if r.get("phase") == "val"]  # periodic evaluations on the selection split
   sft = [r for r in rows if r.get("phase") == "sft" and "loss" in r]
-  if not (train or evals or sft):
+  if not (train or evals or vals or sft):
     return None
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
@@ -157,9 +158,12 @@ def plot(workdir: str, out: str | None = None) -> str | None:
     pts = [(r["step"], r[f"{system}_f1"], r.get(f"{system}_em")) for r in evals if f"{system}_f1" in r]
     ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"{system} F1")
     ax.plot([p[0] for p in pts], [p[2] for p in pts], marker="x", linestyle=":", label=f"{system} EM")
-  if systems:
+  for system in sorted({k[:-3] for r in vals for k in r if k.endswith("_f1") and "-" not in k}):
+    pts = [(r["step"], r[f"{system}_f1"]) for r in vals if f"{system}_f1" in r]
+    ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="s", linestyle="--", label=f"val {system} F1")
+  if systems or vals:
     ax.legend(loc="best", fontsize=7)
-  ax.set_title("reader EM / F1 (x100) at eval")
+  ax.set_title("reader EM / F1 (x100): eval (report), val (selection)")
   ax.set_xlabel("RRPO step")
   fig.tight_layout()
   out = out or os.path.join(workdir, "plots.png")

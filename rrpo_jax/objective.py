@@ -19,6 +19,9 @@ import jax.numpy as jnp
 Array = jax.Array
 
 ADVANTAGE_KINDS = ("gae", "ref_diff_return", "ref_diff")
+# How the window standardises: "mean_std" (the paper: centre and scale), "std" (scale only: a zero
+# advantage, the policy matching its reference, stays zero), "none".
+STANDARDIZE_KINDS = ("mean_std", "std", "none")
 KL_KINDS = ("log_ratio", "k3")
 ESTIMATORS = ("clipped", "reinforce")
 # Log-ratios are capped at +-LOG_RATIO_CAP before exp so that rho stays finite (rho <= 4.9e8).
@@ -110,10 +113,19 @@ def window_stats(window: Window) -> tuple[Array, Array]:
   return mean, jnp.sqrt(var)
 
 
-def window_standardise(window: Window, adv: Array, *, where: Array | None = None, eps: float = 1e-8) -> Array:
-  """A^ = (A - mean_W) / (std_W + eps); A^ = 0 while std_W < eps, and 0 where=False."""
-  mean, std = window_stats(window)
-  out = jnp.where(std >= eps, (jnp.asarray(adv, jnp.float32) - mean) / (std + eps), 0.0)
+def window_standardise(window: Window, adv: Array, *, where: Array | None = None, eps: float = 1e-8,
+                       kind: str = "mean_std") -> Array:
+  """kind="mean_std": A^ = (A - mean_W) / (std_W + eps); "std": A^ = A / (std_W + eps) (zeros stay
+  zero); "none": A^ = A. A^ = 0 while std_W < eps (except "none"), and 0 where=False."""
+  if kind not in STANDARDIZE_KINDS:
+    raise ValueError(f"standardize kind {kind!r} not in {STANDARDIZE_KINDS}")
+  adv = jnp.asarray(adv, jnp.float32)
+  if kind == "none":
+    out = adv
+  else:
+    mean, std = window_stats(window)
+    centre = mean if kind == "mean_std" else 0.0
+    out = jnp.where(std >= eps, (adv - centre) / (std + eps), 0.0)
   return out if where is None else jnp.where(where, out, 0.0)
 
 

@@ -22,19 +22,24 @@ from rrpo_jax import rewards as rewards_lib
 from rrpo_jax.reader import Passage, Request, Response, cache_key
 
 _COUNTERS = ("queries", "prefixes", "unique_requests", "value_memo_hits", "cache_hits", "cache_misses",
-             "reader_calls", "failed", "malformed", "prompt_tokens", "completion_tokens", "reader_seconds")
+             "reader_calls", "failed", "malformed", "failed_queries", "prompt_tokens", "completion_tokens",
+             "reader_seconds")
 
 
 @dataclasses.dataclass(frozen=True)
 class ScoreResult:
   """rewards / values float32[B, k]; terms: reward_{em,f1,hit}, value_{em,f1,hit} float32[B, k];
-  stats: this step's accounting; answers: the policy's post-processed answers per valid slot."""
+  stats: this step's accounting; answers: the policy's post-processed answers per valid slot;
+  ok bool[B]: every reader response of the query (policy and reference prefixes) succeeded and was
+  well-formed. A query with ok=False carries no learning signal (its 0 rewards stand for a failure,
+  not for a wrong answer): the trainer masks it out of the update."""
 
   rewards: np.ndarray
   values: np.ndarray
   terms: dict[str, np.ndarray]
   stats: dict[str, float]
   answers: list[list[str]] = dataclasses.field(default_factory=list)
+  ok: np.ndarray | None = None
 
 
 def _derived(counts: collections.Counter) -> dict[str, float]:
@@ -153,6 +158,10 @@ class ScoringStep:
 
     out = np.zeros((2, 4, b, k), np.float32)  # (policy, reference) x (R, em, f1, hit)
     answers: list[list[str]] = [[] for _ in range(b)]
+    usable = np.array([ex is not None for ex in examples], bool)
+    for (i, _), key in list(pol_keys.items()) + list(ref_keys.items()):
+      usable[i] &= got[key].ok and not got[key].malformed
+    counts["failed_queries"] += int(sum(ex is not None for ex in examples) - usable.sum())
     for (i, t), key in pol_keys.items():
       out[0, :, i, t] = self._reward(examples[i], got[key].text)
       answers[i].append(got[key].text)
@@ -168,7 +177,7 @@ class ScoringStep:
     self.totals.update(counts)
     terms = {f"{side}_{name}": out[s, j + 1] for s, side in enumerate(("reward", "value"))
              for j, name in enumerate(("em", "f1", "hit"))}
-    return ScoreResult(out[0, 0], out[1, 0], terms, _derived(counts), answers)
+    return ScoreResult(out[0, 0], out[1, 0], terms, _derived(counts), answers, usable)
 
   def answer(self, requests: Sequence[Request]) -> list[Response]:
     """Responses for arbitrary requests through the same dedup + cache (counted in eval totals)."""

@@ -31,12 +31,14 @@ from rrpo_jax import metrics as metrics_lib
 from rrpo_jax import objective
 from rrpo_jax import plackett_luce
 from rrpo_jax import update as update_lib
+from rrpo_jax.data import splits
 from rrpo_jax.data.errors import DataError
 from rrpo_jax.reader import CacheError, ReaderError
 
 MODES = ("sft", "rrpo", "eval", "export")
 DEFAULT_MODES = ("sft", "rrpo", "eval")
 SYSTEMS = ("retriever", "reference", "policy")
+REF_MODES = ("eval", "same_dropout")  # how log pi_ref of the ratio is computed (rrpo.ref_mode)
 
 
 class ConfigError(ValueError):
@@ -88,6 +90,10 @@ def validate(config, *, num_devices: int = 1) -> tuple[str, ...]:
     path = d[field]
     _check(not path or os.path.exists(path), f"data.{field}", f"file not found: {path}")
   _check(d.sample in ("nq", "hotpotqa"), "data.sample", f"must be 'nq' or 'hotpotqa', got {d.sample!r}")
+  _check(d.val_size >= 0, "data.val_size", f"must be >= 0, got {d.val_size}")
+  for field, split in (("data.eval_split", d.eval_split), ("eval.select_split", select_split(config))):
+    why = splits.check(d, split)
+    _check(why is None, field, why or "")
   _check(m.dtype in ("float32", "bfloat16"), "model.dtype", f"must be float32 or bfloat16, got {m.dtype!r}")
   _check(0.0 <= m.dropout < 1.0, "model.dropout", f"must be in [0, 1), got {m.dropout}")
   if m.init == "random":
@@ -117,10 +123,14 @@ def validate(config, *, num_devices: int = 1) -> tuple[str, ...]:
   _check(r.kl_estimator in objective.KL_KINDS, "rrpo.kl_estimator",
          f"must be {_one_of(objective.KL_KINDS)}, got {r.kl_estimator!r}")
   _check(r.loss in objective.ESTIMATORS, "rrpo.loss", f"must be {_one_of(objective.ESTIMATORS)}, got {r.loss!r}")
+  _check(r.standardize in objective.STANDARDIZE_KINDS, "rrpo.standardize",
+         f"must be {_one_of(objective.STANDARDIZE_KINDS)}, got {r.standardize!r}")
+  _check(r.ref_mode in REF_MODES, "rrpo.ref_mode", f"must be {_one_of(REF_MODES)}, got {r.ref_mode!r}")
   _check(r.temperature > 0, "rrpo.temperature", f"must be > 0, got {r.temperature}")
   _check(r.clip_eps > 0, "rrpo.clip_eps", f"must be > 0, got {r.clip_eps}")
   _check(r.window >= 1, "rrpo.window", f"must be >= 1, got {r.window}")
   _check(r.grad_accum >= 1, "rrpo.grad_accum", f"must be >= 1, got {r.grad_accum}")
+  _check(e.resamples >= 100, "eval.resamples", f"must be >= 100, got {e.resamples}")
   _check(e.batch_size % num_devices == 0, "eval.batch_size",
          f"{e.batch_size} is not divisible by the {num_devices} devices")
   systems = eval_systems(e)
@@ -131,6 +141,9 @@ def validate(config, *, num_devices: int = 1) -> tuple[str, ...]:
     _check(name in systems and metric in evaluation.METRICS, "eval.best_metric",
            f"'<system>_<metric>' with system in eval.systems and metric in {evaluation.METRICS}, got {e.best_metric!r}")
   _check(config.export.which in ("best", "latest"), "export.which", f"must be best or latest, got {config.export.which!r}")
+  _check(e.checkpoint in ("best", "latest"), "eval.checkpoint", f"must be best or latest, got {e.checkpoint!r}")
+  _check(not e.name or e.name.replace("_", "").replace("-", "").isalnum(), "eval.name",
+         f"letters, digits, '_' and '-' only (it names files), got {e.name!r}")
   _check(config.checkpoint.every_steps >= 1, "checkpoint.every_steps", "must be >= 1")
   _check(config.checkpoint.keep >= 1, "checkpoint.keep", "must be >= 1")
   for prefix, rc in (("reader", config.reader), ("eval.reader", resolve_reader(config.reader, e.reader))):
@@ -144,6 +157,11 @@ def validate(config, *, num_devices: int = 1) -> tuple[str, ...]:
       _check(os.path.isfile(str(rc["model"])), f"{prefix}.model", f"GGUF file not found: {rc['model']}")
     _check(int(rc["max_tokens"]) >= 1, f"{prefix}.max_tokens", "must be >= 1")
   return modes
+
+
+def select_split(config) -> str:
+  """The split that periodic evaluations (and so best-checkpoint selection) use."""
+  return config.eval.select_split or config.data.eval_split
 
 
 def eval_systems(eval_config) -> list[str]:
@@ -163,29 +181,8 @@ def resolve_reader(base, override=None) -> dict:
 
 # ----------------------------------------------------------------------------- data
 def load_examples(config, split: str) -> list:
-  """Examples of split "train" or "eval", candidates cut to data.num_candidates."""
-  from rrpo_jax.data.formats import read_examples  # pylint: disable=g-import-not-at-top
-  d = config.data
-  path = d.train_path if split == "train" else d.eval_path
-  fmt = d.format
-  if not path:
-    from rrpo_jax.data import sample_path  # pylint: disable=g-import-not-at-top
-    path, fmt = sample_path(d.sample, "train" if split == "train" else "dev", n=max(d.num_candidates, 20)), "dpr"
-  # Training and evaluation need candidates: a question-only record is an error naming its line
-  # (or is skipped and counted under data.skip_invalid), never silently dropped.
-  examples, report = read_examples(path, format=fmt, skip_invalid=d.skip_invalid, require_candidates=True)
-  if report.n_skipped:
-    logging.warning("%s (data.skip_invalid)", report.summary())
-    if jax.process_index() == 0:
-      print(report.summary(), file=sys.stderr, flush=True)
-  limit = d.max_train_queries if split == "train" else d.max_eval_queries
-  if limit:
-    examples = examples[:limit]
-  for ex in examples:
-    ex.candidates = list(ex.candidates[:d.num_candidates])
-  if not examples:
-    raise DataError(path, None, None, f"no usable {split} examples")
-  return examples
+  """Examples of `split`: "train", "val" or a report split (rrpo_jax.data.splits)."""
+  return splits.load(config.data, split)
 
 
 def make_loader(ctx, examples, *, batch_size: int, seed: int):
@@ -471,6 +468,7 @@ def run_rrpo(ctx: Context):
     loader.restore(extra["data"])
     ctx.writer.truncate("rrpo", start)
     ctx.writer.truncate("eval", start)
+    ctx.writer.truncate("val", start)
     logging.info("rrpo: resumed from step %d", start)
     if start >= r.steps:
       ckpt.close()
@@ -488,7 +486,7 @@ def run_rrpo(ctx: Context):
   score_eval, score_train = _scorer(ctx, train_mode=False), _scorer(ctx, train_mode=True)
   update = update_lib.make_update_step(
       reranker.apply, tx, dp, advantage=r.advantage, gamma=r.gamma, lam=r.lam, eps=r.clip_eps, beta=r.beta,
-      kl=r.kl_estimator, estimator=r.loss, temperature=r.temperature)
+      kl=r.kl_estimator, estimator=r.loss, temperature=r.temperature, standardize=r.standardize)
   select = jax.jit(_select, static_argnames=("k", "selection", "temperature"))
   scoring = ctx.scoring("train")
   key_data = np.asarray(jax.random.key_data(base_key))
@@ -504,19 +502,24 @@ def run_rrpo(ctx: Context):
       # (a) score and select, no gradient. The policy's dropout key matches the update's.
       ref_scores = _scores(ctx, score_eval, ref_repl, inputs, key_data, step - 1)
       pol_scores = _scores(ctx, score_train, state.params, inputs, key_data, step - 1)
+      # The ratio's denominator: the reference as it selects (eval mode), or under the policy's own
+      # dropout masks (rrpo.ref_mode="same_dropout": rho = 1 exactly while the params are equal).
+      ref_lp_scores = (ref_scores if r.ref_mode == "eval" else
+                       _scores(ctx, score_train, ref_repl, inputs, key_data, step - 1))
       sel_key = jax.random.fold_in(jax.random.fold_in(base_key, step), jax.process_index() + 7919)
       ref_topk, actions, ref_lp = jax.device_get(select(
-          jnp.asarray(ref_scores), jnp.asarray(pol_scores), jnp.asarray(where), sel_key, k=k,
-          selection=r.selection, temperature=r.temperature))
+          jnp.asarray(ref_scores), jnp.asarray(pol_scores), jnp.asarray(ref_lp_scores), jnp.asarray(where), sel_key,
+          k=k, selection=r.selection, temperature=r.temperature))
       t1 = time.perf_counter()
       # (b) the reader scores both prefixes (outside jit; cached)
       scored = scoring.score(exs, ref_topk, actions)
       t2 = time.perf_counter()
       # (c)-(e) advantages, window, loss and update
+      # A query whose reader calls failed carries no signal: it leaves the update (not a reward of 0).
       batch = update_lib.RolloutBatch(
           inputs=inputs, where=where, actions=np.asarray(actions, np.int32), ref_log_prob=np.asarray(ref_lp, np.float32),
           rewards=scored.rewards.astype(np.float32), values=scored.values.astype(np.float32),
-          query_mask=np.asarray(qmask, bool))
+          query_mask=np.asarray(qmask, bool) & scored.ok)
       state, m = update(state, dp.shard(batch), key_data_to_key(key_data))
       m = {kk: float(v) for kk, v in jax.device_get(m).items()}
       metrics_lib.check_finite("rrpo", step, m)
@@ -531,7 +534,7 @@ def run_rrpo(ctx: Context):
       eval_metrics = None
       if c.eval.every_steps and step % c.eval.every_steps == 0:
         reranker.params = _host_state(dp, state).params
-        results = run_eval(ctx, step=step, ref_params=ref_params, quiet=True)
+        results = run_eval(ctx, step=step, ref_params=ref_params, quiet=True, split=select_split(c))
         eval_metrics = evaluation.flat_metrics(results)
       if eval_metrics is not None or step % c.checkpoint.every_steps == 0 or step == r.steps:
         ckpt.save(step, {"train": _host_state(dp, state), "rng": key_data},
@@ -552,13 +555,14 @@ def key_data_to_key(key_data):
   return jax.random.wrap_key_data(np.asarray(key_data))
 
 
-def _select(ref_scores, pol_scores, where, key, *, k, selection, temperature):
+def _select(ref_scores, pol_scores, ref_lp_scores, where, key, *, k, selection, temperature):
+  """Reference greedy top-k, the policy's actions, and log pi_ref of those actions under ref_lp_scores."""
   ref_topk = plackett_luce.greedy(ref_scores, k=k, where=where)
   if selection == "sample":
     actions = plackett_luce.sample(pol_scores, key=key, k=k, temperature=temperature, where=where)
   else:
     actions = plackett_luce.greedy(pol_scores, k=k, where=where)
-  ref_lp = plackett_luce.log_prob(ref_scores, actions, temperature=temperature, where=where)
+  ref_lp = plackett_luce.log_prob(ref_lp_scores, actions, temperature=temperature, where=where)
   return ref_topk, actions, ref_lp
 
 
@@ -574,6 +578,13 @@ def _rl_diagnostics(scored, ref_scores, pol_scores, where, ref_topk, actions, qm
     out[name] = float(v[q].mean())
   overlap = [len(set(a[a >= 0].tolist()) & set(g[g >= 0].tolist())) / k for a, g in zip(actions[q], ref_topk[q])]
   out[f"overlap@{k}"] = float(np.mean(overlap))
+  # Episodes that carry no information under the reference-difference advantages: the policy showed
+  # the reader exactly the reference's prefixes (same order), so r = V at every step.
+  out["prefix_eq_ref_frac"] = float(np.mean([np.array_equal(a, g) for a, g in zip(actions[q], ref_topk[q])]))
+  out["reward_eq_value_frac"] = float(np.mean(np.all(rw == vl, axis=-1)))
+  out["failed_query_frac"] = float(np.mean(~np.asarray(scored.ok, bool)[q])) if scored.ok is not None else 0.0
+  for t in range(k):
+    out[f"reward_minus_value_t{t + 1}"] = float((rw[:, t] - vl[:, t]).mean())
   out["kendall_tau"] = float(np.mean([kendall_tau(p, r, w) for p, r, w in zip(pol_scores[q], ref_scores[q], where[q])]))
   return out
 
@@ -602,15 +613,20 @@ def _reference_params(ctx: Context):
   return _initial_params(ctx)[0]
 
 
-def run_eval(ctx: Context, *, step: int | None = None, ref_params=None, quiet: bool = False) -> dict:
-  """Evaluates retriever / reference / policy orders on the eval split; writes results and runs."""
+def run_eval(ctx: Context, *, step: int | None = None, ref_params=None, quiet: bool = False,
+             split: str | None = None) -> dict:
+  """Evaluates retriever / reference / policy orders on `split` (default data.eval_split, the
+  report split); writes results and runs (eval/step_N/; other splits under eval/<split>/step_N/,
+  logged as phase "val" and never written to the top-level results.json)."""
   c, dp = ctx.config, ctx.dp
   e = c.eval
   systems = eval_systems(e)
-  examples = ctx.examples("eval")
+  split = split or c.data.eval_split
+  report = split == c.data.eval_split
+  examples = ctx.examples(split)
   n = c.data.num_candidates
   if step is None:
-    params, origin = _policy_params(ctx)
+    params, origin = _policy_params(ctx, which=e.checkpoint)
     ctx.reranker.params = params
     step = origin["step"] if origin["phase"] == "rrpo" else 0
   if ref_params is None and "reference" in systems:
@@ -641,7 +657,8 @@ def run_eval(ctx: Context, *, step: int | None = None, ref_params=None, quiet: b
   results = None
   if jax.process_index() == 0:
     scoring = ctx.scoring("eval")
-    answer_bar = _progress(len(examples) * len(systems), "eval reader", enabled=c.progress and not quiet)
+    calls = len(examples) * len(systems) + (sum(len(ex.candidates) for ex in examples) if e.oracle else 0)
+    answer_bar = _progress(calls, "eval reader", enabled=c.progress and not quiet)
 
     def answer_fn(requests):
       out = []
@@ -651,17 +668,26 @@ def run_eval(ctx: Context, *, step: int | None = None, ref_params=None, quiet: b
         answer_bar.update(len(part))
       return out
 
-    results = evaluation.evaluate(examples, orders, answer_fn=answer_fn, k=e.k, scores=scores)
+    results = evaluation.evaluate(examples, orders, answer_fn=answer_fn, k=e.k, scores=scores, oracle=e.oracle,
+                                  resamples=e.resamples, seed=c.seed)
     answer_bar.close()
     results["step"] = step
     results["reader"] = {"identity": scoring.reader.identity, **scoring.run_stats(evaluation=True)}
-    out_dir = os.path.join(ctx.workdir, "eval", f"step_{step}")
+    results["split"] = split
+    if e.name:
+      results["name"] = e.name
+    sub = (() if report else (split,)) + ((e.name,) if e.name else ())
+    out_dir = os.path.join(ctx.workdir, "eval", *sub, f"step_{step}")
     evaluation.write_outputs(out_dir, examples, results, orders=orders, scores=scores, step=step,
                              write_runs=e.write_runs)
-    with open(os.path.join(ctx.workdir, "results.json"), "w", encoding="utf-8") as f:
-      json.dump({"step": step, "k": results["k"], "systems": results["systems"],
-                 "reader": results["reader"]}, f, indent=1)
-    ctx.writer.write("eval", step, evaluation.flat_metrics(results))
+    if report:
+      with open(os.path.join(ctx.workdir, f"results_{e.name}.json" if e.name else "results.json"), "w",
+                encoding="utf-8") as f:
+        json.dump({key: results[key] for key in ("step", "split", "name", "k", "systems", "comparisons", "resamples",
+                                                 "reader")
+                   if key in results}, f, indent=1)
+    ctx.writer.write(("eval" if report else "val") + (f"_{e.name}" if e.name else ""), step,
+                     evaluation.flat_metrics(results))
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
     payload = json.dumps(results or {}).encode()

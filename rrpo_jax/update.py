@@ -82,9 +82,14 @@ def make_optimizer(*, learning_rate: float, total_steps: int, warmup_steps: int 
                    accumulation_steps: int = 1, weight_decay_mask: Any = None) -> optax.GradientTransformation:
   """AdamW with global-norm clipping and a linear warm-up/decay schedule, accumulated over
   `accumulation_steps` calls by optax.MultiSteps (clipping applies to the accumulated mean gradient).
+
+  total_steps and warmup_steps count calls (batches); the schedule counts optimiser updates, so both
+  are divided by accumulation_steps (rounded up): the rate reaches its peak after warmup_steps
+  batches and end_learning_rate after total_steps batches, whatever the accumulation.
   """
-  schedule = make_schedule(learning_rate=learning_rate, total_steps=total_steps, warmup_steps=warmup_steps,
-                           end_learning_rate=end_learning_rate)
+  updates = lambda calls: -(-calls // accumulation_steps)  # noqa: E731  ceil division
+  schedule = make_schedule(learning_rate=learning_rate, total_steps=updates(total_steps),
+                           warmup_steps=updates(warmup_steps), end_learning_rate=end_learning_rate)
   parts = [] if max_grad_norm is None else [optax.clip_by_global_norm(max_grad_norm)]
   parts.append(optax.adamw(schedule, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay, mask=weight_decay_mask))
   tx = optax.chain(*parts)
@@ -205,12 +210,13 @@ def device_key(key_data: Array, step: Array) -> Array:
 def make_update_step(apply_fn: Callable, tx: optax.GradientTransformation, dp: DataParallel, *,
                      advantage: str = "gae", gamma: float = 1.0, lam: float = 1.0, eps: float = 0.2,
                      beta: float = 0.0, kl: str = "log_ratio", estimator: str = "clipped",
-                     temperature: float = 1.0, std_eps: float = 1e-8) -> Callable:
+                     temperature: float = 1.0, std_eps: float = 1e-8, standardize: str = "mean_std") -> Callable:
   """The jitted data-parallel RRPO update: update(state, batch, key) -> (state, metrics).
 
   state: dp.replicate(TrainState) (donated); batch: dp.shard(RolloutBatch); key: a typed PRNG key,
   the same on every process. Per step: A = advantages(r, V) on valid steps
-  (plackett_luce.valid_actions and not a padding query); window <- push(all devices' A); A^ = standardise(window, A);
+  (plackett_luce.valid_actions and not a padding query); window <- push(all devices' A);
+  A^ = standardise(window, A) (objective.window_standardise, kind=standardize);
   loss = objective.loss(log_prob(apply_fn(params, inputs, key=k_d), actions), ref, A^) with the
   global valid-step count as normaliser; grads psum-ed; optax update. Dropout key
   k_d = fold_in(fold_in(key, step), device index).
@@ -222,6 +228,8 @@ def make_update_step(apply_fn: Callable, tx: optax.GradientTransformation, dp: D
   """
   objective.advantages(jnp.zeros((1,)), jnp.zeros((1,)), kind=advantage)  # fail fast on bad names
   objective.kl_estimate(jnp.zeros(()), jnp.zeros(()), kind=kl)
+  if standardize not in objective.STANDARDIZE_KINDS:
+    raise ValueError(f"standardize {standardize!r} not in {objective.STANDARDIZE_KINDS}")
   if estimator not in objective.ESTIMATORS:
     raise ValueError(f"estimator {estimator!r} not in {objective.ESTIMATORS}")
 
@@ -233,7 +241,7 @@ def make_update_step(apply_fn: Callable, tx: optax.GradientTransformation, dp: D
     all_adv = jax.lax.all_gather(adv_raw, AXIS, tiled=True)
     all_valid = jax.lax.all_gather(valid, AXIS, tiled=True)
     window = objective.window_push(state.window, all_adv, where=all_valid)
-    adv = objective.window_standardise(window, adv_raw, where=valid, eps=std_eps)
+    adv = objective.window_standardise(window, adv_raw, where=valid, eps=std_eps, kind=standardize)
     n_steps = jax.lax.psum(jnp.sum(valid, dtype=jnp.int32), AXIS)
     n_queries = jax.lax.psum(jnp.sum(batch.query_mask, dtype=jnp.int32), AXIS)
 

@@ -67,6 +67,12 @@ def test_unknown_variant():
     ("model.init", "/nonexistent/model", "model.init"),
     ("reader.backend", "vllm", "reader.backend"),
     ("eval.reader.backend", "openai", "eval.reader.base_url"),
+    ("data.eval_split", "train", "data.eval_split"),
+    ("eval.select_split", "val", "eval.select_split"),  # val_size is 0 in the default
+    ("rrpo.standardize", "zscore", "rrpo.standardize"),
+    ("rrpo.ref_mode", "train", "rrpo.ref_mode"),
+    ("eval.checkpoint", "first", "eval.checkpoint"),
+    ("eval.name", "../x", "eval.name"),
 ])
 def test_bad_values_name_the_field(field, value, named):
   config = load("default.py")
@@ -77,6 +83,27 @@ def test_bad_values_name_the_field(field, value, named):
   target[key] = value
   with pytest.raises(train.ConfigError, match=rf"config\.{named}\b"):
     train.validate(config, num_devices=4)
+
+
+EXPERIMENTS = ["experiments/nq_rrpo.py:sft", "experiments/nq_rrpo.py:seed=1",
+               "experiments/nq_rrpo.py:seed=0,transfer", "experiments/hotpotqa_rrpo.py:sft",
+               "experiments/hotpotqa_rrpo.py:seed=1"]
+
+
+@pytest.mark.parametrize("spec", EXPERIMENTS)
+def test_experiment_configs_select_on_val_and_report_elsewhere(spec):
+  config = load(spec)
+  d = config.data
+  assert d.val_size > 0
+  if config.mode != "sft,eval":  # the RRPO stages: periodic evaluation (selection) on val only
+    assert config.eval.select_split == "val" and d.eval_split != "val" and config.eval.checkpoint == "best"
+    assert config.rrpo.init_from.endswith("_sft/checkpoints/sft")
+  config.rrpo.init_from = ""  # the warm-up stage's output does not exist in a test
+  modes = train.validate(config, num_devices=1)
+  assert modes == tuple(config.mode.split(","))
+  assert load("experiments/nq_rrpo.py:seed=1").seed == 1
+  with pytest.raises(ValueError, match="unknown experiment stage"):
+    load("experiments/nq_rrpo.py:sed=1")
 
 
 def test_eval_reader_inherits_unset_fields():

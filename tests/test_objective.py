@@ -67,6 +67,24 @@ def test_window_fifo_and_standardise():
   assert (int(w.count), int(w.pointer)) == (4, 3)
 
 
+def test_window_standardise_kinds():
+  """Window {2, 3, 4, 5}: mean 3.5, std sqrt(1.25). "std" scales without centring, so the zero
+  advantage of a policy that matched its reference stays 0 (under "mean_std" it becomes
+  -3.5 / sqrt(1.25)); "none" passes A through; masked entries are 0 in every kind."""
+  w = objective.window_push(objective.window_init(4), jnp.array([2.0, 3.0, 4.0, 5.0]))
+  adv, where = jnp.array([0.0, 2.0, 7.0]), jnp.array([True, True, False])
+  s = math.sqrt(1.25)
+  np.testing.assert_allclose(objective.window_standardise(w, adv, where=where, kind="mean_std"),
+                             [-3.5 / s, -1.5 / s, 0.0], rtol=1e-6)
+  np.testing.assert_allclose(objective.window_standardise(w, adv, where=where, kind="std"), [0.0, 2.0 / s, 0.0],
+                             rtol=1e-6)
+  np.testing.assert_array_equal(objective.window_standardise(w, adv, where=where, kind="none"), [0.0, 2.0, 0.0])
+  empty = objective.window_init(4)
+  np.testing.assert_array_equal(objective.window_standardise(empty, adv, kind="std"), 0.0)
+  with pytest.raises(ValueError, match="standardize kind"):
+    objective.window_standardise(w, adv, kind="zscore")
+
+
 def test_window_constant_or_empty_gives_zero():
   w = objective.window_init(8)
   np.testing.assert_array_equal(objective.window_standardise(w, jnp.array([1.0, -2.0])), 0.0)

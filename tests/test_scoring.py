@@ -74,6 +74,7 @@ def test_rewards_and_values_hand_checked():
   np.testing.assert_array_equal(res.terms["reward_em"], [[0, 1, 0], [0, 0, 0]])
   np.testing.assert_array_equal(res.terms["value_hit"], [[1, 0, 0], [0, 0, 0]])
   assert res.rewards.dtype == np.float32 and res.values.shape == (2, 3)
+  assert res.ok.tolist() == [True, True] and res.stats["failed_queries"] == 0
   assert res.answers[0] == ["city0", "Paris", "city4"] and res.answers[1] == ["city1", "city0"]
   # Prefixes: ref 3 + 3, policy 3 + 2 = 11; shared: none (first picks differ everywhere).
   assert res.stats["prefixes"] == 11 and res.stats["reader_calls"] == 11
@@ -148,9 +149,20 @@ def test_malformed_counts_as_empty_answer_and_is_not_remembered(tmp_path):
   res = step.score([make_example("a")], np.array([[2, 0]]), np.array([[0, 2]]))
   assert res.stats["malformed"] == 2
   np.testing.assert_array_equal(res.values, [[0, 0]])  # the empty answer earns nothing
+  assert res.ok.tolist() == [False] and res.stats["failed_queries"] == 1  # ...and carries no signal
   assert len(cache) == 2  # the two good answers only
   res = step.score([make_example("a")], np.array([[2, 0]]), np.array([[0, 2]]))
   assert res.stats["value_memo_hits"] == 0 and res.stats["reader_calls"] == 2  # asked again
+
+
+def test_failed_query_is_masked_others_keep_their_signal():
+  """A failure on one query's prefix marks that query only (ok False); padding queries are False."""
+  reader = LastTitleReader(malformed_titles={"city4"})
+  step = scoring.ScoringStep(reader)
+  ex = [make_example("a"), make_example("b"), None]
+  res = step.score(ex, np.array([[2, 0], [2, 0], [-1, -1]]), np.array([[4, 2], [1, 2], [-1, -1]]))
+  assert res.ok.tolist() == [False, True, False] and res.stats["failed_queries"] == 1
+  np.testing.assert_array_equal(res.rewards[1], [0, 3])  # the healthy query scores as usual
 
 
 def test_unavailable_reader_propagates_and_caches_nothing(tmp_path):

@@ -149,6 +149,23 @@ def test_schedule_and_accumulation():
   np.testing.assert_allclose(upd["w"], [-0.1, -0.1, 0.0], rtol=1e-4)
 
 
+def test_schedule_counts_batches_under_accumulation():
+  """8 batches with accumulation 4 = 2 optimiser updates, warm-up over 4 batches = 1 update: the
+  schedule is 0 at update 0 (warm-up start) and the peak 1.0 at update 1. Adam with a constant
+  gradient moves by exactly the rate, so the non-zero updates are [1.0]. A schedule counting
+  batches as updates (8 total, 4 warm-up) would still be warming up: [0.25]."""
+  tx = U.make_optimizer(learning_rate=1.0, total_steps=8, warmup_steps=4, accumulation_steps=4, weight_decay=0.0,
+                        max_grad_norm=None)
+  params = {"w": jnp.zeros(1)}
+  opt_state = tx.init(params)
+  seen = []
+  for _ in range(8):
+    upd, opt_state = tx.update({"w": jnp.ones(1)}, opt_state, params)
+    if float(upd["w"][0]) != 0.0:
+      seen.append(-float(upd["w"][0]))
+  np.testing.assert_allclose(seen, [1.0], rtol=1e-4)  # Adam eps and float32 rounding
+
+
 def test_data_parallel_map_for_scoring_and_sft():
   batch, params = make_batch()
   full = np.asarray(linear_scorer(params, batch.inputs, key=None))

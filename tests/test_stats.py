@@ -1,0 +1,113 @@
+"""Paired statistics (stats.py), the evaluation's comparisons and the compare command line."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import scipy.stats
+
+from rrpo_jax import compare, evaluation, stats
+
+
+def test_paired_t_test_matches_scipy_and_hand_example():
+  # d = (1, 0, 1, 0): mean 0.5, sd sqrt(1/3), t = 0.5 / (sqrt(1/3) / 2) = sqrt(3).
+  t, p = stats.paired_t_test([1, 1, 1, 0], [0, 1, 0, 0])
+  assert t == pytest.approx(math.sqrt(3))
+  assert p == pytest.approx(2 * scipy.stats.t.sf(math.sqrt(3), df=3))
+  rng = np.random.default_rng(0)
+  a, b = rng.random(50), rng.random(50)
+  ref = scipy.stats.ttest_rel(a, b)
+  assert stats.paired_t_test(a, b) == pytest.approx((ref.statistic, ref.pvalue))
+  assert stats.paired_t_test([0.5, 1.0], [0.5, 1.0]) == (0.0, 1.0)  # identical systems: no evidence at all
+
+
+def test_bootstrap_interval_is_seeded_and_covers_the_mean():
+  rng = np.random.default_rng(1)
+  a = rng.random(200)
+  b = a - 0.1 + 0.05 * rng.standard_normal(200)  # a beats b by 0.1 on average
+  diff, lo, hi = stats.paired_bootstrap(a, b, resamples=10_000, seed=3)
+  assert diff == pytest.approx(float(np.mean(a - b)))
+  assert lo < diff < hi and lo > 0.08 and hi < 0.12
+  # The percentile interval of a mean of n iid differences has half-width ~ 1.96 sd / sqrt(n).
+  half = 1.96 * np.std(a - b, ddof=1) / math.sqrt(200)
+  assert (hi - lo) / 2 == pytest.approx(half, rel=0.1)
+  assert stats.paired_bootstrap(a, b, resamples=10_000, seed=3) == (diff, lo, hi)
+  assert stats.paired_bootstrap(a, b, resamples=10_000, seed=4) != (diff, lo, hi)
+
+
+def test_compare_rows_pairs_by_qid_and_scales():
+  rows_a = [{"qid": "q1", "em": 1.0, "f1": 1.0}, {"qid": "q2", "em": 0.0, "f1": 0.5},
+            {"qid": "q3", "em": 1.0, "f1": 1.0}]
+  rows_b = [{"qid": "q3", "em": 0.0, "f1": 0.0}, {"qid": "q1", "em": 1.0, "f1": 1.0}]  # no q2, other order
+  c = stats.compare_rows(rows_a, rows_b, resamples=1000)
+  assert c["questions"] == {"a": 3, "b": 2, "common": 2}
+  assert c["em"]["diff"] == pytest.approx(50.0) and c["f1"]["diff"] == pytest.approx(50.0)
+  assert c["f1"]["n"] == 2 and c["f1"]["differ"] == 0.5
+  lo, hi = c["f1"]["ci95"]
+  assert 0.0 <= lo <= 50.0 <= hi <= 100.0
+  assert stats.significant({"ci95": [0.1, 2.0]}) and not stats.significant({"ci95": [-0.1, 2.0]})
+  assert stats.describe({"diff": 1.2, "ci95": [-0.4, 2.8], "p": 0.14}) == "+1.20 [-0.40, +2.80] p=0.140"
+
+
+class _Ex:
+  def __init__(self, qid, answers, n=3):
+    self.qid, self.question, self.answers = qid, f"q {qid}", answers
+    self.candidates = [type("C", (), {"pid": f"{qid}-{j}", "title": f"t{j}", "text": f"x{j}", "has_answer": j == 1})()
+                       for j in range(n)]
+
+
+def _fake_answer(requests):
+  from rrpo_jax.reader import Response  # pylint: disable=import-outside-toplevel
+  # The answer is the title of the last passage: candidate 1 ("t1") is the gold answer of every question.
+  return [Response(text=r.passages[-1].title) for r in requests]
+
+
+def _results(policy_first, n_questions=40):
+  examples = [_Ex(f"q{i}", ["t1"]) for i in range(n_questions)]
+  orders = {"retriever": [[0, 1, 2]] * n_questions, "reference": [[0, 1, 2]] * n_questions,
+            "policy": [[1, 0, 2] if i < policy_first else [0, 1, 2] for i in range(n_questions)]}
+  return examples, evaluation.evaluate(examples, orders, answer_fn=_fake_answer, k=1, resamples=2000, oracle=True)
+
+
+def test_evaluation_reports_comparisons_and_oracle():
+  _, res = _results(policy_first=30)
+  c = res["comparisons"]
+  assert set(c) == {"policy-reference", "policy-retriever", "reference-retriever"}
+  # The policy puts the gold candidate first on 30 of 40 questions, the reference on none: +75 EM.
+  assert c["policy-reference"]["em"]["diff"] == pytest.approx(75.0)
+  assert stats.significant(c["policy-reference"]["em"]) and c["policy-reference"]["em"]["p"] < 1e-6
+  assert c["reference-retriever"]["f1"]["diff"] == 0.0 and c["reference-retriever"]["f1"]["p"] == 1.0
+  assert res["systems"]["oracle@1"]["em"] == 100.0  # candidate 1 alone always answers right
+  assert all(row["order"] == [1] for row in res["per_query"]["oracle@1"])
+  text = evaluation.table(res)
+  assert "policy - reference" in text and "EM significant" in text
+  assert "reference - retriever" in text and "F1 not significant" in text
+  flat = evaluation.flat_metrics(res)
+  assert flat["policy-reference_em_diff"] == pytest.approx(75.0) and "policy-reference_f1_p" in flat
+
+
+def _write_run(path, results):
+  (path / "eval" / "step_7").mkdir(parents=True)
+  (path / "eval" / "step_7" / "results.json").write_text(json.dumps({"step": 7, **results}))
+  (path / "results.json").write_text(json.dumps({"step": 7, "k": results["k"], "systems": results["systems"]}))
+
+
+def test_compare_cli_between_two_runs(tmp_path, capsys):
+  _, a = _results(policy_first=30)
+  _, b = _results(policy_first=10)
+  _write_run(tmp_path / "a", a)
+  _write_run(tmp_path / "b", b)
+  out = compare.run([str(tmp_path / "a"), str(tmp_path / "b")])
+  assert "paired over the 40 questions" in out and "EM  +50.00" in out and "(significant" in out
+  parsed = json.loads(compare.run([str(tmp_path / "a" / "results.json"), str(tmp_path / "b"), "--json",
+                                   "--system_b=reference"]))
+  assert parsed["em"]["diff"] == pytest.approx(75.0)
+  with pytest.raises(SystemExit) as e:
+    compare.main([str(tmp_path / "a"), str(tmp_path / "b"), "--system_a=nope"])
+  assert e.value.code == 2
+  err = capsys.readouterr().err
+  assert "per_query.nope" in err and "Traceback" not in err
+  (tmp_path / "bad.json").write_text("{not json")
+  with pytest.raises(compare.CompareError, match=r"bad.json: line 1: not JSON"):
+    compare.run([str(tmp_path / "bad.json"), str(tmp_path / "b")])

@@ -1,0 +1,133 @@
+"""Collects an experiment's runs into results/ and prints the README's tables.
+
+  python tools/experiment_report.py [--runs=runs/exp] [--out=results]
+
+For every run directory under --runs (the workdirs of configs/experiments/*: <dataset>_sft,
+<dataset>_rrpo_s<seed>, <dataset>_abl_<name>) it copies what a reader of the results needs into
+<out>/<dataset>/: the report-split evaluation with per-question rows (results JSON), the transfer
+evaluation, the training and validation metrics (metrics.jsonl rows of phases rrpo / val / eval),
+and draws <out>/<dataset>/training.png (training reward and validation F1 over RRPO steps, one line
+per run). Then it prints markdown tables: per dataset, retriever / reference / RRPO with EM/F1 and
+the paired intervals; the warm-up's validation check; the ablations' validation F1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import re
+import shutil
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from rrpo_jax import metrics as metrics_lib  # noqa: E402  pylint: disable=g-import-not-at-top
+from rrpo_jax import stats  # noqa: E402  pylint: disable=g-import-not-at-top
+
+
+def _json(path):
+  with open(path, encoding="utf-8") as f:
+    return json.load(f)
+
+
+def _per_query(run, name=""):
+  top = os.path.join(run, f"results_{name}.json" if name else "results.json")
+  if not os.path.isfile(top):
+    return None
+  step = _json(top)["step"]
+  inner = os.path.join(run, "eval", *((name,) if name else ()), f"step_{step}", "results.json")
+  return _json(inner) if os.path.isfile(inner) else None
+
+
+def _fmt(c):
+  return f"{c['diff']:+.2f} [{c['ci95'][0]:+.2f}, {c['ci95'][1]:+.2f}], p={c['p']:.3g}"
+
+
+def collect(runs: str, out: str) -> list[str]:
+  lines = []
+  by_dataset = {}
+  for run in sorted(glob.glob(os.path.join(runs, "*"))):
+    m = re.fullmatch(r"([a-z]+)_(sft|rrpo_s\d+|abl_[\w-]+)", os.path.basename(run))
+    if m and os.path.isdir(run):
+      by_dataset.setdefault(m.group(1), []).append((m.group(2), run))
+  for dataset, items in by_dataset.items():
+    dest = os.path.join(out, dataset)
+    os.makedirs(dest, exist_ok=True)
+    curves = {}
+    lines += [f"### {dataset}", ""]
+    for kind, run in items:
+      rows = metrics_lib.read_jsonl(os.path.join(run, "metrics.jsonl"))
+      keep = [r for r in rows if r.get("phase") in ("rrpo", "val", "eval", "eval_transfer")]
+      if keep:
+        with open(os.path.join(dest, f"{kind}_metrics.jsonl"), "w", encoding="utf-8") as f:
+          f.writelines(json.dumps(r) + "\n" for r in keep)
+      if kind != "sft":
+        curves[kind] = rows
+      for name in ("", "transfer"):
+        res = _per_query(run, name)
+        if res is None:
+          continue
+        shutil.copy(os.path.join(run, f"results_{name}.json" if name else "results.json"),
+                    os.path.join(dest, f"{kind}{'_' + name if name else ''}_summary.json"))
+        with open(os.path.join(dest, f"{kind}{'_' + name if name else ''}.json"), "w", encoding="utf-8") as f:
+          json.dump(res, f)
+        reader = res.get("reader", {}).get("identity", "")
+        reader = json.loads(reader).get("model", reader) if reader.startswith("{") else reader
+        lines.append(f"{kind}{' (transfer)' if name else ''}: split {res.get('split')}, step {res.get('step')}, "
+                     f"{next(iter(res['systems'].values()))['queries']} questions, reader {reader}")
+        lines.append("")
+        lines.append("| system | EM | F1 | hit | answer recall@k |")
+        lines.append("|---|---|---|---|---|")
+        for system, ms in res["systems"].items():
+          lines.append(f"| {system} | {ms['em']:.2f} | {ms['f1']:.2f} | {ms['hit']:.2f} | {ms['answer_recall']:.1f} |")
+        lines.append("")
+        for pair, c in res.get("comparisons", {}).items():
+          verdict = "significant" if stats.significant(c["f1"]) else "not significant"
+          lines.append(f"- {pair}: EM {_fmt(c['em'])}; F1 {_fmt(c['f1'])} ({verdict}; F1 differs on "
+                       f"{100 * c['f1']['differ']:.0f}% of questions)")
+        lines.append("")
+    if curves:
+      _plot(curves, os.path.join(dest, "training.png"), dataset)
+      lines.append(f"![{dataset} training]({os.path.join(out, dataset, 'training.png')})")
+      lines.append("")
+  return lines
+
+
+def _plot(curves, path, title):
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+  for kind, rows in curves.items():
+    train = [r for r in rows if r.get("phase") == "rrpo" and "reward" in r]
+    if train:
+      steps = [r["step"] for r in train]
+      axes[0].plot(steps, [r["reward"] - r["value"] for r in train], alpha=0.8, label=kind)
+    val = [r for r in rows if r.get("phase") == "val" and "policy_f1" in r]
+    if val:
+      axes[1].plot([r["step"] for r in val], [r["policy_f1"] for r in val], marker="o", label=f"{kind} policy")
+      axes[1].axhline(val[0]["reference_f1"], linestyle=":", color="grey")
+  axes[0].axhline(0.0, color="grey", linewidth=0.8)
+  axes[0].set_title(f"{title}: policy reward - reference value (batch mean)")
+  axes[0].set_xlabel("RRPO step")
+  axes[1].set_title(f"{title}: validation F1 (dotted: reference)")
+  axes[1].set_xlabel("RRPO step")
+  for ax in axes:
+    if ax.lines:
+      ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--runs", default="runs/exp")
+  p.add_argument("--out", default="results")
+  args = p.parse_args()
+  print("\n".join(collect(args.runs, args.out)))
+
+
+if __name__ == "__main__":
+  main()
