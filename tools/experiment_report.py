@@ -103,15 +103,22 @@ def _plot(curves, path, title):
     train = [r for r in rows if r.get("phase") == "rrpo" and "reward" in r]
     if train:
       steps = [r["step"] for r in train]
-      axes[0].plot(steps, [r["reward"] - r["value"] for r in train], alpha=0.8, label=kind)
+      gap = [r["reward"] - r["value"] for r in train]
+      line, = axes[0].plot(steps, gap, alpha=0.35)
+      window = 8  # trailing mean over 8 steps
+      smooth = [sum(gap[max(0, i - window + 1):i + 1]) / len(gap[max(0, i - window + 1):i + 1]) for i in range(len(gap))]
+      axes[0].plot(steps, smooth, color=line.get_color(), label=f"{kind} (8-step mean)")
     val = [r for r in rows if r.get("phase") == "val" and "policy_f1" in r]
-    if val:
-      axes[1].plot([r["step"] for r in val], [r["policy_f1"] for r in val], marker="o", label=f"{kind} policy")
+    if val:  # step 0: the policy is the reference
+      axes[1].plot([0] + [r["step"] for r in val], [val[0]["reference_f1"]] + [r["policy_f1"] for r in val], marker="o",
+                   label=f"{kind} policy")
       axes[1].axhline(val[0]["reference_f1"], linestyle=":", color="grey")
+      if "retriever_f1" in val[0]:
+        axes[1].axhline(val[0]["retriever_f1"], linestyle="--", color="grey", linewidth=0.8)
   axes[0].axhline(0.0, color="grey", linewidth=0.8)
   axes[0].set_title(f"{title}: policy reward - reference value (batch mean)")
   axes[0].set_xlabel("RRPO step")
-  axes[1].set_title(f"{title}: validation F1 (dotted: reference)")
+  axes[1].set_title(f"{title}: validation F1 (dotted: reference, dashed: retriever)")
   axes[1].set_xlabel("RRPO step")
   for ax in axes:
     if ax.lines:
