@@ -18,7 +18,7 @@ try:
 except ImportError:  # only the fuzz tests need it (the [test] extra installs it)
   _settings = None
 if _settings is not None:
-  _settings.register_profile("ci", max_examples=60, deadline=None, derandomize=True, database=None,
+  _settings.register_profile("ci", max_examples=50, deadline=None, derandomize=True, database=None,
                              print_blob=True)
   _settings.register_profile("long", max_examples=2000, deadline=None)
   _settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

@@ -26,7 +26,7 @@ JSON_FORMATS = [f for f in FORMATS if f != "triviaqa_dpr"]
 HUGE = "x" * 300_000  # a huge field (kept moderate: each example writes and parses it)
 FUZZ = settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.function_scoped_fixture])
-CLI = settings(FUZZ, max_examples=max(10, settings.default.max_examples * 2 // 3))  # slower per example
+CLI = settings(FUZZ, max_examples=max(10, settings.default.max_examples // 2))  # slower per example
 
 # ------------------------------------------------------------------------------ strategies
 words = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=12).filter(
@@ -172,7 +172,7 @@ def _one_line_error(e: DataError, path) -> None:
   assert "\n" not in text and "\r" not in text and len(text) < 600, text[:300]
   assert text.startswith(f"{path}: "), text
   if e.line is not None:
-    assert re.match(rf"{re.escape(str(path))}: (line|record) {e.line}: (record|field '[^']*'): ", text), text
+    assert re.match(rf"{re.escape(str(path))}: (line|record) {e.line}: (record|field '.+?'): ", text), text
 
 
 # ------------------------------------------------------------------------------ adapters
@@ -316,7 +316,7 @@ def test_bm25_cli_fuzz(tmp_path, corpus, questions, top_n):
     ("dpr", '{"question": "q", "answers": ["a"], "ctxs": [{"text": "t", "score": 1e999}]}', "ctxs[0].score",
      "not a finite number"),
     ("dpr", '{"question": "q", "answers": ["a"], "ctxs": [{"text": "t", "score": ' + "9" * 400 + "}]}",
-     "ctxs[0].score", "not a finite number"),  # float(int) was OverflowError
+     "ctxs[0].score", "not a number: 9999"),  # float(int) was OverflowError
     ("dpr", '{"question": "q\\ud800", "answers": ["a"], "ctxs": [{"text": "t"}]}', "question",
      "unpaired UTF-16 surrogate"),  # was UnicodeEncodeError when the converter wrote it
     ("dpr", '{"question": "q", "answers": ["a"], "ctxs": [{"text": "t", "title": "\\udfff"}]}', "ctxs[0].title",
@@ -330,12 +330,14 @@ def test_bm25_cli_fuzz(tmp_path, corpus, questions, top_n):
     ("triviaqa_dpr", "q\t" + "[" * 5000, "answers", "not a Python list literal"),  # was RecursionError
     ("triviaqa_dpr", "q\t{[]: 1}", "answers", "not a Python list literal"),  # was TypeError
     ("triviaqa_dpr", "q\t['" + "a" * 2000 + "']", None, "unreadable TSV row"),  # was csv.Error (limit below)
-    ("dpr", '{"question": "q", "answers": [' + ", ".join(["1"] * 5000) + "]}", "answers[0]", "<list of 5000"),
+    ("dpr", '{"question": "q", "answers": [[' + ", ".join(["1"] * 5000) + "]]}", "answers[0]",
+     "answer is not a string: <list of 5000 items>"),  # messages stay short whatever the value
 ])
 def test_fuzz_regressions(tmp_path, fmt, line, field, fragment):
   path = tmp_path / "bad.data"
   path.write_text(line + "\n", encoding="utf-8", errors="surrogatepass")
-  limit = csv.field_size_limit(1000)  # bm25 raises the process-wide limit; a field past it is the case
+  # bm25 raises the process-wide csv limit; a field past it is the case
+  limit = csv.field_size_limit(1000 if "TSV" in (fragment or "") else csv.field_size_limit())
   if fmt == "ambignq":
     (ex,), _ = read_examples(path, format=fmt)  # a stray qaPairs on a singleAnswer is ignored
     assert ex.meta == {"n_interpretations": 1}
@@ -350,7 +352,7 @@ def test_fuzz_regressions(tmp_path, fmt, line, field, fragment):
 
 
 def test_corrupt_gzip_is_a_data_error(tmp_path):
-  rows = "".join(json.dumps({"question": f"q{i}", "answer": ["a"]}) + "\n" for i in range(2000))
+  rows = "".join(json.dumps({"question": f"q{i * 7919 % 100_003}", "answer": ["a"]}) + "\n" for i in range(2000))
   blob = gzip.compress(rows.encode(), mtime=0)
   path = tmp_path / "q.jsonl.gz"
   path.write_bytes(blob[:len(blob) // 2])  # truncated: was EOFError out of the reader
@@ -360,8 +362,9 @@ def test_corrupt_gzip_is_a_data_error(tmp_path):
   with pytest.raises(DataError, match="corrupt or truncated gzip"):
     read_examples(path, format="nq_open", skip_invalid=True)
   corpus, questions = tmp_path / "c.tsv.gz", tmp_path / "q.jsonl"
-  corpus.write_bytes(gzip.compress(b"p1\tapple\tA\n" * 5000, mtime=0)[:300])
-  questions.write_text(rows)
+  blob = gzip.compress("".join(f"p{i}\tapple {i * 7919 % 100_003}\tA\n" for i in range(5000)).encode(), mtime=0)
+  corpus.write_bytes(blob[:len(blob) // 2])
+  questions.write_text("".join(rows.splitlines(keepends=True)[:20]))
   code, stderr = _cli(bm25.main, [f"--corpus={corpus}", f"--questions={questions}", "--questions_format=nq_open",
                                   f"--out={tmp_path / 'o.jsonl'}", "--skip_invalid"])
   _clean_failure(code, stderr, corpus)

@@ -92,29 +92,28 @@ class BM25Index:
     t0 = time.perf_counter()
     parts, doc_lens, df = [], [], np.zeros(0, np.int64)
     with tempfile.TemporaryDirectory(dir=spill_dir) if spill_dir else _nullcontext() as tmp:
-      bar = tqdm.tqdm(total=total, unit="psg", desc="BM25 tokenise", disable=not show_progress)
-      for ci, chunk in enumerate(_chunks(texts, chunk_size)):
-        ids = self.tokenizer.tokenize(chunk, update_vocab=True, return_as="ids", show_progress=False)
-        lens = np.fromiter(map(len, ids), np.int64, len(ids))
-        flat = np.fromiter(itertools.chain.from_iterable(ids), np.int64, int(lens.sum()))
-        del ids
-        doc = np.repeat(np.arange(len(chunk), dtype=np.int64), lens)
-        keys, tf = np.unique((doc << 32) | flat, return_counts=True)  # sorted by (doc, term)
-        term = (keys & 0xFFFFFFFF).astype(np.int32)
-        nnz_per_doc = np.bincount((keys >> 32).astype(np.int64), minlength=len(chunk)).astype(np.int32)
-        tf = np.minimum(tf, 65535).astype(np.uint16)
-        vocab = len(self.tokenizer.word_to_id)
-        df = np.pad(df, (0, vocab - len(df))) + np.bincount(term, minlength=vocab)
-        part = (term, tf, nnz_per_doc)
-        if tmp is not None:
-          name = os.path.join(tmp, f"chunk{ci:06d}.npz")
-          np.savez(name, term=term, tf=tf, nnz=nnz_per_doc)
-          part = name
-        parts.append(part)
-        doc_lens.append(lens.astype(np.int32))
-        self.num_docs += len(chunk)
-        bar.update(len(chunk))
-      bar.close()
+      with tqdm.tqdm(total=total, unit="psg", desc="BM25 tokenise", disable=not show_progress) as bar:
+        for ci, chunk in enumerate(_chunks(texts, chunk_size)):
+          ids = self.tokenizer.tokenize(chunk, update_vocab=True, return_as="ids", show_progress=False)
+          lens = np.fromiter(map(len, ids), np.int64, len(ids))
+          flat = np.fromiter(itertools.chain.from_iterable(ids), np.int64, int(lens.sum()))
+          del ids
+          doc = np.repeat(np.arange(len(chunk), dtype=np.int64), lens)
+          keys, tf = np.unique((doc << 32) | flat, return_counts=True)  # sorted by (doc, term)
+          term = (keys & 0xFFFFFFFF).astype(np.int32)
+          nnz_per_doc = np.bincount((keys >> 32).astype(np.int64), minlength=len(chunk)).astype(np.int32)
+          tf = np.minimum(tf, 65535).astype(np.uint16)
+          vocab = len(self.tokenizer.word_to_id)
+          df = np.pad(df, (0, vocab - len(df))) + np.bincount(term, minlength=vocab)
+          part = (term, tf, nnz_per_doc)
+          if tmp is not None:
+            name = os.path.join(tmp, f"chunk{ci:06d}.npz")
+            np.savez(name, term=term, tf=tf, nnz=nnz_per_doc)
+            part = name
+          parts.append(part)
+          doc_lens.append(lens.astype(np.int32))
+          self.num_docs += len(chunk)
+          bar.update(len(chunk))
       t1 = time.perf_counter()
       self._assemble(parts, np.concatenate(doc_lens) if doc_lens else np.zeros(0, np.int32), df,
                      show_progress=show_progress)

@@ -178,7 +178,7 @@ def _unpaired_surrogate(obj: Any) -> str | None:
         return where or "record"
     elif isinstance(value, dict):
       for key, sub in value.items():
-        name = key if len(key) <= 40 else short(key)
+        name = key if key.isprintable() and len(key) <= 40 else short(key)
         stack.append((where + "." + name if where else name, key))
         stack.append((where + "." + name if where else name, sub))
     elif isinstance(value, list):
@@ -196,12 +196,16 @@ def _parse_json(path: str, n: int, text: str, unit: str, whole: bool = False) ->
                     unit="line" if whole else unit) from None
   except ValueError as e:
     raise DataError(path, None if whole else n, None, f"malformed JSON: {e}{suffix}", unit=unit) from None
-  if _SURROGATE.search(text):
-    field = _unpaired_surrogate(obj)
-    if field is not None:
-      raise DataError(path, None if whole else n, None if field == "record" else field,
-                      "string holds an unpaired UTF-16 surrogate escape (not valid Unicode)", unit=unit)
   return obj
+
+
+def _valid_unicode(path: str, n: int, obj: Any, unit: str) -> Any:
+  """obj, or a DataError naming the first field whose string holds an unpaired surrogate."""
+  field = _unpaired_surrogate(obj)
+  if field is None:
+    return obj
+  return DataError(path, n, None if field == "record" else field,
+                   "string holds an unpaired UTF-16 surrogate escape (not valid Unicode)", unit=unit)
 
 
 def _json_lines(path: str) -> Iterator[tuple[int, Any]]:
@@ -212,7 +216,8 @@ def _json_lines(path: str) -> Iterator[tuple[int, Any]]:
         text = _decode(path, n, raw[3:] if n == 1 and raw.startswith(_BOM) else raw)
         if not text.strip():
           continue
-        yield n, _parse_json(path, n, text, "line")
+        obj = _parse_json(path, n, text, "line")
+        yield n, _valid_unicode(path, n, obj, "line") if _SURROGATE.search(text) else obj
       except DataError as e:
         yield n, e
 
@@ -236,6 +241,8 @@ def _json_document(path: str) -> Iterator[tuple[int, Any]]:
     doc = [doc]
   if not isinstance(doc, list):
     raise DataError(path, None, None, f"expected a JSON list of records, got {type(doc).__name__}")
+  if _SURROGATE.search(text):
+    doc = [_valid_unicode(path, n, obj, "record") for n, obj in enumerate(doc, 1)]
   yield from enumerate(doc, 1)
 
 
