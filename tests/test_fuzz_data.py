@@ -158,6 +158,8 @@ def data_file(draw, fmt, *, layout=None):
         if not line.decode("utf-8", "replace").strip():
           line = b"{"
       lines.append(line)
+    if lines and lines[0].lstrip().startswith(b"["):  # a list on the first line reads as a JSON document
+      lines[0] = b'{"first": "not a record"}'
     data = b"".join(x + draw(st.sampled_from([b"\n", b"\r\n"])) for x in lines)
   if data.startswith(b"\x1f\x8b"):  # random bytes that look like gzip would be a corrupt gzip file
     data = b"\n" + data
