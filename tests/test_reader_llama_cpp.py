@@ -98,4 +98,4 @@ def test_adversarial_passages_fit_the_context(small):
 
 def test_a_question_too_long_for_the_context_fails_cleanly(small):
   (r,) = small.answer([Request("q", "why? " * 1000, (EIFFEL,))])
-  assert not r.ok and r.error and r.truncated == 1
+  assert not r.ok and "exceed context window" in r.error and r.truncated == 0  # passages alone cannot make room
