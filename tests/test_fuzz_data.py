@@ -370,3 +370,17 @@ def test_corrupt_gzip_is_a_data_error(tmp_path):
   code, stderr = _cli(bm25.main, [f"--corpus={corpus}", f"--questions={questions}", "--questions_format=nq_open",
                                   f"--out={tmp_path / 'o.jsonl'}", "--skip_invalid"])
   _clean_failure(code, stderr, corpus)
+
+
+def test_duplicate_passage_ids_with_different_texts(tmp_path):
+  # the reader cache keys passages by id: two texts under one id would share cached answers
+  row = {"id": "q", "question": "q?", "answers": ["a"], "ctxs": [{"id": "p1", "text": "one"}, {"id": "p2", "text": "x"},
+                                                                  {"id": "p1", "text": "two"}]}
+  path = tmp_path / "d.jsonl"
+  path.write_text(json.dumps(row) + "\n")
+  with pytest.raises(DataError, match=r"line 1: field 'ctxs\[2\]': passage id 'p1' is also ctxs\[0\]"):
+    read_examples(path, format="dpr")
+  row["ctxs"][2]["text"] = "one"  # an exact repeat is harmless
+  path.write_text(json.dumps(row) + "\n")
+  (ex,), _ = read_examples(path, format="dpr")
+  assert [c.pid for c in ex.candidates] == ["p1", "p2", "p1"]

@@ -529,6 +529,21 @@ def _records(path: str, format: str) -> tuple[str, Iterator[tuple[int, Any]]]:
   return _json_records(path)
 
 
+_CANDIDATES_FIELD = {"dpr": "ctxs", "hotpotqa": "context", "hotpotqa_ircot": "contexts", "musique": "paragraphs"}
+
+
+def _check_passage_ids(ex: Example, r: _Record, format: str) -> None:
+  """Two different passages of one query under one id would share reader cache entries (the cache
+  keys passages by id): an error. Exact repeats are harmless and kept."""
+  first: dict[str, int] = {}
+  for j, c in enumerate(ex.candidates):
+    i = first.setdefault(c.pid, j)
+    if i != j and (ex.candidates[i].title, ex.candidates[i].text) != (c.title, c.text):
+      f = _CANDIDATES_FIELD.get(format, "ctxs")
+      r.fail(f"{f}[{j}]", f"passage id {short(c.pid)} is also {f}[{i}], with a different text (the reader "
+             "cache keys passages by id)")
+
+
 def read_examples(path: str | os.PathLike, *, format: str, skip_invalid: bool = False,
                   require_candidates: bool | None = None) -> tuple[list[Example], ReadReport]:
   """Reads a file in `format` (one of FORMATS) -> (examples, report).
@@ -556,6 +571,7 @@ def read_examples(path: str | os.PathLike, *, format: str, skip_invalid: bool = 
       ex = parse(obj, r)
       if require_candidates and not ex.candidates:
         r.fail("ctxs" if format == "dpr" else None, "no candidate passages (empty candidate list)")
+      _check_passage_ids(ex, r, format)
       if ex.qid in seen:
         r.fail("id", f"duplicate query id {short(ex.qid)} (first at {unit} {seen[ex.qid]})")
       seen[ex.qid] = n
