@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from ml_collections import config_flags
 
 from rrpo_jax import train
+from test_fuzz_data import STATS, _write_stats  # noqa: F401  (the counts, written with RRPO_FUZZ_STATS)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = [os.path.join(ROOT, "configs", name) for name in ("default.py", "smoke.py", "nq.py:paper")]
@@ -82,15 +83,19 @@ def _known_validate_bug(config) -> bool:
 @settings(suppress_health_check=[HealthCheck.too_slow])
 @given(config_arg=st.sampled_from(CONFIGS), overrides=overrides(), devices=st.sampled_from([1, 2, 3, 8]))
 def test_overrides_give_only_flag_or_config_errors(config_arg, overrides, devices):
+  STATS["config.inputs"] += 1
   try:
     config = _parse(config_arg, [f"--config.{f}={v}" for f, v in overrides])
   except flags.Error as e:  # absl's own: "FATAL Flags parsing error: ..." (no traceback) in main.py
     assert str(e).strip() and len(str(e)) < 2000
+    STATS["config.clear_errors"] += 1
     return
   if _known_validate_bug(config):
+    STATS["config.known_validate_bugs"] += 1
     return
   try:
     train.validate(config, num_devices=devices)
   except train.ConfigError as e:
     message = str(e)
     assert "\n" not in message and "config." in message, message
+    STATS["config.clear_errors"] += 1

@@ -6,14 +6,19 @@ truncated lines, duplicated ids; in JSON Lines and JSON-list layouts, plain or g
 project's DataError may come out (one line, naming the file and the line or record); with
 skip_invalid every valid record arrives and every record is either read or counted as skipped.
 
-CI runs the "ci" profile (tests/conftest.py); HYPOTHESIS_PROFILE=long runs ~20x more examples.
+CI runs the "ci" profile (tests/conftest.py); HYPOTHESIS_PROFILE=long runs ~40x more examples:
+  HYPOTHESIS_PROFILE=long python -m pytest tests/test_fuzz_data.py tests/test_fuzz_config.py
+RRPO_FUZZ_STATS=counts.json also writes the counts (inputs, clear errors, valid records and those
+that arrived) that README's Reliability table quotes.
 """
 
+import collections
 import contextlib
 import csv
 import gzip
 import io
 import json
+import os
 import re
 
 import pytest
@@ -27,6 +32,27 @@ HUGE = "x" * 300_000  # a huge field (kept moderate: each example writes and par
 FUZZ = settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.function_scoped_fixture])
 CLI = settings(FUZZ, max_examples=max(10, settings.default.max_examples // 2))  # slower per example
+
+STATS = collections.Counter()  # per test: inputs, clear_errors, valid_records, valid_arrived
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _write_stats():
+  yield
+  path = os.environ.get("RRPO_FUZZ_STATS")
+  if path:
+    old = json.load(open(path, encoding="utf-8")) if os.path.exists(path) else {}
+    with open(path, "w", encoding="utf-8") as f:
+      json.dump({k: old.get(k, 0) + STATS[k] for k in {**old, **STATS}}, f, indent=1, sort_keys=True)
+  STATS.clear()
+
+
+def _count(test: str, *, error: bool, valid: int = 0, arrived: int = 0) -> None:
+  STATS[f"{test}.inputs"] += 1
+  STATS[f"{test}.clear_errors"] += error
+  STATS[f"{test}.valid_records"] += valid
+  STATS[f"{test}.valid_arrived"] += arrived
+
 
 # ------------------------------------------------------------------------------ strategies
 words = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=12).filter(
@@ -185,13 +211,17 @@ def test_adapters_only_raise_data_errors_and_keep_every_valid_record(tmp_path, f
   blob, qids, n_records, layout = data.draw(data_file(fmt))
   path = tmp_path / f"{fmt}.data"
   path.write_bytes(blob)
+  error = False
   try:
     examples, report = read_examples(path, format=fmt)
     assert report.n_skipped == 0 and len(examples) == n_records
   except DataError as e:
     _one_line_error(e, path)
+    error = True
   examples, report = read_examples(path, format=fmt, skip_invalid=True)
-  assert [e.qid for e in examples if e.qid.startswith("valid-")] == qids  # every valid record, in order
+  arrived = [e.qid for e in examples if e.qid.startswith("valid-")]
+  _count("adapters", error=error, valid=len(qids), arrived=len(arrived))
+  assert arrived == qids  # every valid record, in order
   assert report.n_read + report.n_skipped == n_records
   for line in report.errors:
     assert "\n" not in line and line.startswith(f"{path}: ")
@@ -217,11 +247,14 @@ def test_triviaqa_tsv_fuzz(tmp_path, rows):
       lines.append(row.replace(b"\n", b" ").replace(b"\r", b" "))
   path = tmp_path / "trivia.txt"
   path.write_bytes(b"\n".join(lines) + b"\n")
+  error = False
   try:
     read_examples(path, format="triviaqa_dpr")
   except DataError as e:
     _one_line_error(e, path)
+    error = True
   examples, report = read_examples(path, format="triviaqa_dpr", skip_invalid=True)
+  _count("adapters", error=error, valid=n_valid, arrived=min(len(examples), n_valid))
   assert len(examples) >= n_valid
   non_blank = sum(1 for x in lines if x.decode("utf-8", "replace").strip())
   assert report.n_read + report.n_skipped == non_blank
@@ -257,11 +290,16 @@ def test_convert_cli_fuzz(tmp_path, fmt, data):
   if code:
     _clean_failure(code, stderr, src)
     assert not out.exists()
+  STATS["convert.inputs"] += 1
+  STATS["convert.clear_errors"] += bool(code)
   code, stderr = _cli(convert.main, [f"--format={fmt}", "--skip_invalid", str(src), str(out)])
   assert code == 0 and "Traceback" not in stderr, stderr
   back, report = read_examples(out, format="dpr", require_candidates=fmt != "nq_open")
   assert report.n_skipped == 0
-  assert [e.qid for e in back if e.qid.startswith("valid-")] == qids
+  arrived = [e.qid for e in back if e.qid.startswith("valid-")]
+  STATS["convert.valid_records"] += len(qids)
+  STATS["convert.valid_arrived"] += len(arrived)
+  assert arrived == qids
   skipped = int(re.search(r"(\d+) invalid records skipped", stderr).group(1))
   assert len(back) + skipped == n_records
 
@@ -298,12 +336,16 @@ def test_bm25_cli_fuzz(tmp_path, corpus, questions, top_n):
   code, stderr = _cli(bm25.main, argv)
   if code:
     _clean_failure(code, stderr, src)
+  STATS["bm25.inputs"] += 1
+  STATS["bm25.clear_errors"] += bool(code)
   code, stderr = _cli(bm25.main, argv + ["--skip_invalid"])
   if good == 0:  # nothing to retrieve from: a clear error, not a file of empty candidate lists
     _clean_failure(code, stderr, src)
     assert "no passages" in stderr
     return
   assert code == 0 and "Traceback" not in stderr, stderr
+  STATS["bm25.valid_records"] += good
+  STATS["bm25.valid_arrived"] += good * (f"indexed {good} passages" in stderr)
   assert f"indexed {good} passages" in stderr  # every well-formed passage was indexed
   back, _ = read_examples(out, format="dpr", require_candidates=False)
   assert len(back) == len(questions)
