@@ -57,7 +57,8 @@ def _count(test: str, *, error: bool, valid: int = 0, arrived: int = 0) -> None:
 # ------------------------------------------------------------------------------ strategies
 words = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=12).filter(
     lambda s: s.strip())
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=False, allow_infinity=False),
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70),
+                    st.floats(allow_nan=False, allow_infinity=False),
                     st.text(max_size=10), st.just(""), st.just(HUGE), st.just(10**4000), st.just("\ud800"),
                     st.just("\udfff tail"), st.just(float("nan")), st.just(float("inf")))
 json_values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),

@@ -129,8 +129,8 @@ class LlamaCppReader(Reader):
     budget = self.n_ctx - self.max_tokens
     if not _encodable(request.question):
       request = dataclasses.replace(request, question=_clean(request.question))
-    passages = [p if _encodable(p.text + p.title) else dataclasses.replace(p, title=_clean(p.title), text=_clean(p.text))
-                for p in request.passages]
+    passages = [p if _encodable(p.text + p.title) else
+                dataclasses.replace(p, title=_clean(p.title), text=_clean(p.text)) for p in request.passages]
     limit = max(budget, 1) * MAX_CHARS_PER_TOKEN
     cut = {i for i, p in enumerate(passages) if len(p.text) > limit}
     passages = [dataclasses.replace(p, text=p.text[:limit]) if i in cut else p for i, p in enumerate(passages)]
