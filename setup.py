@@ -35,6 +35,7 @@ EXTRAS_REQUIRE = {
     "test": [
         "pytest>=8",
         "pytest-timeout>=2.3",
+        "hypothesis>=6.100",  # property-based fuzzing of the data adapters and command lines
         "scipy>=1.11",
         "torch==2.13.0",  # the PyTorch parity tests (pinned as in install_requires)
         "sentence-transformers>=3.0",

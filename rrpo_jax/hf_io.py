@@ -230,11 +230,36 @@ def read_state_dict(path: str) -> dict[str, np.ndarray]:
       out.update(load_file(os.path.join(path, shard)))
     return out
   if os.path.exists(binf):
-    import torch  # only for legacy .bin checkpoints
-    state = torch.load(binf, map_location="cpu", weights_only=True)
-    return {k: v.detach().to(torch.float32).numpy() for k, v in state.items()
-            if hasattr(v, "detach") and v.is_floating_point()}
+    return _read_bin(binf)
   raise FileNotFoundError(f"no model.safetensors, model.safetensors.index.json or pytorch_model.bin in {path}")
+
+
+class UnsafeCheckpointError(ValueError):
+  """A pickled checkpoint holds objects other than tensors: refused, and nothing in it was run."""
+
+
+def _read_bin(path: str) -> dict[str, np.ndarray]:
+  """A pytorch_model.bin through torch.load(weights_only=True): the restricted unpickler builds only
+  tensors and plain containers, so a pickled payload (a __reduce__ calling os.system, ...) is refused
+  before it can run. Prefer model.safetensors, which holds no code at all."""
+  import pickle  # pylint: disable=import-outside-toplevel
+  import torch  # pylint: disable=import-outside-toplevel  (only for legacy .bin checkpoints)
+  try:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+  except pickle.UnpicklingError as e:
+    reason = str(e).strip().splitlines()
+    detail = next((line.strip() for line in reason if "Unsupported" in line or "global" in line.lower()),
+                  reason[-1].strip() if reason else "")[:300]
+    raise UnsafeCheckpointError(
+        f"{path}: refused to load: the pickle holds objects other than tensors, which could run code "
+        f"(torch.load weights_only=True): {detail}. Convert it to model.safetensors only if you trust its "
+        "origin.") from None
+  except Exception as e:  # pylint: disable=broad-except  (torch's unpickler fails in many ways on junk)
+    raise ValueError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {str(e)[:200]})") from None
+  if not isinstance(state, dict):
+    raise ValueError(f"{path}: expected a state dict of tensors, got {type(state).__name__}")
+  return {k: v.detach().to(torch.float32).numpy() for k, v in state.items()
+          if hasattr(v, "detach") and v.is_floating_point()}
 
 
 def write_safetensors(state: Mapping[str, np.ndarray], path: str) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from typing import Any, Mapping, Sequence
 
 import jax
@@ -37,6 +38,22 @@ def _merge(base: dict, new: Mapping) -> dict:
   for k, v in new.items():
     out[k] = _merge(base[k], v) if isinstance(v, Mapping) else v
   return out
+
+
+# A URL (kept as it is), or an absolute path (POSIX, home-relative or Windows) not inside a relative path.
+_ABS_PATH = re.compile(r"(?P<url>[A-Za-z][\w+.-]*://[^\s;,]*)|"
+                       r"(?<![\w./\\-])(?:~|[A-Za-z]:)?[/\\][^\s'\"`;,()\[\]{}<>|]+")
+
+
+def public_text(text: str | None) -> str | None:
+  """`text` with every absolute path cut to its last component ("/home/ann/data/train.jsonl" ->
+  "train.jsonl"): what an exported directory may say about where it was trained."""
+  if not text:
+    return text
+  cut = _ABS_PATH.sub(lambda m: m.group(0) if m.group("url") else
+                      os.path.basename(m.group(0).rstrip("/\\").replace("\\", "/")) or "/", text)
+  home = os.path.expanduser("~")
+  return cut.replace(home, "~") if len(home) > 1 else cut
 
 
 class Reranker:
@@ -160,8 +177,12 @@ class Reranker:
   # ---------------------------------------------------------------- export
   def save_pretrained(self, path: str, *, training: str | None = None) -> None:
     """Writes config.json (*ForSequenceClassification, num_labels=1), model.safetensors
-    (format=pt), the tokenizer files, rrpo_jax.json and a model card README.md. No torch needed."""
+    (format=pt), the tokenizer files, rrpo_jax.json and a model card README.md. No torch needed.
+
+    The directory is meant to be shared: absolute paths in `training` and the base model's name
+    are cut to their last component, so it holds no directory or user name of this machine."""
     os.makedirs(path, exist_ok=True)
+    training, base_model = public_text(training), public_text(self.base_model)
     params = jax.tree.map(lambda x: np.asarray(jax.device_get(x), np.float32), self.params)
     with open(os.path.join(path, "config.json"), "w", encoding="utf-8") as f:
       json.dump(hf_io.config_to_hf(self.config), f, indent=2)
@@ -171,22 +192,22 @@ class Reranker:
     self.tokenizer.save_pretrained(path)
     with open(os.path.join(path, META_FILE), "w", encoding="utf-8") as f:
       json.dump({"family": self.config.family, "max_length": self.encoder.max_length,
-                 "buckets": list(self.encoder.buckets), "base_model": self.base_model,
+                 "buckets": list(self.encoder.buckets), "base_model": base_model,
                  "passage_format": "title. text"}, f, indent=2)
     with open(os.path.join(path, "README.md"), "w", encoding="utf-8") as f:
-      f.write(self._model_card(training))
+      f.write(self._model_card(training, base_model))
 
-  def _model_card(self, training: str | None) -> str:
+  def _model_card(self, training: str | None, base_model: str | None) -> str:
     arch = hf_io.ARCHITECTURE[self.config.family]
     return f"""---
 library_name: transformers
 pipeline_tag: text-classification
 tags: [reranker, cross-encoder, rrpo_jax]
-base_model: {self.base_model or "unknown"}
+base_model: {base_model or "unknown"}
 ---
 # Cross-encoder reranker ({arch})
 
-- Base model: {self.base_model or "unknown"}
+- Base model: {base_model or "unknown"}
 - Training: {training or "not stated (exported by rrpo_jax)"}
 - Exported by rrpo_jax (JAX/Flax), float32 weights, one relevance logit per (query, passage)
   pair; higher is more relevant. Max length {self.encoder.max_length} tokens; passages are written

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from rrpo_jax.data import Example, read_examples, write_examples
+from rrpo_jax.data import DataError, Example, read_examples, write_examples
 from rrpo_jax.data.example import candidate
 from rrpo_jax.data.sample import SAMPLE_DIR, sample_path
 
@@ -152,3 +152,93 @@ def test_question_only_round_trip(tmp_path):
   assert "ctxs" not in json.loads((tmp_path / "q.jsonl").read_text())
   (back,), _ = read_examples(tmp_path / "q.jsonl", format="dpr", require_candidates=False)
   assert back == ex
+
+
+# One hand-written record per JSON format (two queries each), for the layout tests.
+def _records(fmt):
+  if fmt == "dpr":
+    return [{"id": f"q{i}", "question": f"who wrote play {i}", "answers": ["Shakespeare"],
+             "ctxs": [{"id": f"p{i}", "title": "Hamlet", "text": "A play by Shakespeare.", "score": 1.5}]}
+            for i in range(2)]
+  if fmt == "hotpotqa":
+    return [{"_id": f"q{i}", "question": "which river?", "answer": "Seine", "supporting_facts": [["Paris", 0]],
+             "context": [["Paris", ["Paris is on the ", "Seine."]], ["Rome", ["Rome is not."]]], "type": "bridge",
+             "level": "easy"} for i in range(2)]
+  if fmt == "hotpotqa_ircot":
+    return [{"question_id": f"q{i}", "question_text": "which river?", "answers_objects": [
+        {"number": "", "date": {"day": "", "month": "", "year": ""}, "spans": ["Seine"]}],
+        "contexts": [{"idx": 0, "title": "Paris", "paragraph_text": "Paris is on the Seine.", "is_supporting": True}]}
+        for i in range(2)]
+  if fmt == "musique":
+    return [{"id": f"2hop__{i}", "question": "Who founded Label Y?", "answer": "John Smith", "answer_aliases": [],
+             "answerable": True, "paragraphs": [
+                 {"idx": 0, "title": "Label Y", "paragraph_text": "Founded by John Smith.", "is_supporting": True}]}
+            for i in range(2)]
+  if fmt == "nq_open":
+    return [{"question": f"who sang song {i}", "answer": ["Elvis"]} for i in range(2)]
+  assert fmt == "ambignq"
+  return [{"id": f"a{i}", "question": "when?", "annotations": [{"type": "singleAnswer", "answer": ["1989"]}]}
+          for i in range(2)]
+
+
+JSON_FORMATS = ["dpr", "hotpotqa", "hotpotqa_ircot", "musique", "nq_open", "ambignq"]
+LAYOUTS = {
+    "jsonl": lambda rows: "".join(json.dumps(r) + "\n" for r in rows),
+    "array": json.dumps,
+    "array_pretty": lambda rows: "\n\n" + json.dumps(rows, indent=2),
+    "data_wrapper": lambda rows: json.dumps({"version": "1.0", "data": rows}, indent=1),
+    "bom_jsonl": lambda rows: "\ufeff" + "".join(json.dumps(r) + "\r\n" for r in rows),
+}
+
+
+@pytest.mark.parametrize("gz", [False, True], ids=["plain", "gzip"])
+@pytest.mark.parametrize("fmt", JSON_FORMATS)
+def test_every_json_format_reads_both_layouts(tmp_path, fmt, gz):
+  # told apart by the content: the file names say nothing (MuSiQue's release is JSON Lines; others
+  # redistribute it as a JSON list)
+  rows, got = _records(fmt), {}
+  for name, dump in LAYOUTS.items():
+    data = dump(rows).encode("utf-8")
+    path = tmp_path / f"{name}.data"
+    path.write_bytes(gzip.compress(data) if gz else data)
+    examples, report = read_examples(path, format=fmt)
+    assert report.n_read == 2 and report.n_skipped == 0
+    got[name] = examples
+  assert all(v == got["jsonl"] for v in got.values())
+  if fmt == "nq_open":  # no id field: the position, line or record, is the id
+    assert [e.qid for e in got["jsonl"]] == ["1", "2"]
+
+
+@pytest.mark.parametrize("fmt", JSON_FORMATS)
+def test_layout_errors_name_line_or_record(tmp_path, fmt):
+  rows = _records(fmt)
+  bad = dict(rows[1])
+  del bad["question_text" if fmt == "hotpotqa_ircot" else "question"]
+  field = "question_text" if fmt == "hotpotqa_ircot" else "question"
+  for name, unit in (("jsonl", "line"), ("array_pretty", "record")):
+    path = tmp_path / f"{name}.json"
+    path.write_text(LAYOUTS[name]([rows[0], bad]), encoding="utf-8")
+    with pytest.raises(DataError) as e:
+      read_examples(path, format=fmt)
+    assert str(e.value) == f"{path}: {unit} 2: field '{field}': missing required field"
+    examples, report = read_examples(path, format=fmt, skip_invalid=True)
+    assert len(examples) == 1 and report.n_skipped == 1
+
+
+def test_musique_as_a_json_array(tmp_path):
+  # the case: an array used to stop with "expected a JSON object, got list"
+  path = tmp_path / "musique_ans_v1.0_dev.jsonl"  # a misleading name: the content decides
+  path.write_text(json.dumps(_records("musique")), encoding="utf-8")
+  examples, _ = read_examples(path, format="musique")
+  assert [e.qid for e in examples] == ["2hop__0", "2hop__1"]
+  assert [c.pid for c in examples[0].candidates] == ["2hop__0#0"]
+
+
+def test_a_bad_first_line_of_json_lines_is_skipped_not_fatal(tmp_path):
+  path = tmp_path / "q.jsonl"
+  rows = _records("musique")
+  path.write_text('{"id": "broken", "question": \n' + "".join(json.dumps(r) + "\n" for r in rows))
+  with pytest.raises(DataError, match=r"q.jsonl: line 1: record: malformed JSON"):
+    read_examples(path, format="musique")
+  examples, report = read_examples(path, format="musique", skip_invalid=True)
+  assert len(examples) == 2 and report.n_skipped == 1

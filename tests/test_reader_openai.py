@@ -3,6 +3,8 @@ and a scripted local HTTP server for 500 / 429 / 401 / malformed replies. Loopba
 
 import http.server
 import json
+import logging
+import traceback
 import threading
 import time
 
@@ -93,6 +95,8 @@ class _Scripted(http.server.BaseHTTPRequestHandler):
     n = int(self.headers.get("Content-Length", 0))
     self.server.seen.append((self.path, dict(self.headers), json.loads(self.rfile.read(n))))
     status, body = self.server.script[min(len(self.server.seen), len(self.server.script)) - 1]
+    if body == "ECHO_KEY":  # a careless server quoting the credentials it was sent
+      body = {"error": f"invalid credentials: {self.headers.get('Authorization')}"}
     data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
     self.send_response(status)
     self.send_header("Content-Type", "application/json")
@@ -160,3 +164,41 @@ def test_bad_credentials_fail_at_once_and_the_key_stays_secret(scripted, monkeyp
   assert scripted.seen[0][1]["Authorization"] == "Bearer sk-very-secret"
   for text in (str(info.value), reader.identity, repr(reader)):
     assert "sk-very-secret" not in text
+
+
+CANARY = "sk-canary-7f3a91c0e5d24b68"
+
+
+def test_canary_key_stays_in_the_authorization_header(scripted, tmp_path, monkeypatch, caplog, capfd):
+  """The key comes only from the variable named by api_key_env; it is sent, and found nowhere else:
+  not in errors (even when the server echoes it), the response cache, logs or captured output."""
+  monkeypatch.setenv("RRPO_CANARY_KEY", CANARY)
+  caplog.set_level(logging.DEBUG)  # httpx / httpcore debug logs included
+  cache_path = tmp_path / "cache.sqlite"
+  cache = ResponseCache(str(cache_path))
+  reader = _reader(scripted.base_url, api_key_env="RRPO_CANARY_KEY", max_retries=1, backoff_s=0.01, concurrency=1)
+  assert _reader(scripted.base_url)._client.headers.get("Authorization") is None  # default variable unset
+  scripted.script = [(200, OK)]
+  ex = [Ex("q1", "When?", ["1889"], [Cand(p.pid, p.title, p.text) for p in PASSAGES[:2]])]
+  res = scoring.ScoringStep(reader, cache).score(ex, np.array([[0]]), np.array([[1]]))
+  assert res.stats["failed"] == 0 and len(cache) == 2
+  texts = [reader.identity, repr(reader), str(vars(reader.template))]
+  for status, error in ((401, ReaderError), (500, ReaderUnavailableError)):
+    scripted.script = [(status, "ECHO_KEY")]
+    with pytest.raises(error) as info:
+      reader.answer([REQ])
+    texts.append("".join(traceback.format_exception(info.value)))
+    assert f"HTTP {status}" in texts[-1] and "invalid credentials: Bearer <redacted>" in texts[-1]
+  scripted.script = [(400, "ECHO_KEY")]
+  (bad,) = reader.answer([REQ])
+  assert not bad.ok and "<redacted>" in bad.error
+  texts.append(repr(bad))
+  assert all(h["Authorization"] == f"Bearer {CANARY}" for _, h, _ in scripted.seen)  # it was sent every time
+  reader.close()
+  cache.close()
+  out, err = capfd.readouterr()
+  texts += [out, err, caplog.text]
+  for text in texts:
+    assert CANARY not in text
+  for path in tmp_path.iterdir():  # the cache and its WAL / shared-memory files
+    assert CANARY.encode() not in path.read_bytes(), path.name

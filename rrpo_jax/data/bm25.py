@@ -39,10 +39,9 @@ def read_corpus(path: str, *, skip_invalid: bool = False,
                 report: ReadReport | None = None) -> Iterator[tuple[str, str, str]]:
   """Streams (pid, text, title) from a psgs_w100-style TSV (gzip accepted); bad rows raise DataError
   naming file, line and field, or are counted in `report` with `skip_invalid`."""
-  import gzip
-  opener = gzip.open if _is_gzip(path) else open
-  with opener(path, "rb") as f:
-    for n, raw in enumerate(f, 1):
+  from rrpo_jax.data.formats import open_lines  # pylint: disable=import-outside-toplevel
+  with open_lines(path) as f:
+    for n, raw in f:
       try:
         try:
           line = raw.decode("utf-8").rstrip("\r\n")
@@ -50,7 +49,10 @@ def read_corpus(path: str, *, skip_invalid: bool = False,
           raise DataError(path, n, None, f"invalid UTF-8 at byte {e.start}") from None
         if not line.strip():
           continue
-        row = next(csv.reader([line], delimiter="\t"))
+        try:
+          row = next(csv.reader([line], delimiter="\t"))
+        except csv.Error as e:
+          raise DataError(path, n, None, f"unreadable TSV row: {e}") from None
         if n == 1 and [c.strip().lower() for c in row] == ["id", "text", "title"]:
           continue
         if len(row) != 3:
@@ -63,11 +65,6 @@ def read_corpus(path: str, *, skip_invalid: bool = False,
           raise
         if report is not None:
           report.skip(e)
-
-
-def _is_gzip(path: str) -> bool:
-  with open(path, "rb") as f:
-    return f.read(2) == b"\x1f\x8b"
 
 
 def _chunks(items: Iterable, size: int) -> Iterator[list]:
@@ -95,29 +92,28 @@ class BM25Index:
     t0 = time.perf_counter()
     parts, doc_lens, df = [], [], np.zeros(0, np.int64)
     with tempfile.TemporaryDirectory(dir=spill_dir) if spill_dir else _nullcontext() as tmp:
-      bar = tqdm.tqdm(total=total, unit="psg", desc="BM25 tokenise", disable=not show_progress)
-      for ci, chunk in enumerate(_chunks(texts, chunk_size)):
-        ids = self.tokenizer.tokenize(chunk, update_vocab=True, return_as="ids", show_progress=False)
-        lens = np.fromiter(map(len, ids), np.int64, len(ids))
-        flat = np.fromiter(itertools.chain.from_iterable(ids), np.int64, int(lens.sum()))
-        del ids
-        doc = np.repeat(np.arange(len(chunk), dtype=np.int64), lens)
-        keys, tf = np.unique((doc << 32) | flat, return_counts=True)  # sorted by (doc, term)
-        term = (keys & 0xFFFFFFFF).astype(np.int32)
-        nnz_per_doc = np.bincount((keys >> 32).astype(np.int64), minlength=len(chunk)).astype(np.int32)
-        tf = np.minimum(tf, 65535).astype(np.uint16)
-        vocab = len(self.tokenizer.word_to_id)
-        df = np.pad(df, (0, vocab - len(df))) + np.bincount(term, minlength=vocab)
-        part = (term, tf, nnz_per_doc)
-        if tmp is not None:
-          name = os.path.join(tmp, f"chunk{ci:06d}.npz")
-          np.savez(name, term=term, tf=tf, nnz=nnz_per_doc)
-          part = name
-        parts.append(part)
-        doc_lens.append(lens.astype(np.int32))
-        self.num_docs += len(chunk)
-        bar.update(len(chunk))
-      bar.close()
+      with tqdm.tqdm(total=total, unit="psg", desc="BM25 tokenise", disable=not show_progress) as bar:
+        for ci, chunk in enumerate(_chunks(texts, chunk_size)):
+          ids = self.tokenizer.tokenize(chunk, update_vocab=True, return_as="ids", show_progress=False)
+          lens = np.fromiter(map(len, ids), np.int64, len(ids))
+          flat = np.fromiter(itertools.chain.from_iterable(ids), np.int64, int(lens.sum()))
+          del ids
+          doc = np.repeat(np.arange(len(chunk), dtype=np.int64), lens)
+          keys, tf = np.unique((doc << 32) | flat, return_counts=True)  # sorted by (doc, term)
+          term = (keys & 0xFFFFFFFF).astype(np.int32)
+          nnz_per_doc = np.bincount((keys >> 32).astype(np.int64), minlength=len(chunk)).astype(np.int32)
+          tf = np.minimum(tf, 65535).astype(np.uint16)
+          vocab = len(self.tokenizer.word_to_id)
+          df = np.pad(df, (0, vocab - len(df))) + np.bincount(term, minlength=vocab)
+          part = (term, tf, nnz_per_doc)
+          if tmp is not None:
+            name = os.path.join(tmp, f"chunk{ci:06d}.npz")
+            np.savez(name, term=term, tf=tf, nnz=nnz_per_doc)
+            part = name
+          parts.append(part)
+          doc_lens.append(lens.astype(np.int32))
+          self.num_docs += len(chunk)
+          bar.update(len(chunk))
       t1 = time.perf_counter()
       self._assemble(parts, np.concatenate(doc_lens) if doc_lens else np.zeros(0, np.int32), df,
                      show_progress=show_progress)
@@ -233,6 +229,8 @@ def main(argv=None) -> int:
              read_corpus(args.corpus, skip_invalid=args.skip_invalid, report=creport))
     index = BM25Index.build(texts, k1=args.k1, b=args.b, chunk_size=args.chunk_size,
                             spill_dir=args.tmp_dir or tempfile.gettempdir())
+    if index.num_docs == 0:
+      raise DataError(args.corpus, None, None, "no passages to retrieve from (an empty corpus, or every row invalid)")
     t1 = time.perf_counter()
     idx, scores = index.search([q.question for q in questions], args.top_n, show_progress=True,
                                n_threads=args.threads)

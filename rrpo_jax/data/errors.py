@@ -36,8 +36,9 @@ class ReadReport:
     return f"{self.path}: {self.n_read} examples read, {self.n_skipped} invalid records skipped"
 
 
-def report_skipped(report: ReadReport, stream=sys.stderr) -> None:
+def report_skipped(report: ReadReport, stream=None) -> None:
   """Prints the skip count and the first MAX_LISTED reasons (the command lines' --skip_invalid)."""
+  stream = stream or sys.stderr  # looked up at call time: redirect_stderr applies
   for line in report.errors[:MAX_LISTED]:
     print(f"skipped: {line}", file=stream)
   if len(report.errors) > MAX_LISTED:

@@ -4,6 +4,10 @@ Every adapter validates its records; a bad one raises DataError naming file, lin
 JSON documents) and field, or is skipped and counted with `skip_invalid=True`. has_answer is always
 recomputed with rewards.contains_answer (SQuAD-normalised, token-boundary containment), whatever
 the file says, so that every format labels passages the same way. Files may be gzip-compressed.
+
+Every JSON format reads both layouts the same datasets circulate in, told apart by the content (not
+the file name): JSON Lines (one record per line; errors name the line) and one JSON list of records
+(also {"data": [...]}; errors name the record, 1-based). A UTF-8 byte order mark is ignored.
 """
 
 from __future__ import annotations
@@ -14,7 +18,10 @@ import csv
 import gzip
 import io
 import json
+import math
 import os
+import re
+import zlib
 from typing import Any, Callable, Iterator
 
 from rrpo_jax.data.errors import DataError, ReadReport
@@ -58,7 +65,7 @@ class _Record:
       self.fail(field, f"expected a list of strings, got {type(value).__name__}")
     for i, a in enumerate(value):
       if not isinstance(a, str):
-        self.fail(f"{field}[{i}]", f"answer is not a string: {a!r}")
+        self.fail(f"{field}[{i}]", f"answer is not a string: {short(a)}")
     out = _unique(a for a in value if a.strip())
     if not out:
       self.fail(field, "no non-empty gold answer")
@@ -81,7 +88,7 @@ class _Record:
       if key in obj:
         value = obj[key]
         if isinstance(value, bool) or not isinstance(value, (str, int)) or str(value) == "":
-          self.fail(key, f"query id must be a non-empty string or integer, got {value!r}")
+          self.fail(key, f"query id must be a non-empty string or integer, got {short(value)}")
         return str(value)
     return str(self.line)
 
@@ -90,16 +97,54 @@ def _unique(items) -> list[str]:
   return list(dict.fromkeys(items))
 
 
+_BOM = b"\xef\xbb\xbf"
+_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")  # a \\uD800-\\uDFFF escape: maybe an unpaired surrogate
+_MAX_REPR = 60  # characters of a bad value quoted in a message
+
+
+def short(value: Any) -> str:
+  """repr(value), cut to _MAX_REPR characters: messages stay one short line whatever the data."""
+  text = repr(value) if not isinstance(value, (list, dict)) or len(value) < 100 else \
+      f"<{type(value).__name__} of {len(value)} items>"
+  return text if len(text) <= _MAX_REPR else text[:_MAX_REPR - 3] + "..."
+
+
+class _Lines:
+  """Lines of a possibly gzip-compressed file; a corrupt or truncated gzip stream raises DataError."""
+
+  def __init__(self, path: str, f):
+    self.path, self.f, self.n = path, f, 0
+
+  def __iter__(self):
+    while True:
+      try:
+        raw = self.f.readline()
+      except (OSError, EOFError, zlib.error) as e:
+        raise DataError(self.path, self.n + 1, None, f"corrupt or truncated gzip data ({e}); the rest of the "
+                        "file is unreadable") from None
+      if not raw:
+        return
+      self.n += 1
+      yield self.n, raw
+
+  def read(self) -> bytes:
+    try:
+      return self.f.read()
+    except (OSError, EOFError, zlib.error) as e:
+      raise DataError(self.path, None, None, f"corrupt or truncated gzip data ({e})") from None
+
+
 @contextlib.contextmanager
-def _open_binary(path: str):
+def open_lines(path: str):
+  """A _Lines over a file, gunzipped when its content is gzip (told by the magic bytes, not the name)."""
   with open(path, "rb") as raw:
     head = raw.read(2)
     raw.seek(0)
     if head == b"\x1f\x8b":
       with gzip.open(raw, "rb") as f:
-        yield f
+        yield _Lines(path, f)
     else:
-      yield raw
+      yield _Lines(path, raw)
 
 
 def _decode(path: str, line: int, data: bytes, unit: str = "line") -> str:
@@ -110,59 +155,147 @@ def _decode(path: str, line: int, data: bytes, unit: str = "line") -> str:
                     unit=unit) from None
 
 
+def _loads(text: str):
+  """json.loads; every way it can fail (syntax, nesting depth, huge integers) is a ValueError."""
+  try:
+    return json.loads(text)
+  except json.JSONDecodeError:
+    raise
+  except (ValueError, RecursionError) as e:
+    message = "nested too deeply" if isinstance(e, RecursionError) else str(e).split(":")[0]
+    raise ValueError(message) from None
+
+
+def _unpaired_surrogate(obj: Any) -> str | None:
+  """The field path of the first string holding an unpaired surrogate (unwritable as UTF-8), or None."""
+  stack = [("", obj)]
+  while stack:
+    where, value = stack.pop()
+    if isinstance(value, str):
+      try:
+        value.encode("utf-8")
+      except UnicodeEncodeError:
+        return where or "record"
+    elif isinstance(value, dict):
+      for key, sub in value.items():
+        name = key if key.isprintable() and len(key) <= 40 else short(key)
+        stack.append((where + "." + name if where else name, key))
+        stack.append((where + "." + name if where else name, sub))
+    elif isinstance(value, list):
+      stack.extend((f"{where}[{i}]", sub) for i, sub in enumerate(value))
+  return None
+
+
+def _parse_json(path: str, n: int, text: str, unit: str, whole: bool = False) -> Any:
+  """One JSON value -> object; raises DataError for malformed JSON and unpaired surrogates."""
+  suffix = " (the whole JSON file is unreadable)" if whole else ""
+  try:
+    obj = _loads(text)
+  except json.JSONDecodeError as e:
+    raise DataError(path, e.lineno if whole else n, None, f"malformed JSON: {e.msg} at column {e.colno}{suffix}",
+                    unit="line" if whole else unit) from None
+  except ValueError as e:
+    raise DataError(path, None if whole else n, None, f"malformed JSON: {e}{suffix}", unit=unit) from None
+  return obj
+
+
+def _valid_unicode(path: str, n: int, obj: Any, unit: str) -> Any:
+  """obj, or a DataError naming the first field whose string holds an unpaired surrogate."""
+  field = _unpaired_surrogate(obj)
+  if field is None:
+    return obj
+  return DataError(path, n, None if field == "record" else field,
+                   "string holds an unpaired UTF-16 surrogate escape (not valid Unicode)", unit=unit)
+
+
 def _json_lines(path: str) -> Iterator[tuple[int, Any]]:
   """(line number, parsed object or DataError) for every non-blank line."""
-  with _open_binary(path) as f:
-    for n, raw in enumerate(f, 1):
+  with open_lines(path) as f:
+    for n, raw in f:
       try:
-        text = _decode(path, n, raw)
+        text = _decode(path, n, raw[3:] if n == 1 and raw.startswith(_BOM) else raw)
         if not text.strip():
           continue
-        try:
-          yield n, json.loads(text)
-        except json.JSONDecodeError as e:
-          raise DataError(path, n, None, f"malformed JSON: {e.msg} at column {e.colno}") from None
+        obj = _parse_json(path, n, text, "line")
+        yield n, _valid_unicode(path, n, obj, "line") if _SURROGATE.search(text) else obj
       except DataError as e:
         yield n, e
 
 
 def _json_document(path: str) -> Iterator[tuple[int, Any]]:
   """(record number, object) for each element of a JSON list; an unreadable file raises."""
-  with _open_binary(path) as f:
+  with open_lines(path) as f:
     data = f.read()
+  if data.startswith(_BOM):
+    data = data[3:]
   try:
     text = data.decode("utf-8")
   except UnicodeDecodeError as e:
     line = data[:e.start].count(b"\n") + 1
     raise DataError(path, line, None, f"invalid UTF-8 at byte {e.start} (the whole JSON file is "
                     "unreadable)") from None
-  try:
-    doc = json.loads(text)
-  except json.JSONDecodeError as e:
-    raise DataError(path, e.lineno, None, f"malformed JSON: {e.msg} at column {e.colno} (the whole "
-                    "JSON file is unreadable)") from None
+  doc = _parse_json(path, 0, text, "record", whole=True)
   if isinstance(doc, dict) and isinstance(doc.get("data"), list):  # {"data": [...]} wrappers
     doc = doc["data"]
+  if isinstance(doc, dict):  # one record, pretty-printed over several lines
+    doc = [doc]
   if not isinstance(doc, list):
     raise DataError(path, None, None, f"expected a JSON list of records, got {type(doc).__name__}")
+  if _SURROGATE.search(text):
+    doc = [_valid_unicode(path, n, obj, "record") for n, obj in enumerate(doc, 1)]
   yield from enumerate(doc, 1)
 
 
-def _starts_with_list(path: str) -> bool:
-  with _open_binary(path) as f:
-    head = f.read(4096).lstrip()
-  return head[:1] == b"["
+def _first_line(path: str) -> bytes:
+  with open_lines(path) as f:
+    for n, raw in f:
+      raw = (raw[3:] if n == 1 and raw.startswith(_BOM) else raw).strip()
+      if raw:
+        return raw
+  return b""
+
+
+def _complete(line: bytes) -> bool:
+  """Whether `line` is a complete JSON value, other than a {"data": [...]} wrapper written on one line."""
+  try:
+    value = _loads(line.decode("utf-8"))
+  except (ValueError, UnicodeDecodeError):
+    return False
+  return not (isinstance(value, dict) and isinstance(value.get("data"), list))
+
+
+def _json_records(path: str) -> tuple[str, Iterator[tuple[int, Any]]]:
+  """(unit, records) of a JSON file in either layout, told apart by the content, not the name.
+
+  A first line that is a complete JSON object means JSON Lines. Otherwise a file that parses as one
+  JSON value is a document (a list of records, {"data": [...]}, or one pretty-printed record); a
+  file starting with `[` that does not parse is a broken document, unless its first line is
+  complete JSON (then JSON Lines, whose bad lines are reported or skipped one by one).
+  """
+  first = _first_line(path)
+  if first[:1] not in (b"[", b"{") or (first[:1] == b"{" and _complete(first)):
+    return "line", _json_lines(path)
+  try:
+    return "record", iter(list(_json_document(path)))
+  except DataError:
+    if first[:1] == b"{" or _complete(first):
+      return "line", _json_lines(path)
+    raise
 
 
 def _tsv_rows(path: str) -> Iterator[tuple[int, Any]]:
   """(line number, list of columns or DataError) for a TSV with csv quoting, one row per line."""
-  with _open_binary(path) as f:
-    for n, raw in enumerate(f, 1):
+  with open_lines(path) as f:
+    for n, raw in f:
       try:
-        text = _decode(path, n, raw).rstrip("\r\n")
+        text = _decode(path, n, raw[3:] if n == 1 and raw.startswith(_BOM) else raw).rstrip("\r\n")
         if not text.strip():
           continue
-        yield n, next(csv.reader([text], delimiter="\t"))
+        try:
+          row = next(csv.reader([text], delimiter="\t"))
+        except csv.Error as e:
+          raise DataError(path, n, None, f"unreadable TSV row: {e}") from None
+        yield n, row
       except DataError as e:
         yield n, e
 
@@ -194,16 +327,18 @@ def parse_dpr(obj: Any, r: _Record) -> Example:
       title = r.string(ctx.get("title", ""), f"{f}.title", empty=True)
       pid = ctx.get("id", ctx.get("pid", f"{qid}#{j}"))
       if isinstance(pid, bool) or not isinstance(pid, (str, int)):
-        r.fail(f"{f}.id", f"passage id must be a string or integer, got {pid!r}")
+        r.fail(f"{f}.id", f"passage id must be a string or integer, got {short(pid)}")
       score = ctx.get("score")
       if score is not None:
         try:
           score = float(score)
-        except (TypeError, ValueError):
-          r.fail(f"{f}.score", f"not a number: {score!r}")
+        except (TypeError, ValueError, OverflowError):
+          r.fail(f"{f}.score", f"not a number: {short(score)}")
+        if not math.isfinite(score):
+          r.fail(f"{f}.score", f"not a finite number: {score}")
       sup = ctx.get("is_supporting")
       if sup is not None and not isinstance(sup, bool):
-        r.fail(f"{f}.is_supporting", f"expected true/false, got {sup!r}")
+        r.fail(f"{f}.is_supporting", f"expected true/false, got {short(sup)}")
       has = ctx.get("has_answer")
       if trusted and isinstance(has, bool):
         candidates.append(Candidate(str(pid), title, text, score, has, sup))
@@ -261,9 +396,14 @@ def parse_hotpotqa_ircot(obj: Any, r: _Record) -> Example:
     spans = a.get("spans", [])
     if not isinstance(spans, list):
       r.fail(f"answers_objects[{i}].spans", "expected a list of strings")
+    for k, span in enumerate(spans):
+      r.string(span, f"answers_objects[{i}].spans[{k}]", empty=True)
     raw.extend(spans)
-    if a.get("number") not in (None, ""):
-      raw.append(str(a["number"]))
+    number = a.get("number")
+    if isinstance(number, bool) or not isinstance(number, (str, int, float, type(None))):
+      r.fail(f"answers_objects[{i}].number", f"expected a number or string, got {short(number)}")
+    if number not in (None, ""):
+      raw.append(str(number))
   answers = r.answers(raw, "answers_objects.spans")
   candidates = []
   for j, ctx in enumerate(r.items(r.get(obj, "contexts"), "contexts")):
@@ -273,7 +413,7 @@ def parse_hotpotqa_ircot(obj: Any, r: _Record) -> Example:
     text = r.string(r.get(ctx, "paragraph_text", f"{f}.paragraph_text"), f"{f}.paragraph_text", empty=True)
     sup = ctx.get("is_supporting")
     if sup is not None and not isinstance(sup, bool):
-      r.fail(f"{f}.is_supporting", f"expected true/false, got {sup!r}")
+      r.fail(f"{f}.is_supporting", f"expected true/false, got {short(sup)}")
     candidates.append(candidate(title or f"{qid}#{j}", title, text, answers, is_supporting=sup))
   return Example(qid, question, answers, candidates, {})
 
@@ -292,7 +432,7 @@ def parse_musique(obj: Any, r: _Record) -> Example:
     r.fail("answer_aliases", "expected a list of strings")
   for i, a in enumerate(aliases):
     if not isinstance(a, str):
-      r.fail(f"answer_aliases[{i}]", f"answer is not a string: {a!r}")
+      r.fail(f"answer_aliases[{i}]", f"answer is not a string: {short(a)}")
   answers = r.answers([answer, *aliases], "answer")
   candidates = []
   for j, p in enumerate(r.items(r.get(obj, "paragraphs"), "paragraphs")):
@@ -302,8 +442,11 @@ def parse_musique(obj: Any, r: _Record) -> Example:
     text = r.string(r.get(p, "paragraph_text", f"{f}.paragraph_text"), f"{f}.paragraph_text", empty=True)
     sup = p.get("is_supporting")
     if sup is not None and not isinstance(sup, bool):
-      r.fail(f"{f}.is_supporting", f"expected true/false, got {sup!r}")
-    candidates.append(candidate(f"{qid}#{p.get('idx', j)}", title, text, answers, is_supporting=sup))
+      r.fail(f"{f}.is_supporting", f"expected true/false, got {short(sup)}")
+    idx = p.get("idx", j)
+    if isinstance(idx, bool) or not isinstance(idx, (str, int)):
+      r.fail(f"{f}.idx", f"paragraph index must be a string or integer, got {short(idx)}")
+    candidates.append(candidate(f"{qid}#{idx}", title, text, answers, is_supporting=sup))
   meta = {"answerable": obj["answerable"]} if "answerable" in obj else {}
   return Example(qid, question, answers, candidates, meta)
 
@@ -349,8 +492,8 @@ def parse_ambignq(obj: Any, r: _Record) -> Example:
         pair = r.obj(pair, g)
         raw.extend(r.answers(r.get(pair, "answer", f"{g}.answer"), f"{g}.answer"))
     else:
-      r.fail(f"{f}.type", f"expected singleAnswer or multipleQAs, got {kind!r}")
-  meta = {"n_interpretations": max(len(a.get("qaPairs", [None])) for a in annotations)}
+      r.fail(f"{f}.type", f"expected singleAnswer or multipleQAs, got {short(kind)}")
+  meta = {"n_interpretations": max(len(a["qaPairs"]) if a["type"] == "multipleQAs" else 1 for a in annotations)}
   return Example(qid, question, r.answers(raw, "annotations"), [], meta)
 
 
@@ -364,8 +507,8 @@ def parse_triviaqa_dpr(row: Any, r: _Record) -> Example:
   question = r.string(row[0], "question")
   try:
     answers = ast.literal_eval(row[1])
-  except (ValueError, SyntaxError):
-    r.fail("answers", f"not a Python list literal: {row[1][:60]!r}")
+  except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):  # all literal_eval raises
+    r.fail("answers", f"not a Python list literal: {short(row[1])}")
   return Example(str(r.line), question, r.answers(answers, "answers"), [], {})
 
 
@@ -381,11 +524,24 @@ _PARSERS: dict[str, Callable[[Any, _Record], Example]] = {
 
 
 def _records(path: str, format: str) -> tuple[str, Iterator[tuple[int, Any]]]:
-  if format in ("hotpotqa", "ambignq") or (format == "dpr" and _starts_with_list(path)):
-    return "record", _json_document(path)
   if format == "triviaqa_dpr":
     return "line", _tsv_rows(path)
-  return "line", _json_lines(path)
+  return _json_records(path)
+
+
+_CANDIDATES_FIELD = {"dpr": "ctxs", "hotpotqa": "context", "hotpotqa_ircot": "contexts", "musique": "paragraphs"}
+
+
+def _check_passage_ids(ex: Example, r: _Record, format: str) -> None:
+  """Two different passages of one query under one id would share reader cache entries (the cache
+  keys passages by id): an error. Exact repeats are harmless and kept."""
+  first: dict[str, int] = {}
+  for j, c in enumerate(ex.candidates):
+    i = first.setdefault(c.pid, j)
+    if i != j and (ex.candidates[i].title, ex.candidates[i].text) != (c.title, c.text):
+      f = _CANDIDATES_FIELD.get(format, "ctxs")
+      r.fail(f"{f}[{j}]", f"passage id {short(c.pid)} is also {f}[{i}], with a different text (the reader "
+             "cache keys passages by id)")
 
 
 def read_examples(path: str | os.PathLike, *, format: str, skip_invalid: bool = False,
@@ -415,8 +571,9 @@ def read_examples(path: str | os.PathLike, *, format: str, skip_invalid: bool = 
       ex = parse(obj, r)
       if require_candidates and not ex.candidates:
         r.fail("ctxs" if format == "dpr" else None, "no candidate passages (empty candidate list)")
+      _check_passage_ids(ex, r, format)
       if ex.qid in seen:
-        r.fail("id", f"duplicate query id {ex.qid!r} (first at {unit} {seen[ex.qid]})")
+        r.fail("id", f"duplicate query id {short(ex.qid)} (first at {unit} {seen[ex.qid]})")
       seen[ex.qid] = n
       examples.append(ex)
     except DataError as e:

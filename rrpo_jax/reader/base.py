@@ -44,7 +44,8 @@ class Response:
   """A reader answer. `text` is post-processed; `raw` is what the model produced.
 
   ok=False marks a failed call (never cached); malformed=True marks a reply without a usable
-  answer, which counts as the empty answer.
+  answer, which counts as the empty answer. `truncated` counts the passages cut so that the prompt
+  fits the reader's context window (readers that know it: llama_cpp).
   """
 
   text: str
@@ -56,6 +57,7 @@ class Response:
   malformed: bool = False
   error: str | None = None
   cached: bool = False
+  truncated: int = 0
 
 
 class Reader(abc.ABC):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import time
@@ -31,6 +32,19 @@ def _gemma3() -> str:
 _ALIASES = {DEFAULT_MODEL: _smollm2, "gemma3-270m": _gemma3}
 
 
+def _encodable(text: str) -> bool:
+  try:
+    text.encode("utf-8")
+    return True
+  except UnicodeEncodeError:
+    return False
+
+
+def _clean(text: str) -> str:
+  """Unpaired surrogates (not valid Unicode; llama.cpp takes UTF-8) -> "?"."""
+  return text.encode("utf-8", "replace").decode("utf-8")
+
+
 def gguf_path(model: str | None = None) -> str:
   """A GGUF path from a file path or a packaged alias ('smollm2-135m-instruct', 'gemma3-270m')."""
   model = model or DEFAULT_MODEL
@@ -43,10 +57,16 @@ def gguf_path(model: str | None = None) -> str:
   return path
 
 
+MAX_CHARS_PER_TOKEN = 32  # a passage is cut to 32 characters per token of context before tokenising
+CHAT_MARGIN = 8  # tokens kept free beyond the counted prompt and max_tokens
+
+
 class LlamaCppReader(Reader):
   """Greedy llama.cpp generation, one request at a time (llama.cpp reuses the shared prompt prefix).
 
   chat: None = use the GGUF's chat template when it has one; False = plain completion prompt.
+  Prompts always fit n_ctx with room for max_tokens: passages that would overflow it are cut (the
+  longest first, keeping their beginning), counted in Response.truncated and `self.truncated`.
   """
 
   backend = "llama_cpp"
@@ -61,8 +81,15 @@ class LlamaCppReader(Reader):
     self.n_ctx = n_ctx
     self._llm = llama_cpp.Llama(model_path=self.path, n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(),
                                 seed=seed, verbose=False)
-    has_template = bool(self._llm.metadata.get("tokenizer.chat_template"))
-    self.chat = has_template if chat is None else bool(chat)
+    template = self._llm.metadata.get("tokenizer.chat_template")
+    self.chat = bool(template) if chat is None else bool(chat)
+    self._formatter = None  # the GGUF's chat template, to count the prompt's tokens exactly
+    if self.chat and template:
+      from llama_cpp import llama_chat_format  # pylint: disable=import-outside-toplevel
+      special = lambda i: self._llm._model.token_get_text(i) if i != -1 else ""  # pylint: disable=protected-access
+      self._formatter = llama_chat_format.Jinja2ChatFormatter(
+          template=template, eos_token=special(self._llm.token_eos()), bos_token=special(self._llm.token_bos()))
+    self.truncated = 0  # requests whose passages were cut to fit n_ctx
 
   def _settings(self) -> dict:
     return {"model": os.path.basename(self.path), "chat": self.chat, "n_ctx": self.n_ctx}
@@ -72,8 +99,65 @@ class LlamaCppReader(Reader):
     if llm is not None:
       llm.close()
 
+  def _prompt(self, request: Request) -> tuple[str, bool]:
+    """(the prompt text as the model sees it, whether its special-token markup is parsed)."""
+    if not self.chat:
+      return self.template.render(request.question, request.passages), False
+    messages = self.template.messages(request.question, request.passages)
+    if self._formatter is not None:
+      return self._formatter(messages=messages).prompt, True
+    return "\n".join(m["content"] for m in messages), False
+
+  def _tokens(self, text: str, *, special: bool = False) -> list[int]:
+    return self._llm.tokenize(text.encode("utf-8", "replace"), add_bos=False, special=special)
+
+  def _count(self, request: Request) -> int:
+    """Tokens of the prompt (exact with the GGUF's chat template; a margin covers the rest)."""
+    text, special = self._prompt(request)
+    margin = CHAT_MARGIN + (0 if special or not self.chat else 64)
+    if len(text.encode("utf-8", "replace")) + margin <= self.n_ctx - self.max_tokens:
+      return len(text) + margin  # a token holds at least one byte: it fits without tokenising
+    return len(self._tokens(text, special=special)) + margin
+
+  def fit(self, request: Request) -> tuple[Request, int]:
+    """`request` with passage texts cut so that prompt + max_tokens fit n_ctx -> (request, passages cut).
+
+    Texts are first cut to MAX_CHARS_PER_TOKEN characters per token of budget (tokenising a 1 MB
+    passage would take seconds), then the longest are cut to a common token length, keeping their
+    beginning. A question too long to fit even without passages is left to fail in the call.
+    """
+    budget = self.n_ctx - self.max_tokens
+    if not _encodable(request.question):
+      request = dataclasses.replace(request, question=_clean(request.question))
+    passages = [p if _encodable(p.text + p.title) else
+                dataclasses.replace(p, title=_clean(p.title), text=_clean(p.text)) for p in request.passages]
+    limit = max(budget, 1) * MAX_CHARS_PER_TOKEN
+    cut = {i for i, p in enumerate(passages) if len(p.text) > limit}
+    passages = [dataclasses.replace(p, text=p.text[:limit]) if i in cut else p for i, p in enumerate(passages)]
+    for _ in range(4):
+      request = dataclasses.replace(request, passages=tuple(passages))
+      excess = self._count(request) - budget
+      if excess <= 0:
+        break
+      tokens = [self._tokens(p.text) for p in passages]
+      lengths = [len(t) for t in tokens]
+      if sum(lengths) < excess:
+        break  # the passages alone cannot make room
+      lo, hi = 0, max(lengths)  # the largest cap with sum(max(0, n - cap)) >= excess
+      while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if sum(max(0, n - mid) for n in lengths) >= excess else (lo, mid - 1)
+      for i, t in enumerate(tokens):
+        if len(t) > lo:
+          text = self._llm.detokenize(t[:lo]).decode("utf-8", "ignore")
+          passages[i] = dataclasses.replace(passages[i], text=text)
+          cut.add(i)
+    return request, len(cut)
+
   def _one(self, request: Request) -> Response:
     start = time.perf_counter()
+    request, cut = self.fit(request)
+    self.truncated += bool(cut)
     try:
       if self.chat:
         out = self._llm.create_chat_completion(
@@ -85,12 +169,12 @@ class LlamaCppReader(Reader):
             prompt=self.template.render(request.question, request.passages),
             temperature=0.0, top_k=1, max_tokens=self.max_tokens)
         raw = out["choices"][0]["text"]
-    except ValueError as e:  # e.g. the prompt does not fit n_ctx
-      return Response(text="", latency_s=time.perf_counter() - start, ok=False, error=str(e))
+    except ValueError as e:  # e.g. a question too long for n_ctx even without passages
+      return Response(text="", latency_s=time.perf_counter() - start, ok=False, error=str(e), truncated=cut)
     usage = out.get("usage") or {}
     return Response(text="", raw=raw or "", prompt_tokens=int(usage.get("prompt_tokens", 0)),
                     completion_tokens=int(usage.get("completion_tokens", 0)),
-                    latency_s=time.perf_counter() - start, malformed=raw is None)
+                    latency_s=time.perf_counter() - start, malformed=raw is None, truncated=cut)
 
   def _complete(self, requests: Sequence[Request]) -> list[Response]:
     return [self._one(r) for r in requests]

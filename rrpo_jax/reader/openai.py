@@ -45,6 +45,7 @@ class OpenAIReader(Reader):
     key = os.environ.get(api_key_env) if api_key_env else None
     if key:
       headers["Authorization"] = f"Bearer {key}"
+    self._key = key or None  # only to redact it from server replies quoted in errors
     limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
     self._client = httpx.Client(headers=headers, timeout=self.timeout_s, limits=limits, trust_env=False)
 
@@ -53,6 +54,11 @@ class OpenAIReader(Reader):
 
   def _settings(self) -> dict:
     return {"model": self.model, "endpoint": self.endpoint, "stop": self.stop}
+
+  def _quote(self, reply: httpx.Response) -> str:
+    """The start of a reply body for an error message, with the API key redacted (some servers echo it)."""
+    text = reply.text[:200 + len(self._key or "")]
+    return (text.replace(self._key, "<redacted>") if self._key else text)[:200]
 
   def close(self) -> None:
     self._client.close()
@@ -95,13 +101,13 @@ class OpenAIReader(Reader):
         continue
       latency = time.perf_counter() - start
       if reply.status_code == 429 or reply.status_code >= 500:
-        last = f"HTTP {reply.status_code}: {reply.text[:200]}"
+        last = f"HTTP {reply.status_code}: {self._quote(reply)}"
         continue
       if reply.status_code in _FATAL:
         raise ReaderError(f"{url} answered HTTP {reply.status_code} (check base_url, model and the API key "
-                          f"variable): {reply.text[:200]}")
+                          f"variable): {self._quote(reply)}")
       if reply.status_code >= 400:
-        return Response(text="", latency_s=latency, ok=False, error=f"HTTP {reply.status_code}: {reply.text[:200]}")
+        return Response(text="", latency_s=latency, ok=False, error=f"HTTP {reply.status_code}: {self._quote(reply)}")
       try:
         data = reply.json()
       except ValueError as e:
