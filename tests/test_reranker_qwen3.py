@@ -67,8 +67,8 @@ def hf_scores(model, tok, encoder, query, passages):
 
 def test_prompt_template_left_padding_and_buckets():
   tok = tiny_tokenizer()
-  enc = PromptEncoder(tok, max_length=96, buckets=(48, 64))
-  assert enc.buckets == (48, 64, 96) and enc.instruction == QWEN3_DEFAULT_INSTRUCTION
+  enc = PromptEncoder(tok, max_length=128, buckets=(80, 96))
+  assert enc.buckets == (80, 96, 128) and enc.instruction == QWEN3_DEFAULT_INSTRUCTION
   pre, suf = (tok.encode(t, add_special_tokens=False) for t in (QWEN3_RERANKER_PREFIX, QWEN3_RERANKER_SUFFIX))
   ids, types = enc.tokenize([QUERY] * 2, PASSAGES[:2])
   body = tok.encode(qwen3_body(QWEN3_DEFAULT_INSTRUCTION, QUERY, PASSAGES[0]), add_special_tokens=False)
@@ -76,19 +76,19 @@ def test_prompt_template_left_padding_and_buckets():
   assert "<Document>: Hamlet. hamlet is" in qwen3_body("i", "q", PASSAGES[0])  # "title. text"
   # A long passage is cut at its end: exactly max_length tokens, still ending with the suffix.
   long_ids, _ = enc.tokenize([QUERY], [PASSAGES[2]])
-  assert len(long_ids[0]) == 96 and long_ids[0][-len(suf):] == suf and long_ids[0][:len(pre)] == pre
+  assert len(long_ids[0]) == 128 and long_ids[0][-len(suf):] == suf and long_ids[0][:len(pre)] == pre
   # [B, n, L]: left padding, L = the smallest bucket >= the longest prompt, missing slots empty.
   out = enc.encode([QUERY, "paris"], [PASSAGES[:2], [PASSAGES[3]]], n=3)
   lengths = [len(x) for x in enc.tokenize([QUERY, QUERY, "paris"], PASSAGES[:2] + [PASSAGES[3]])[0]]
   length = out["input_ids"].shape[-1]
-  assert out["input_ids"].shape == (2, 3, length) and length == enc.bucket(max(lengths)) and length in (48, 64)
+  assert out["input_ids"].shape == (2, 3, length) and length == enc.bucket(max(lengths)) and length == 80
   np.testing.assert_array_equal(out["where"], [[True, True, False], [True, False, False]])
   for (b, j), n_tok in zip([(0, 0), (0, 1), (1, 0)], lengths):
     mask = out["attention_mask"][b, j]
     np.testing.assert_array_equal(mask, np.arange(length) >= length - n_tok)  # left padding
     assert (out["input_ids"][b, j][mask == 0] == tok.pad_token_id).all()
   assert out["attention_mask"][1, 1:].sum() == 0 and out["token_type_ids"].sum() == 0
-  custom = PromptEncoder(tok, max_length=96, instruction="Find the passage about plays")
+  custom = PromptEncoder(tok, max_length=128, instruction="Find the passage about plays")
   assert custom.tokenize([QUERY], ["x"])[0][0] != ids[0]
   with pytest.raises(ValueError, match="no room"):
     PromptEncoder(tok, max_length=len(pre) + len(suf))
