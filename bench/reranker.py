@@ -109,6 +109,9 @@ def main():
   p.add_argument("--layers", type=int, default=2, help="qwen3: decoder layers")
   p.add_argument("--hidden", type=int, default=256, help="qwen3: hidden size (head_dim 64, 2 kv heads)")
   p.add_argument("--mem_n", type=int, default=100, help="qwen3: candidates per query for the memory estimate")
+  p.add_argument("--preset", default="", choices=("", "0.6b"),
+                 help="qwen3: 0.6b = Qwen3-0.6B's sizes (28 x 1024, 16 / 8 heads of 128, SwiGLU 3072)")
+  p.add_argument("--dtype", default="float32", help="qwen3: compute dtype (float32 | bfloat16)")
   args = p.parse_args()
   skip = set(filter(None, args.skip.split(",")))
   if args.family == "qwen3":
@@ -276,23 +279,29 @@ def bench_qwen3(args, skip):
         f"torch {torch.__version__} ({torch.get_num_threads()} threads)", flush=True)
   h = args.hidden
   cfg = Qwen3RerankerConfig(hidden_size=h, num_layers=args.layers, num_heads=h // 64, num_kv_heads=2,
-                            head_dim=64, intermediate_size=3 * h, pad_token_id=151643)
-  params = modeling_qwen3.init_params(cfg, jax.random.key(0))
-  export = tempfile.mkdtemp(prefix="rrpo_bench_qwen3_")
-  with open(os.path.join(export, "config.json"), "w", encoding="utf-8") as f:
-    import json
-    json.dump(hf_io.config_to_hf(cfg, head="seq_cls"), f)
-  hf_io.write_safetensors(hf_io.flax_to_hf(jax.tree.map(np.asarray, params), cfg, head="seq_cls"),
-                          os.path.join(export, "model.safetensors"))
-  tmodel = transformers.AutoModelForSequenceClassification.from_pretrained(export).eval()
+                            head_dim=64, intermediate_size=3 * h, pad_token_id=151643, dtype=args.dtype)
+  if args.preset == "0.6b":
+    cfg = Qwen3RerankerConfig(dtype=args.dtype)
+  timed = not {"forward", "train"} <= skip
+  init = lambda: modeling_qwen3.init_params(cfg, jax.random.key(0))  # noqa: E731
+  params = init() if timed else jax.eval_shape(init)  # the memory estimate needs shapes only
+  if timed:
+    export = tempfile.mkdtemp(prefix="rrpo_bench_qwen3_")
+    with open(os.path.join(export, "config.json"), "w", encoding="utf-8") as f:
+      import json
+      json.dump(hf_io.config_to_hf(cfg, head="seq_cls"), f)
+    hf_io.write_safetensors(hf_io.flax_to_hf(jax.tree.map(np.asarray, params), cfg, head="seq_cls"),
+                            os.path.join(export, "model.safetensors"))
+    tmodel = transformers.AutoModelForSequenceClassification.from_pretrained(export).eval()
   b, length = args.batch, args.length
   rng = np.random.default_rng(0)
   ids = rng.integers(1000, 100000, (b, length)).astype(np.int32)
   mask = np.ones_like(ids)
   t_in = {"input_ids": torch.tensor(ids, dtype=torch.long), "attention_mask": torch.tensor(mask, dtype=torch.long)}
-  n_params = sum(x.size for x in jax.tree.leaves(params))
-  print(f"Qwen3 reranker {args.layers} layers x {h} hidden ({h // 64} query / 2 kv heads of 64, SwiGLU "
-        f"{3 * h}), vocab {cfg.vocab_size} tied: {n_params / 1e6:.1f} M params; batch {b} x {length}", flush=True)
+  n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
+  print(f"Qwen3 reranker {cfg.num_layers} layers x {cfg.hidden_size} hidden ({cfg.num_heads} query / "
+        f"{cfg.num_kv_heads} kv heads of {cfg.head_dim}, SwiGLU {cfg.intermediate_size}), vocab {cfg.vocab_size} "
+        f"tied, {cfg.dtype}: {n_params / 1e6:.1f} M params; batch {b} x {length}", flush=True)
   results = {}
   if "forward" not in skip:
     fwd = jax.jit(lambda p, i, m: modeling_qwen3.scores(cfg, p, i, m))
@@ -351,7 +360,7 @@ def bench_qwen3(args, skip):
   if "memory" not in skip:
     n = args.mem_n
     shape = jax.ShapeDtypeStruct((1, n, length), jnp.int32)
-    state = jax.eval_shape(lambda: (params, tx.init(params)))
+    state = jax.eval_shape(lambda p: (p, tx.init(p)), params)
     for remat in (False, True):
       c = cfg.replace(remat=remat)
       mem = jax.jit(make_step(c)).lower(state, shape, shape, jax.ShapeDtypeStruct((1, n), jnp.float32)

@@ -156,6 +156,22 @@ def paper_scale(c):
   return c
 
 
+def qwen3_scale(c):
+  """paper_scale with Qwen3-Reranker-0.6B as the policy (a local Qwen3ForCausalLM directory: config.json,
+  safetensors, tokenizer files), sized for one 80 GB GPU at N=100, k_train=3: bf16 compute, per-layer
+  remat, 8 queries (800 prompts) per update, 8 updates accumulated per optimiser step (64 queries)."""
+  paper_scale(c)
+  c.model.init = "models/Qwen3-Reranker-0.6B"  # local copy of Qwen/Qwen3-Reranker-0.6B (HF directory)
+  c.model.dtype = "bfloat16"  # bf16 compute, fp32 params and scores
+  c.model.remat = True  # per-layer remat: about 2 GiB of saved activations per query at 100 x 384 tokens
+  c.data.max_length = 384  # the card's template is ~60 tokens; a 100-word passage ~150 more
+  c.data.buckets = (256, 320, 384)  # padded prompt lengths (left padding)
+  c.rrpo.batch_size = 8  # queries per update: 800 prompts with gradients through the decoder
+  c.rrpo.grad_accum = 8  # 8 x 8 = 64 queries per optimiser step, as paper_scale
+  c.eval.batch_size = 8  # queries per scoring batch (800 prompts, forward only)
+  return c
+
+
 def reader_config(override=False):
   """Reader settings (rrpo_jax.reader.make_reader); override=True: every field unset ("" or -1),
   so the evaluation reader inherits each field it does not name from the training reader."""
