@@ -241,6 +241,7 @@ r = Reranker.from_pretrained("path/to/this/dir")   # the Qwen3ForCausalLM direct
 r.rank("who wrote hamlet", [("Hamlet", "Hamlet is a tragedy ..."), ("Paris", "Paris is ...")], k=1)
 
 # seq-cls directory, sentence-transformers: pass the prompt split at the document
+import torch
 from sentence_transformers import CrossEncoder
 from rrpo_jax.tokenization import QWEN3_RERANKER_PREFIX as P, QWEN3_RERANKER_SUFFIX as S
 model = CrossEncoder("path/to/seq_cls/dir")
