@@ -1,4 +1,4 @@
-"""Hugging Face <-> Flax weights and configs for the rerankers (modeling.py, modeling_qwen3.py).
+"""Hugging Face <-> Flax weights and configs for the rerankers (modeling*.py: BERT, XLM-R, ModernBERT, Qwen3).
 
 One declarative table per family maps HF PyTorch state-dict names to Flax parameter paths and
 serves both directions. Kinds: "dense" (a torch Linear weight [out, in] is the Flax kernel
@@ -18,6 +18,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from rrpo_jax.modeling import CrossEncoderConfig
+from rrpo_jax.modeling_modernbert import ModernBertConfig
 from rrpo_jax.modeling_qwen3 import Qwen3RerankerConfig
 
 _ENCODER = (
@@ -72,13 +73,31 @@ QWEN3_TABLE = (("embed_tokens.weight", "embed_tokens/embedding", "copy", True),)
     ("norm.weight", "norm/scale", "copy", True),
     ("lm_head.weight", "lm_head/embedding", "copy", False),  # [V, H] rows, as HF stores them
 )
-TABLES = {"bert": BERT_TABLE, "xlm-roberta": XLM_ROBERTA_TABLE, "qwen3": QWEN3_TABLE}
-PREFIX = {"bert": "bert.", "xlm-roberta": "roberta.", "qwen3": "model."}
+_MB_NORMS = (("embeddings.norm", "embeddings_norm"), ("layers.{i}.attn_norm", "layer_{i}/attn_norm"),
+             ("layers.{i}.mlp_norm", "layer_{i}/mlp_norm"), ("final_norm", "final_norm"))
+_MB_DENSE = (("layers.{i}.attn.Wqkv", "layer_{i}/Wqkv"), ("layers.{i}.attn.Wo", "layer_{i}/Wo"),
+             ("layers.{i}.mlp.Wi", "layer_{i}/Wi"), ("layers.{i}.mlp.Wo", "layer_{i}/mlp_Wo"))
+MODERNBERT_TABLE = (("embeddings.tok_embeddings.weight", "tok_embeddings", "copy", True),) + tuple(
+    row for h, f in _MB_NORMS for row in ((f"{h}.weight", f"{f}/scale", "copy", True),
+                                          (f"{h}.bias", f"{f}/bias", "copy", True))) + tuple(
+    row for h, f in _MB_DENSE for row in ((f"{h}.weight", f"{f}/kernel", "dense", True),
+                                          (f"{h}.bias", f"{f}/bias", "copy", True))) + (
+    ("head.dense.weight", "head_dense/kernel", "dense", False),
+    ("head.dense.bias", "head_dense/bias", "copy", False),
+    ("head.norm.weight", "head_norm/scale", "copy", False),
+    ("head.norm.bias", "head_norm/bias", "copy", False),
+    ("classifier.weight", "classifier/kernel", "dense", False),
+    ("classifier.bias", "classifier/bias", "copy", False),
+)
+TABLES = {"bert": BERT_TABLE, "xlm-roberta": XLM_ROBERTA_TABLE, "qwen3": QWEN3_TABLE,
+          "modernbert": MODERNBERT_TABLE}
+PREFIX = {"bert": "bert.", "xlm-roberta": "roberta.", "qwen3": "model.", "modernbert": "model."}
 ARCHITECTURE = {"bert": "BertForSequenceClassification",
                 "xlm-roberta": "XLMRobertaForSequenceClassification",
-                "qwen3": "Qwen3ForCausalLM"}
+                "qwen3": "Qwen3ForCausalLM",
+                "modernbert": "ModernBertForSequenceClassification"}
 SEQ_CLS_ARCHITECTURE = {"qwen3": "Qwen3ForSequenceClassification"}  # families whose default is not one
-MODEL_TYPE = {"bert": "bert", "xlm-roberta": "xlm-roberta", "qwen3": "qwen3"}
+MODEL_TYPE = {"bert": "bert", "xlm-roberta": "xlm-roberta", "qwen3": "qwen3", "modernbert": "modernbert"}
 HEAD_PATHS = {"bert": ("classifier",), "xlm-roberta": ("classifier_dense", "classifier_out")}
 # Buffers, not weights: never reported.
 _IGNORED_SUFFIXES = ("embeddings.position_ids", "embeddings.token_type_ids", "rotary_emb.inv_freq")
@@ -115,7 +134,24 @@ def rows_for(config) -> list[tuple[str, str, str, bool]]:
   if config.family == "qwen3":
     rows = [r for r in rows if not (r[0].endswith("_proj.bias") and not config.attention_bias)
             and not (r[0] == "lm_head.weight" and config.tie_word_embeddings)]
+  if config.family == "modernbert":
+    rows = [r for r in rows if _modernbert_has(r[0], config)]
   return rows
+
+
+def _modernbert_has(name: str, config) -> bool:
+  """Layer 0 has no attn_norm; biases exist per norm_bias / attention_bias / mlp_bias / classifier_bias."""
+  if name.startswith("layers.0.attn_norm."):
+    return False
+  if not name.endswith(".bias") or name == "classifier.bias":
+    return True
+  if "norm." in name:
+    return config.norm_bias
+  if ".attn." in name:
+    return config.attention_bias
+  if ".mlp." in name:
+    return config.mlp_bias
+  return config.classifier_bias  # head.dense.bias
 
 
 def _normalise_name(name: str, family: str) -> str:
@@ -196,6 +232,8 @@ def config_from_hf(hf: Mapping[str, Any], **overrides: Any):
   model_type = hf.get("model_type", "bert")
   if model_type == "qwen3":
     return _qwen3_config_from_hf(hf, **overrides)
+  if model_type == "modernbert":
+    return _modernbert_config_from_hf(hf, **overrides)
   if model_type == "bert":
     family = "bert"
   elif model_type in ("xlm-roberta", "roberta"):
@@ -284,6 +322,80 @@ def _qwen3_config_to_hf(config: Qwen3RerankerConfig, head: str) -> dict[str, Any
   return d
 
 
+def _num_labels(hf: Mapping[str, Any]) -> int:
+  """Labels of a *ForSequenceClassification config; 1 (a fresh one-logit head) for plain encoders."""
+  if not any(a.endswith("ForSequenceClassification") for a in hf.get("architectures") or []):
+    return 1
+  return len(hf["id2label"]) if "id2label" in hf else int(hf.get("num_labels", 1))
+
+
+def _modernbert_config_from_hf(hf: Mapping[str, Any], **overrides: Any) -> ModernBertConfig:
+  rope = hf.get("rope_parameters") or {}
+  full, slide = rope.get("full_attention") or {}, rope.get("sliding_attention") or {}
+  for r in (full, slide):
+    if r.get("rope_type", "default") != "default":
+      raise ValueError(f"rope type {r['rope_type']!r} is not supported (only the default RoPE)")
+  kw = dict(
+      vocab_size=hf["vocab_size"], hidden_size=hf["hidden_size"], num_layers=hf["num_hidden_layers"],
+      num_heads=hf["num_attention_heads"], intermediate_size=hf["intermediate_size"],
+      max_position_embeddings=hf.get("max_position_embeddings", 8192), norm_eps=hf.get("norm_eps", 1e-5),
+      norm_bias=bool(hf.get("norm_bias", False)), attention_bias=bool(hf.get("attention_bias", False)),
+      mlp_bias=bool(hf.get("mlp_bias", False)), classifier_bias=bool(hf.get("classifier_bias", False)),
+      layer_types=tuple(hf["layer_types"]) if hf.get("layer_types") else None,
+      global_attn_every_n_layers=hf.get("global_attn_every_n_layers", 3),
+      local_attention=hf.get("local_attention", 128),
+      global_rope_theta=float(full.get("rope_theta", hf.get("global_rope_theta", 160000.0))),
+      local_rope_theta=float(slide.get("rope_theta", hf.get("local_rope_theta", 10000.0))),
+      hidden_activation=hf.get("hidden_activation", "gelu"),
+      classifier_activation=hf.get("classifier_activation", "gelu"),
+      classifier_pooling=hf.get("classifier_pooling", "cls"),
+      pad_token_id=hf.get("pad_token_id", 50283),
+      hidden_dropout=float(max(hf.get("embedding_dropout", 0.0), hf.get("mlp_dropout", 0.0))),
+      attention_dropout=float(hf.get("attention_dropout", 0.0)),
+      classifier_dropout=float(hf.get("classifier_dropout", 0.0)),
+      initializer_range=hf.get("initializer_range", 0.02), num_labels=_num_labels(hf))
+  kw.update(overrides)
+  return ModernBertConfig(**kw)
+
+
+def _modernbert_config_to_hf(config: ModernBertConfig) -> dict[str, Any]:
+  return {
+      "architectures": [ARCHITECTURE["modernbert"]],
+      "model_type": "modernbert",
+      "vocab_size": config.vocab_size,
+      "hidden_size": config.hidden_size,
+      "num_hidden_layers": config.num_layers,
+      "num_attention_heads": config.num_heads,
+      "intermediate_size": config.intermediate_size,
+      "max_position_embeddings": config.max_position_embeddings,
+      "norm_eps": config.norm_eps,
+      "norm_bias": config.norm_bias,
+      "attention_bias": config.attention_bias,
+      "mlp_bias": config.mlp_bias,
+      "classifier_bias": config.classifier_bias,
+      "layer_types": list(config.kinds()),
+      "global_attn_every_n_layers": config.global_attn_every_n_layers,
+      "local_attention": config.local_attention,
+      "rope_parameters": {"full_attention": {"rope_type": "default", "rope_theta": config.global_rope_theta},
+                          "sliding_attention": {"rope_type": "default", "rope_theta": config.local_rope_theta}},
+      "global_rope_theta": config.global_rope_theta,  # transformers 4.x reads these two
+      "local_rope_theta": config.local_rope_theta,
+      "hidden_activation": config.hidden_activation,
+      "classifier_activation": config.classifier_activation,
+      "classifier_pooling": config.classifier_pooling,
+      "pad_token_id": config.pad_token_id,
+      "embedding_dropout": config.hidden_dropout,
+      "mlp_dropout": config.hidden_dropout,
+      "attention_dropout": config.attention_dropout,
+      "classifier_dropout": config.classifier_dropout,
+      "initializer_range": config.initializer_range,
+      "num_labels": config.num_labels,
+      "id2label": {str(i): f"LABEL_{i}" for i in range(config.num_labels)},
+      "label2id": {f"LABEL_{i}": i for i in range(config.num_labels)},
+      "torch_dtype": "float32",
+  }
+
+
 def config_to_hf(config, *, head: str = "default") -> dict[str, Any]:
   """Config -> config.json dict: the family's ARCHITECTURE (BERT / XLM-R *ForSequenceClassification,
   Qwen3ForCausalLM) or, head="seq_cls", Qwen3ForSequenceClassification."""
@@ -291,6 +403,8 @@ def config_to_hf(config, *, head: str = "default") -> dict[str, Any]:
     return _qwen3_config_to_hf(config, head)
   if head != "default":
     raise ValueError(f"head {head!r} not available for family {config.family!r}")
+  if config.family == "modernbert":
+    return _modernbert_config_to_hf(config)
   d = {
       "architectures": [ARCHITECTURE[config.family]],
       "model_type": MODEL_TYPE[config.family],

@@ -1,6 +1,6 @@
 """Reranker: a cross-encoder or decoder reranker with its tokenizer, loading, export and inference API.
 
-  r = Reranker.from_pretrained(path)          # HF dir (BERT / XLM-R / Qwen3), or one we saved
+  r = Reranker.from_pretrained(path)          # HF dir (BERT / XLM-R / ModernBERT / Qwen3), or ours
   r.score("who wrote ...", [(title, text), ...])   -> float32[N]
   r.rank(query, passages, k=3)                -> [(index, score), ...] best first
   r.apply(params, inputs, *, key=None)        -> float32[B, N]   (the trainer's apply_fn)
@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rrpo_jax import hf_io, modeling, modeling_qwen3
+from rrpo_jax import hf_io, modeling, modeling_modernbert, modeling_qwen3
 from rrpo_jax.tokenization import DEFAULT_BUCKETS, Passage, PairEncoder, PromptEncoder, smallest_bucket
 
 logger = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 META_FILE = "rrpo_jax.json"  # our encoding settings, written beside the HF files
 
 # family -> module with scores(config, params, ids, mask, types, *, key) and init_params(config, key)
-MODELS = {f: m for m in (modeling, modeling_qwen3) for f in m.FAMILIES}
+MODELS = {f: m for m in (modeling, modeling_modernbert, modeling_qwen3) for f in m.FAMILIES}
 
 
 def make_encoder(tokenizer, config, *, max_length: int, buckets: Sequence[int]) -> PairEncoder:
