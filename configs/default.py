@@ -159,11 +159,13 @@ def paper_scale(c):
 def qwen3_scale(c):
   """paper_scale with Qwen3-Reranker-0.6B as the policy (a local Qwen3ForCausalLM directory: config.json,
   safetensors, tokenizer files), sized for one 80 GB GPU at N=100, k_train=3: bf16 compute, per-layer
-  remat, 8 queries (800 prompts) per update, 8 updates accumulated per optimiser step (64 queries)."""
+  remat, 8 queries (800 prompts) per update, 8 updates accumulated per optimiser step (64 queries).
+  Sizing is an estimate, not a measurement: 8 x ~2.2 GiB of layer inputs kept by remat + one layer's
+  recomputation (~1 GiB per query of attention logits) + 7 GiB of params, gradients and AdamW."""
   paper_scale(c)
   c.model.init = "models/Qwen3-Reranker-0.6B"  # local copy of Qwen/Qwen3-Reranker-0.6B (HF directory)
   c.model.dtype = "bfloat16"  # bf16 compute, fp32 params and scores
-  c.model.remat = True  # per-layer remat: about 2 GiB of saved activations per query at 100 x 384 tokens
+  c.model.remat = True  # per-layer remat: ~2.2 GiB of saved layer inputs per query (28 x 100 x 384 x 1024 bf16)
   c.data.max_length = 384  # the card's template is ~60 tokens; a 100-word passage ~150 more
   c.data.buckets = (256, 320, 384)  # padded prompt lengths (left padding)
   c.rrpo.batch_size = 8  # queries per update: 800 prompts with gradients through the decoder
