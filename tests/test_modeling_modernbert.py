@@ -82,8 +82,7 @@ def test_table_round_trip_gradients_bf16():
     np.testing.assert_array_equal(back[k], state[k], err_msg=k)
   fresh = init_params(config, jax.random.key(0))
   assert jax.tree.structure(fresh) == jax.tree.structure(params)
-  assert hf_io.config_from_hf(hf_io.config_to_hf(config)) == config.replace(
-      layer_types=config.kinds()) or hf_io.config_from_hf(hf_io.config_to_hf(config)).kinds() == config.kinds()
+  assert hf_io.config_from_hf(hf_io.config_to_hf(config)) == config
   ids, mask = right_padded((2, 3), 12, seed=3)
   loss = lambda p: jnp.sum(ModernBertCrossEncoder(config).apply({"params": p}, ids, mask) ** 2)
   g = jax.jit(jax.grad(loss))(params)
