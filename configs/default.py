@@ -174,6 +174,17 @@ def qwen3_scale(c):
   return c
 
 
+def modernbert_scale(c):
+  """paper_scale with gte-reranker-modernbert-base (a local ModernBertForSequenceClassification
+  directory) as the policy: bf16 compute, per-layer remat, 32 queries x 2 accumulated per step (an
+  estimate for one 80 GB GPU: 22 x 100 x 256 x 768 bf16 = 0.8 GiB of layer inputs per query)."""
+  paper_scale(c)
+  c.model.init = "models/gte-reranker-modernbert-base"  # local copy of Alibaba-NLP/gte-reranker-modernbert-base
+  c.rrpo.batch_size = 32  # queries per update
+  c.rrpo.grad_accum = 2  # 32 x 2 = 64 queries per optimiser step, as paper_scale
+  return c
+
+
 def reader_config(override=False):
   """Reader settings (rrpo_jax.reader.make_reader); override=True: every field unset ("" or -1),
   so the evaluation reader inherits each field it does not name from the training reader."""

@@ -5,6 +5,7 @@
                                  a trained cross-encoder, Qwen2.5-7B-Instruct behind vLLM
   --config=configs/nq.py:qwen3   the same with Qwen3-Reranker-0.6B (local weights) as the policy,
                                  bf16 + remat, sized for one 80 GB GPU
+  --config=configs/nq.py:modernbert   the same with gte-reranker-modernbert-base (local weights)
 """
 
 import os
@@ -15,16 +16,16 @@ import default  # noqa: E402  pylint: disable=g-import-not-at-top
 
 
 def get_config(arg=None):
-  """`arg`: "" for the embedded default, "paper" for paper scale, "qwen3" for paper scale with a
-  Qwen3-Reranker policy."""
+  """`arg`: "" for the embedded default, "paper" for paper scale, "qwen3" / "modernbert" for paper
+  scale with a Qwen3-Reranker / gte-reranker-modernbert policy."""
   c = default.get_config()
   c.data.sample = "nq"
   if arg in (None, ""):
     return c
-  if arg == "qwen3":
-    return paper(c, scale=default.qwen3_scale)
+  if arg in ("qwen3", "modernbert"):
+    return paper(c, scale=default.qwen3_scale if arg == "qwen3" else default.modernbert_scale)
   if arg != "paper":
-    raise ValueError(f"configs/nq.py: unknown variant {arg!r} (use '', 'paper' or 'qwen3')")
+    raise ValueError(f"configs/nq.py: unknown variant {arg!r} (use '', 'paper', 'qwen3' or 'modernbert')")
   return paper(c)
 
 
