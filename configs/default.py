@@ -132,6 +132,7 @@ def paper_scale(c):
   c.data.max_length = 256  # tokens per pair
   c.data.buckets = (128, 192, 256)  # padded pair lengths
   c.data.max_eval_queries = 0  # evaluate on the whole dev set
+  c.data.eval_split = "eval"  # report on data.eval_path (the variants set it; validate requires it)
   c.model.init = "models/bge-reranker-base"  # a trained cross-encoder (HF directory)
   c.model.dtype = "bfloat16"  # bf16 compute, fp32 params and scores
   c.model.remat = True  # recompute activations: N=100 pairs per query
