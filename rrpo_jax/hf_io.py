@@ -162,8 +162,7 @@ def _normalise_name(name: str, family: str) -> str:
   return name.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias")
 
 
-def hf_to_flax(state: Mapping[str, np.ndarray], config: CrossEncoderConfig
-               ) -> tuple[dict[str, Any], LoadReport]:
+def hf_to_flax(state: Mapping[str, np.ndarray], config) -> tuple[dict[str, Any], LoadReport]:
   """HF state dict -> (nested Flax params of what was found, report of missing/unexpected names).
 
   Shape mismatches raise ValueError naming the weight.

@@ -26,7 +26,8 @@ def test_qwen3_smoke_end_to_end(tmp_path):
   tok.save_pretrained(str(init))
   workdir = tmp_path / "run"
   proc, seconds = run_main(workdir, "mode=sft,rrpo,eval,export", f"model.init={init}", "data.max_length=96",
-                           "data.buckets=(96,)", "sft.steps=2", f"reader.cache_path={tmp_path / 'cache.sqlite'}", timeout=1800)
+                           "data.buckets=(96,)", "sft.steps=2", f"reader.cache_path={tmp_path / 'cache.sqlite'}",
+                           timeout=1800)
   assert proc.returncode == 0, proc.stderr[-4000:]
   print(f"qwen3 smoke sft -> rrpo -> eval -> export: {seconds:.1f} s")
   assert "evaluation (step 2)" in proc.stdout and "exported rrpo step 2" in proc.stdout
