@@ -14,6 +14,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 
+@pytest.mark.timeout(2000)  # the subprocess gets up to 1800 s on a loaded machine
 def test_qwen3_smoke_end_to_end(tmp_path):
   tok = tiny_tokenizer()
   torch.manual_seed(0)
