@@ -13,6 +13,16 @@ loaded by transformers so both sides run identical weights):
   4. achieved GFLOP/s of the forward as a share of the matmul peak measured here (best of JAX,
      PyTorch and numpy float32 GEMMs).
 Timings alternate between the two sides and report the median; the last line prints the ratios.
+
+  python bench/reranker.py --family qwen3 [--layers 2 --hidden 256 --batch 32 --length 256]
+
+The Qwen3 decoder reranker instead (random weights, Qwen3's vocabulary size, tied embeddings; no
+download): our modeling_qwen3 vs transformers' Qwen3ForSequenceClassification loaded from our
+seq-cls export (its one-row head is lm_head[yes] - lm_head[no], so both compute the same score),
+forward and train step (AdamW, MSE on the scores, no dropout on either side), plus XLA's
+compiled-memory estimate of the train step per query at N = --mem_n candidates with and without
+remat. On the CPU backend that estimate barely moves with remat (2-6% here, for the BERT
+cross-encoder too): XLA:CPU's schedule does not keep remat's savings, so take it from a GPU run.
 """
 
 from __future__ import annotations
@@ -96,8 +106,17 @@ def main():
   p.add_argument("--train_repeats", type=int, default=3)
   p.add_argument("--real_queries", type=int, default=16)
   p.add_argument("--skip", default="", help="comma list of parts to skip: peak,forward,train,real")
+  p.add_argument("--family", default="minilm", choices=("minilm", "qwen3"))
+  p.add_argument("--layers", type=int, default=2, help="qwen3: decoder layers")
+  p.add_argument("--hidden", type=int, default=256, help="qwen3: hidden size (head_dim 64, 2 kv heads)")
+  p.add_argument("--mem_n", type=int, default=100, help="qwen3: candidates per query for the memory estimate")
+  p.add_argument("--preset", default="", choices=("", "0.6b"),
+                 help="qwen3: 0.6b = Qwen3-0.6B's sizes (28 x 1024, 16 / 8 heads of 128, SwiGLU 3072)")
+  p.add_argument("--dtype", default="float32", help="qwen3: compute dtype (float32 | bfloat16)")
   args = p.parse_args()
   skip = set(filter(None, args.skip.split(",")))
+  if args.family == "qwen3":
+    return bench_qwen3(args, skip)
 
   import jax
   import jax.numpy as jnp
@@ -244,6 +263,113 @@ def main():
           f"ratio {tt / tj:.2f}x; max |score diff| {np.abs(outs['ours'] - outs['st']).max():.1e}",
           flush=True)
 
+  print("RATIOS " + " ".join(f"{k}={v:.2f}" for k, v in results.items()))
+
+
+def bench_qwen3(args, skip):
+  """Our Qwen3 decoder reranker vs transformers' Qwen3ForSequenceClassification, same weights."""
+  import jax
+  import jax.numpy as jnp
+  import optax
+  import torch
+  import transformers
+  from rrpo_jax import hf_io, modeling_qwen3
+  from rrpo_jax.modeling_qwen3 import Qwen3RerankerConfig
+
+  print(f"jax {jax.__version__} on {jax.devices()[0].platform} x{len(jax.devices())}, "
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads)", flush=True)
+  h = args.hidden
+  cfg = Qwen3RerankerConfig(hidden_size=h, num_layers=args.layers, num_heads=h // 64, num_kv_heads=2,
+                            head_dim=64, intermediate_size=3 * h, pad_token_id=151643, dtype=args.dtype)
+  if args.preset == "0.6b":
+    cfg = Qwen3RerankerConfig(dtype=args.dtype)
+  timed = not {"forward", "train"} <= skip
+  init = lambda: modeling_qwen3.init_params(cfg, jax.random.key(0))  # noqa: E731
+  params = init() if timed else jax.eval_shape(init)  # the memory estimate needs shapes only
+  if timed:
+    export = tempfile.mkdtemp(prefix="rrpo_bench_qwen3_")
+    with open(os.path.join(export, "config.json"), "w", encoding="utf-8") as f:
+      import json
+      json.dump(hf_io.config_to_hf(cfg, head="seq_cls"), f)
+    hf_io.write_safetensors(hf_io.flax_to_hf(jax.tree.map(np.asarray, params), cfg, head="seq_cls"),
+                            os.path.join(export, "model.safetensors"))
+    tmodel = transformers.AutoModelForSequenceClassification.from_pretrained(export).eval()
+  b, length = args.batch, args.length
+  rng = np.random.default_rng(0)
+  ids = rng.integers(1000, 100000, (b, length)).astype(np.int32)
+  mask = np.ones_like(ids)
+  t_in = {"input_ids": torch.tensor(ids, dtype=torch.long), "attention_mask": torch.tensor(mask, dtype=torch.long)}
+  n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
+  print(f"Qwen3 reranker {cfg.num_layers} layers x {cfg.hidden_size} hidden ({cfg.num_heads} query / "
+        f"{cfg.num_kv_heads} kv heads of {cfg.head_dim}, SwiGLU {cfg.intermediate_size}), vocab {cfg.vocab_size} "
+        f"tied, {cfg.dtype}: {n_params / 1e6:.1f} M params; batch {b} x {length}", flush=True)
+  results = {}
+  if "forward" not in skip:
+    fwd = jax.jit(lambda p, i, m: modeling_qwen3.scores(cfg, p, i, m))
+    one_pass = jax.jit(lambda p, i, m: modeling_qwen3.scores(cfg.replace(row_block=0), p, i, m))
+    jout = np.asarray(fwd(params, ids, mask))
+    one_pass(params, ids, mask).block_until_ready()
+    with torch.no_grad():
+      tout = tmodel(**t_in).logits[:, 0].numpy()
+
+    def run_torch():
+      with torch.no_grad():
+        tmodel(**t_in)
+
+    tj, tt, t1 = alternate([lambda: fwd(params, ids, mask).block_until_ready(), run_torch,
+                            lambda: one_pass(params, ids, mask).block_until_ready()], args.repeats)
+    results["forward"] = tt / tj
+    print(f"forward {b}x{length}: ours {b / tj:.1f} pairs/s (row blocks; one pass {b / t1:.1f}), "
+          f"torch {b / tt:.1f} pairs/s, ratio {tt / tj:.2f}x; max |diff| {np.abs(jout - tout).max():.1e}",
+          flush=True)
+  tx = optax.adamw(1e-5, weight_decay=0.01)
+
+  def make_step(c):
+    def step(state, i, m, target):
+      p_, o_ = state
+      loss, g = jax.value_and_grad(
+          lambda q: jnp.mean((modeling_qwen3.scores(c, q, i, m, key=jax.random.key(0)) - target) ** 2))(p_)
+      upd, o_ = tx.update(g, o_, p_)
+      return (optax.apply_updates(p_, upd), o_), loss
+    return step
+
+  if "train" not in skip:
+    target = rng.standard_normal(b).astype(np.float32)
+    jstep = jax.jit(make_step(cfg), donate_argnums=0)
+    box = [(jax.tree.map(jnp.copy, params), tx.init(params))]
+    box[0], loss = jstep(box[0], ids, mask, target)
+    loss.block_until_ready()
+    tmodel_train = transformers.AutoModelForSequenceClassification.from_pretrained(export).train()
+    topt = torch.optim.AdamW(tmodel_train.parameters(), lr=1e-5, weight_decay=0.01)
+    ttarget = torch.tensor(target)
+
+    def torch_step():
+      topt.zero_grad(set_to_none=True)
+      loss = ((tmodel_train(**t_in).logits[:, 0] - ttarget) ** 2).mean()
+      loss.backward()
+      topt.step()
+
+    def jax_step():
+      box[0], l = jstep(box[0], ids, mask, target)
+      l.block_until_ready()
+
+    torch_step()
+    tj, tt = alternate([jax_step, torch_step], args.train_repeats)
+    results["train"] = tt / tj
+    print(f"train step {b}x{length}: ours {b / tj:.2f} pairs/s, torch {b / tt:.2f} pairs/s, ratio {tt / tj:.2f}x",
+          flush=True)
+  if "memory" not in skip:
+    n = args.mem_n
+    shape = jax.ShapeDtypeStruct((1, n, length), jnp.int32)
+    state = jax.eval_shape(lambda p: (p, tx.init(p)), params)
+    for remat in (False, True):
+      c = cfg.replace(remat=remat)
+      mem = jax.jit(make_step(c)).lower(state, shape, shape, jax.ShapeDtypeStruct((1, n), jnp.float32)
+                                        ).compile().memory_analysis()
+      temp = getattr(mem, "temp_size_in_bytes", None)
+      print(f"train step memory, one query x N={n} x {length} tokens, remat={remat}: XLA temp "
+            f"{temp / 2**20:.0f} MiB (params + AdamW {3 * n_params * 4 / 2**20:.0f} MiB besides)"
+            if temp is not None else f"memory_analysis unavailable ({mem})", flush=True)
   print("RATIOS " + " ".join(f"{k}={v:.2f}" for k, v in results.items()))
 
 

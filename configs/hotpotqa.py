@@ -2,6 +2,8 @@
 
   --config=configs/hotpotqa.py         warm-up on is_supporting labels -> RRPO -> eval, in-process SmolLM2
   --config=configs/hotpotqa.py:paper   BM25 top-100 over Wikipedia, k_train=3, k_eval=3, vLLM reader
+  --config=configs/hotpotqa.py:qwen3   the same with Qwen3-Reranker-0.6B (local weights), one 80 GB GPU
+  --config=configs/hotpotqa.py:modernbert   the same with gte-reranker-modernbert-base (local weights)
 """
 
 import os
@@ -12,7 +14,8 @@ import default  # noqa: E402  pylint: disable=g-import-not-at-top
 
 
 def get_config(arg=None):
-  """`arg`: "" for the bundled sample, "paper" for paper scale."""
+  """`arg`: "" for the bundled sample, "paper" for paper scale, "qwen3" / "modernbert" for it with a
+  Qwen3-Reranker / gte-reranker-modernbert policy."""
   c = default.get_config()
   c.data.sample = "hotpotqa"
   c.data.num_candidates = 10  # the distractor setting gives 10 paragraphs
@@ -25,9 +28,10 @@ def get_config(arg=None):
   c.reader.max_passage_chars = 400  # three full paragraphs cost ~2 s per SmolLM2 call on 2 CPU cores
   if arg in (None, ""):
     return c
-  if arg != "paper":
-    raise ValueError(f"configs/hotpotqa.py: unknown variant {arg!r} (use '' or 'paper')")
-  default.paper_scale(c)
+  scales = {"paper": default.paper_scale, "qwen3": default.qwen3_scale, "modernbert": default.modernbert_scale}
+  if arg not in scales:
+    raise ValueError(f"configs/hotpotqa.py: unknown variant {arg!r} (use '', {', '.join(map(repr, scales))})")
+  scales[arg](c)
   c.data.train_path = "data/hotpotqa/train.bm25top100.jsonl"  # from rrpo_jax.data.convert + bm25
   c.data.eval_path = "data/hotpotqa/dev.bm25top100.jsonl"
   return c

@@ -3,6 +3,9 @@
   --config=configs/nq.py         warm-up -> RRPO -> eval on this machine in about 20 minutes (2 CPUs)
   --config=configs/nq.py:paper   the paper's setting on AmbigNQ: BM25 top-100, k_train=3, k_eval=5,
                                  a trained cross-encoder, Qwen2.5-7B-Instruct behind vLLM
+  --config=configs/nq.py:qwen3   the same with Qwen3-Reranker-0.6B (local weights) as the policy,
+                                 bf16 + remat, sized for one 80 GB GPU
+  --config=configs/nq.py:modernbert   the same with gte-reranker-modernbert-base (local weights)
 """
 
 import os
@@ -13,19 +16,22 @@ import default  # noqa: E402  pylint: disable=g-import-not-at-top
 
 
 def get_config(arg=None):
-  """`arg`: "" for the embedded default, "paper" for paper scale."""
+  """`arg`: "" for the embedded default, "paper" for paper scale, "qwen3" / "modernbert" for paper
+  scale with a Qwen3-Reranker / gte-reranker-modernbert policy."""
   c = default.get_config()
   c.data.sample = "nq"
   if arg in (None, ""):
     return c
+  if arg in ("qwen3", "modernbert"):
+    return paper(c, scale=default.qwen3_scale if arg == "qwen3" else default.modernbert_scale)
   if arg != "paper":
-    raise ValueError(f"configs/nq.py: unknown variant {arg!r} (use '' or 'paper')")
+    raise ValueError(f"configs/nq.py: unknown variant {arg!r} (use '', 'paper', 'qwen3' or 'modernbert')")
   return paper(c)
 
 
-def paper(c):
+def paper(c, scale=default.paper_scale):
   """Paper scale on AmbigNQ; paths point at files you prepare with rrpo_jax.data.convert / .bm25."""
-  default.paper_scale(c)
+  scale(c)
   c.data.train_path = "data/ambignq/train.bm25top100.jsonl"  # AmbigNQ train with BM25 top-100 candidates
   c.data.eval_path = "data/ambignq/dev.bm25top100.jsonl"  # AmbigNQ dev
   c.eval.k = 5  # k_eval = 5 on AmbigNQ

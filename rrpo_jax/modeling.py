@@ -308,21 +308,29 @@ def scores(config: CrossEncoderConfig, params, input_ids, attention_mask, token_
   if key is not None:
     return module.apply({"params": params}, input_ids, attention_mask, token_type_ids,
                         deterministic=False, rngs={"dropout": key})
-  lead, length = input_ids.shape[:-1], input_ids.shape[-1]
+  tt = jnp.zeros_like(input_ids) if token_type_ids is None else token_type_ids
+  return map_row_blocks(lambda *a: module.apply({"params": params}, *a, deterministic=True),
+                        (input_ids, attention_mask, tt), row_block=config.row_block)
+
+
+def map_row_blocks(apply, arrays, *, row_block: int | None) -> jax.Array:
+  """apply(*arrays) for int32 arrays [..., L] -> float32[...], run c = row_block rows at a time.
+
+  Rows are padded to a multiple of c with zeros (fully masked rows, dropped again) and mapped with
+  lax.map; row_block None: 2 on CPU, one pass on GPU/TPU; 0 (or <= c rows): one pass.
+  """
+  lead, length = arrays[0].shape[:-1], arrays[0].shape[-1]
   m = int(np.prod(lead, dtype=np.int64))
-  c = config.row_block
+  c = row_block
   if c is None:
     c = 2 if jax.default_backend() == "cpu" else 0
   if c <= 0 or m <= c:
-    return module.apply({"params": params}, input_ids, attention_mask, token_type_ids,
-                        deterministic=True)
+    return apply(*arrays)
   nb = -(-m // c)
-  tt = jnp.zeros_like(input_ids) if token_type_ids is None else token_type_ids
 
   def blocks(x):
     x = x.reshape(m, length)
     return jnp.pad(x, ((0, nb * c - m), (0, 0))).reshape(nb, c, length)
 
-  out = jax.lax.map(lambda a: module.apply({"params": params}, *a, deterministic=True),
-                    (blocks(input_ids), blocks(attention_mask), blocks(tt)))
+  out = jax.lax.map(lambda a: apply(*a), tuple(blocks(x) for x in arrays))
   return out.reshape(nb * c)[:m].reshape(lead)

@@ -1,6 +1,6 @@
-"""Reranker: the cross-encoder with its tokenizer, loading, export and inference API.
+"""Reranker: a cross-encoder or decoder reranker with its tokenizer, loading, export and inference API.
 
-  r = Reranker.from_pretrained(path)          # HF dir (BERT / XLM-R), or one we saved
+  r = Reranker.from_pretrained(path)          # HF dir (BERT / XLM-R / ModernBERT / Qwen3), or ours
   r.score("who wrote ...", [(title, text), ...])   -> float32[N]
   r.rank(query, passages, k=3)                -> [(index, score), ...] best first
   r.apply(params, inputs, *, key=None)        -> float32[B, N]   (the trainer's apply_fn)
@@ -10,6 +10,10 @@ Scoring sorts pairs by token length and runs them in chunks of at most `batch_si
 padded to the next multiple of `score_step` tokens (finer than the training buckets: sorted
 chunks are nearly uniform in length, so little is padded) and to a power-of-two row count, so jit
 compiles at most ceil(max_length / score_step) * (log2(batch_size) + 1) shapes.
+
+Families: the config's `family` picks the model module (MODELS: scores / init_params) and the
+encoder (PairEncoder for cross-encoders, PromptEncoder, left-padded prompts, for Qwen3); every
+caller (trainer, evaluation, export) goes through `apply` / `score_pairs` and never sees which.
 """
 
 from __future__ import annotations
@@ -24,13 +28,27 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rrpo_jax import hf_io, modeling
-from rrpo_jax.modeling import CrossEncoderConfig, init_params
-from rrpo_jax.tokenization import DEFAULT_BUCKETS, Passage, PairEncoder, smallest_bucket
+from rrpo_jax import hf_io, modeling, modeling_modernbert, modeling_qwen3
+from rrpo_jax.tokenization import DEFAULT_BUCKETS, Passage, PairEncoder, PromptEncoder, smallest_bucket
 
 logger = logging.getLogger(__name__)
 
 META_FILE = "rrpo_jax.json"  # our encoding settings, written beside the HF files
+
+# family -> module with scores(config, params, ids, mask, types, *, key) and init_params(config, key)
+MODELS = {f: m for m in (modeling, modeling_modernbert, modeling_qwen3) for f in m.FAMILIES}
+
+
+def make_encoder(tokenizer, config, *, max_length: int, buckets: Sequence[int]) -> PairEncoder:
+  """The family's encoder: PromptEncoder (left-padded prompts) for decoders, else PairEncoder."""
+  if config.family == "qwen3":
+    return PromptEncoder(tokenizer, max_length=max_length, buckets=buckets, instruction=config.instruction)
+  return PairEncoder(tokenizer, max_length=max_length, buckets=buckets)
+
+
+def init_params(config, key):
+  """Fresh parameters of the config's family."""
+  return MODELS[config.family].init_params(config, key)
 
 
 def _merge(base: dict, new: Mapping) -> dict:
@@ -57,14 +75,14 @@ def public_text(text: str | None) -> str | None:
 
 
 class Reranker:
-  """A cross-encoder reranker: config, params and encoder (PairEncoder); scores via modeling.scores."""
+  """A reranker: config, params and encoder (make_encoder); scores via MODELS[family].scores."""
 
-  def __init__(self, config: CrossEncoderConfig, params: Any, tokenizer, *, max_length: int = 256,
+  def __init__(self, config: Any, params: Any, tokenizer, *, max_length: int = 256,
                buckets: Sequence[int] = DEFAULT_BUCKETS, batch_size: int = 32,
                score_step: int = 32, base_model: str | None = None):
     self.config = config
     self.params = params
-    self.encoder = PairEncoder(tokenizer, max_length=max_length, buckets=buckets)
+    self.encoder = make_encoder(tokenizer, config, max_length=max_length, buckets=buckets)
     self.batch_size = int(batch_size)
     self.score_buckets = tuple(range(score_step, max_length, score_step)) + (max_length,)
     self.base_model = base_model
@@ -81,11 +99,11 @@ class Reranker:
 
     key=None: eval mode (no dropout); a PRNG key: training mode, dropout driven by the key.
     """
-    return modeling.scores(self.config, params, inputs["input_ids"], inputs["attention_mask"],
-                           inputs.get("token_type_ids"), key=key)
+    return MODELS[self.config.family].scores(self.config, params, inputs["input_ids"],
+                                             inputs["attention_mask"], inputs.get("token_type_ids"), key=key)
 
   def _eval_scores(self, params, input_ids, attention_mask, token_type_ids):
-    return modeling.scores(self.config, params, input_ids, attention_mask, token_type_ids)
+    return MODELS[self.config.family].scores(self.config, params, input_ids, attention_mask, token_type_ids)
 
   # ---------------------------------------------------------------- inference
   def score_pairs(self, queries: Sequence[str], passages: Sequence[Passage]) -> np.ndarray:
@@ -126,10 +144,14 @@ class Reranker:
   @classmethod
   def from_pretrained(cls, path: str, *, dtype: str = "float32", remat: bool = False,
                       max_length: int | None = None, buckets: Sequence[int] | None = None,
-                      batch_size: int = 32, seed: int = 0, allow_missing: bool = False
-                      ) -> "Reranker":
-    """Loads a local HF directory (config.json + model.safetensors or pytorch_model.bin +
-    tokenizer files) or a directory written by save_pretrained.
+                      batch_size: int = 32, seed: int = 0, allow_missing: bool = False,
+                      instruction: str | None = None) -> "Reranker":
+    """Loads a local HF directory (config.json + model.safetensors, sharded or not, or
+    pytorch_model.bin + tokenizer files) or a directory written by save_pretrained.
+
+    Qwen3 (a Qwen3ForCausalLM directory such as Qwen3-Reranker's): the "yes" / "no" token ids come
+    from the tokenizer; `instruction` (else the one saved in rrpo_jax.json, else the card's
+    default) goes into the prompts.
 
     A checkpoint without a classification head (a plain encoder such as all-MiniLM-L6-v2) gets
     a freshly initialised head (from `seed`), with a logged warning. Other missing weights raise
@@ -147,6 +169,16 @@ class Reranker:
       raise ValueError(f"{path}: a reranker needs num_labels=1 (one relevance logit), "
                        f"this checkpoint has {config.num_labels}")
     tokenizer = AutoTokenizer.from_pretrained(path)
+    if config.family == "qwen3":
+      if any(a.endswith("ForSequenceClassification") for a in hf_config.get("architectures") or []):
+        raise ValueError(f"{path}: load the Qwen3ForCausalLM directory (the seq-cls export has no "
+                         "yes/no rows to train)")
+      yes, no = (tokenizer.convert_tokens_to_ids(t) for t in ("yes", "no"))
+      if yes in (None, tokenizer.unk_token_id) or no in (None, tokenizer.unk_token_id):
+        raise ValueError(f"{path}: the tokenizer has no single 'yes' / 'no' tokens")
+      config = config.replace(yes_id=yes, no_id=no, instruction=instruction or meta.get("instruction"),
+                              pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None
+                              else config.pad_token_id)
 
     found, report = hf_io.hf_to_flax(hf_io.read_state_dict(path), config)
     fresh = jax.tree.map(np.asarray, init_params(config, jax.random.key(seed)))
@@ -175,27 +207,70 @@ class Reranker:
     return reranker
 
   # ---------------------------------------------------------------- export
-  def save_pretrained(self, path: str, *, training: str | None = None) -> None:
-    """Writes config.json (*ForSequenceClassification, num_labels=1), model.safetensors
-    (format=pt), the tokenizer files, rrpo_jax.json and a model card README.md. No torch needed.
+  def save_pretrained(self, path: str, *, training: str | None = None, head: str = "default") -> None:
+    """Writes config.json, model.safetensors (format=pt), the tokenizer files, rrpo_jax.json and a
+    model card README.md. No torch needed.
 
+    head="default": the family's architecture (BERT / XLM-R *ForSequenceClassification with
+    num_labels=1; Qwen3ForCausalLM, which from_pretrained loads back). head="seq_cls" (Qwen3):
+    Qwen3ForSequenceClassification with score = lm_head[yes] - lm_head[no], for
+    sentence-transformers' CrossEncoder (given the prompt as query and document text, see the card).
     The directory is meant to be shared: absolute paths in `training` and the base model's name
-    are cut to their last component, so it holds no directory or user name of this machine."""
+    are cut to their last component, so it holds no directory or user name of this machine.
+    """
     os.makedirs(path, exist_ok=True)
     training, base_model = public_text(training), public_text(self.base_model)
     params = jax.tree.map(lambda x: np.asarray(jax.device_get(x), np.float32), self.params)
     with open(os.path.join(path, "config.json"), "w", encoding="utf-8") as f:
-      json.dump(hf_io.config_to_hf(self.config), f, indent=2)
-    hf_io.write_safetensors(hf_io.flax_to_hf(params, self.config),
+      json.dump(hf_io.config_to_hf(self.config, head=head), f, indent=2)
+    hf_io.write_safetensors(hf_io.flax_to_hf(params, self.config, head=head),
                             os.path.join(path, "model.safetensors"))
     self.tokenizer.model_max_length = self.encoder.max_length
     self.tokenizer.save_pretrained(path)
     with open(os.path.join(path, META_FILE), "w", encoding="utf-8") as f:
-      json.dump({"family": self.config.family, "max_length": self.encoder.max_length,
-                 "buckets": list(self.encoder.buckets), "base_model": base_model,
-                 "passage_format": "title. text"}, f, indent=2)
+      meta = {"family": self.config.family, "max_length": self.encoder.max_length,
+              "buckets": list(self.encoder.buckets), "base_model": base_model,
+              "passage_format": "title. text"}
+      if isinstance(self.encoder, PromptEncoder):
+        meta.update(instruction=self.encoder.instruction, head=head)
+      json.dump(meta, f, indent=2)
     with open(os.path.join(path, "README.md"), "w", encoding="utf-8") as f:
-      f.write(self._model_card(training, base_model))
+      f.write(self._qwen3_card(training, head, base_model) if self.config.family == "qwen3"
+              else self._model_card(training, base_model))
+
+  def _qwen3_card(self, training: str | None, head: str, base_model: str | None) -> str:
+    arch = hf_io.config_to_hf(self.config, head=head)["architectures"][0]
+    return f"""---
+library_name: transformers
+tags: [reranker, qwen3, rrpo_jax]
+base_model: {base_model or "unknown"}
+---
+# Qwen3 decoder reranker ({arch})
+
+- Base model: {base_model or "unknown"}
+- Training: {training or "not stated (exported by rrpo_jax)"}
+- Exported by rrpo_jax (JAX/Flax), float32 weights. Prompt: Qwen3-Reranker's template (prefix,
+  "<Instruct>: {{instruction}}\\n<Query>: {{query}}\\n<Document>: {{title. text}}", suffix), left padding,
+  at most {self.encoder.max_length} tokens. Instruction: "{self.encoder.instruction}".
+- Score: logit("yes") - logit("no") at the last position (P(yes) = sigmoid(score)).
+  {"The seq-cls head is that difference: score.weight = lm_head[yes] - lm_head[no]." if head == "seq_cls" else ""}
+
+## Usage
+```python
+from rrpo_jax.reranker import Reranker
+r = Reranker.from_pretrained("path/to/this/dir")   # the Qwen3ForCausalLM directory
+r.rank("who wrote hamlet", [("Hamlet", "Hamlet is a tragedy ..."), ("Paris", "Paris is ...")], k=1)
+
+# seq-cls directory, sentence-transformers: pass the prompt split at the document
+import torch
+from sentence_transformers import CrossEncoder
+from rrpo_jax.tokenization import QWEN3_RERANKER_PREFIX as P, QWEN3_RERANKER_SUFFIX as S
+model = CrossEncoder("path/to/seq_cls/dir")
+q = P + "<Instruct>: {self.encoder.instruction}\\n<Query>: who wrote hamlet\\n"
+scores = model.predict([(q, "<Document>: Hamlet. Hamlet is a tragedy ..." + S)],
+                       activation_fn=torch.nn.Identity())
+```
+"""
 
   def _model_card(self, training: str | None, base_model: str | None) -> str:
     arch = hf_io.ARCHITECTURE[self.config.family]

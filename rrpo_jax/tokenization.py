@@ -1,5 +1,6 @@
-"""(query, passage) pair encoding for the cross-encoder, with length buckets.
+"""(query, passage) encoding for the rerankers, with length buckets.
 
+Cross-encoders (PairEncoder, right padding):
 A pair is the family's two-segment input: BERT "[CLS] q [SEP] p [SEP]" (token types 0 / 1),
 XLM-R "<s> q </s></s> p </s>". The passage segment is `title + ". " + text` for every family (just
 `text` when the title is empty): plain text, so the same string can be given to any other tool
@@ -7,6 +8,18 @@ XLM-R "<s> q </s></s> p </s>". The passage segment is `title + ". " + text` for 
 Only the passage is truncated; a query longer than max_length on its own is truncated too
 (longest-first) rather than failing. Batches are padded to L = the smallest bucket >= the longest
 pair in the batch, so jit sees at most len(buckets) sequence lengths.
+
+Decoder rerankers (PromptEncoder, left padding, the same buckets): one prompt per pair in
+Qwen3-Reranker's template (its model card), prefix + body + suffix, each tokenised without
+special tokens:
+  prefix  <|im_start|>system\nJudge whether the Document meets the requirements based on the Query
+          and the Instruct provided. Note that the answer can only be "yes" or "no".<|im_end|>\n
+          <|im_start|>user\n
+  body    <Instruct>: {instruction}\n<Query>: {query}\n<Document>: {passage}
+  suffix  <|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n
+As in the card, the body is cut on the right to max_length - len(prefix) - len(suffix) tokens (the
+passage's end goes first), and the prompt is padded on the left, so the last position is the
+token the "yes" / "no" logits are read after.
 """
 
 from __future__ import annotations
@@ -122,3 +135,56 @@ class PairEncoder:
     where[slots] = True
     out["where"] = where.reshape(len(questions), n)
     return out
+
+
+QWEN3_RERANKER_PREFIX = (
+    "<|im_start|>system\nJudge whether the Document meets the requirements based on the Query and the "
+    "Instruct provided. Note that the answer can only be \"yes\" or \"no\".<|im_end|>\n<|im_start|>user\n")
+QWEN3_RERANKER_SUFFIX = "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+QWEN3_DEFAULT_INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
+
+
+def qwen3_body(instruction: str, query: str, passage: Passage) -> str:
+  """The card's format_instruction: "<Instruct>: i\\n<Query>: q\\n<Document>: d" (d = join_title)."""
+  return f"<Instruct>: {instruction}\n<Query>: {query}\n<Document>: {join_title(passage)}"
+
+
+class PromptEncoder(PairEncoder):
+  """Tokenises (query, passage) pairs as left-padded decoder prompts (Qwen3-Reranker's template).
+
+  Same interface and buckets as PairEncoder (token_type_ids are all 0); instruction None means
+  the card's default. Raises ValueError if prefix and suffix leave no room for the body.
+  """
+
+  def __init__(self, tokenizer, *, max_length: int = 256, buckets: Sequence[int] = DEFAULT_BUCKETS,
+               instruction: str | None = None, prefix: str = QWEN3_RERANKER_PREFIX,
+               suffix: str = QWEN3_RERANKER_SUFFIX):
+    super().__init__(tokenizer, max_length=max_length, buckets=buckets)
+    self.instruction = instruction or QWEN3_DEFAULT_INSTRUCTION
+    self.prefix_ids = list(tokenizer.encode(prefix, add_special_tokens=False))
+    self.suffix_ids = list(tokenizer.encode(suffix, add_special_tokens=False))
+    self.body_length = self.max_length - len(self.prefix_ids) - len(self.suffix_ids)
+    if self.body_length <= 0:
+      raise ValueError(f"max_length {self.max_length} leaves no room after the prompt's "
+                       f"{len(self.prefix_ids) + len(self.suffix_ids)} template tokens")
+
+  def tokenize(self, queries: Sequence[str], passages: Sequence[Passage]
+               ) -> tuple[list[list[int]], list[list[int]]]:
+    """Unpadded prompt ids (prefix + body cut to body_length + suffix) and all-zero token types."""
+    bodies = [qwen3_body(self.instruction, q, p) for q, p in zip(queries, passages)]
+    enc = self.tokenizer(bodies, add_special_tokens=False, truncation=True, max_length=self.body_length,
+                         padding=False, return_attention_mask=False)
+    ids = [self.prefix_ids + list(x)[:self.body_length] + self.suffix_ids for x in enc["input_ids"]]
+    return ids, [[0] * len(x) for x in ids]
+
+  def pad(self, ids: Sequence[Sequence[int]], types: Sequence[Sequence[int]], length: int
+          ) -> dict[str, np.ndarray]:
+    """Lists of token ids -> int32[len(ids), length] arrays, padded on the left."""
+    m = len(ids)
+    out_ids = np.full((m, length), self.pad_id, np.int32)
+    out_mask = np.zeros((m, length), np.int32)
+    for i, x in enumerate(ids):
+      if len(x):
+        out_ids[i, length - len(x):] = x
+        out_mask[i, length - len(x):] = 1
+    return {"input_ids": out_ids, "attention_mask": out_mask, "token_type_ids": np.zeros((m, length), np.int32)}

@@ -8,7 +8,8 @@ import pytest
 from rrpo_jax import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = ["default.py", "nq.py", "nq.py:paper", "hotpotqa.py", "hotpotqa.py:paper", "smoke.py"]
+CONFIGS = ["default.py", "nq.py", "nq.py:paper", "nq.py:qwen3", "nq.py:modernbert", "hotpotqa.py",
+           "hotpotqa.py:paper", "hotpotqa.py:qwen3", "hotpotqa.py:modernbert", "smoke.py"]
 
 
 def load(spec):
@@ -48,6 +49,18 @@ def test_paper_variants_name_missing_files():
   with pytest.raises(train.ConfigError, match=r"config\.data\.train_path"):
     train.validate(config, num_devices=8)
   assert load("hotpotqa.py:paper").eval.k == 3
+
+
+@pytest.mark.parametrize("spec", ["nq.py:qwen3", "hotpotqa.py:qwen3", "nq.py:modernbert", "hotpotqa.py:modernbert"])
+def test_backbone_variants_are_paper_scale_with_local_weights(spec):
+  config = load(spec)
+  assert config.data.num_candidates == 100 and config.rrpo.k == 3
+  assert config.model.dtype == "bfloat16" and config.model.remat
+  paper = load(spec.split(":")[0] + ":paper")
+  assert config.rrpo.batch_size * config.rrpo.grad_accum == paper.rrpo.batch_size
+  config.data.train_path = config.data.eval_path = os.path.join(ROOT, "configs", "default.py")  # exist
+  with pytest.raises(train.ConfigError, match=r"config\.model\.init"):
+    train.validate(config, num_devices=1)
 
 
 def test_unknown_variant():
