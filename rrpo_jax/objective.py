@@ -12,18 +12,26 @@ valid steps (invalid steps contribute nothing).
 
 from __future__ import annotations
 
+from typing import Callable
+
 import flax.struct
 import jax
 import jax.numpy as jnp
 
+from rrpo_jax.registry import Registry
+
 Array = jax.Array
 
-ADVANTAGE_KINDS = ("gae", "ref_diff_return", "ref_diff")
-# How the window standardises: "mean_std" (the paper: centre and scale), "std" (scale only: a zero
-# advantage, the policy matching its reference, stays zero), "none".
-STANDARDIZE_KINDS = ("mean_std", "std", "none")
-KL_KINDS = ("log_ratio", "k3")
-ESTIMATORS = ("clipped", "reinforce")
+# The pluggable parts, by name (config: rrpo.advantage, rrpo.standardize, rrpo.kl_estimator,
+# rrpo.loss). A new one is a registered function below plus a test; validation reads names().
+# advantage(r, v, *, gamma, lam) -> A, with r and v already 0 on invalid steps.
+ADVANTAGES: Registry[Callable[..., Array]] = Registry("advantage kind")
+# standardise(window, adv, *, eps) -> A^ (see window_standardise).
+STANDARDIZERS: Registry[Callable[..., Array]] = Registry("standardize kind")
+# kl(x) -> per-sample KL(pi || pi_ref) estimate from the capped log-ratio x = log pi - log pi_ref.
+KL_ESTIMATORS: Registry[Callable[[Array], Array]] = Registry("kl kind")
+# surrogate(ratio, adv, log_prob, *, eps) -> (surr_t, clipped_t bool) per step (see loss).
+LOSSES: Registry[Callable[..., tuple[Array, Array]]] = Registry("estimator")
 # Log-ratios are capped at +-LOG_RATIO_CAP before exp so that rho stays finite (rho <= 4.9e8).
 LOG_RATIO_CAP = 20.0
 
@@ -48,20 +56,31 @@ def advantages(rewards: Array, values: Array, *, kind: str = "gae", gamma: float
   Invalid steps (where=False; they form a suffix, e.g. -1 action slots) are treated as past the end
   of the episode: their r and V are 0, so the last valid step bootstraps from V = 0, and their A is 0.
   """
-  if kind not in ADVANTAGE_KINDS:
-    raise ValueError(f"advantage kind {kind!r} not in {ADVANTAGE_KINDS}")
+  estimate = ADVANTAGES.get(kind)
   r = jnp.asarray(rewards, jnp.float32)
   v = jnp.asarray(values, jnp.float32)
   if where is not None:
     r, v = jnp.where(where, r, 0.0), jnp.where(where, v, 0.0)
-  if kind == "gae":
-    v_next = jnp.concatenate([v[..., 1:], jnp.zeros_like(v[..., :1])], axis=-1)
-    adv = _discounted_suffix_sum(r + gamma * v_next - v, gamma * lam)
-  elif kind == "ref_diff_return":
-    adv = _discounted_suffix_sum(r - v, gamma)
-  else:
-    adv = r - v
+  adv = estimate(r, v, gamma=gamma, lam=lam)
   return adv if where is None else jnp.where(where, adv, 0.0)
+
+
+@ADVANTAGES.register("gae")
+def _gae(r: Array, v: Array, *, gamma: float, lam: float) -> Array:
+  v_next = jnp.concatenate([v[..., 1:], jnp.zeros_like(v[..., :1])], axis=-1)
+  return _discounted_suffix_sum(r + gamma * v_next - v, gamma * lam)
+
+
+@ADVANTAGES.register("ref_diff_return")
+def _ref_diff_return(r: Array, v: Array, *, gamma: float, lam: float) -> Array:
+  del lam
+  return _discounted_suffix_sum(r - v, gamma)
+
+
+@ADVANTAGES.register("ref_diff")
+def _ref_diff(r: Array, v: Array, *, gamma: float, lam: float) -> Array:
+  del gamma, lam
+  return r - v
 
 
 @flax.struct.dataclass
@@ -117,16 +136,27 @@ def window_standardise(window: Window, adv: Array, *, where: Array | None = None
                        kind: str = "mean_std") -> Array:
   """kind="mean_std": A^ = (A - mean_W) / (std_W + eps); "std": A^ = A / (std_W + eps) (zeros stay
   zero); "none": A^ = A. A^ = 0 while std_W < eps (except "none"), and 0 where=False."""
-  if kind not in STANDARDIZE_KINDS:
-    raise ValueError(f"standardize kind {kind!r} not in {STANDARDIZE_KINDS}")
-  adv = jnp.asarray(adv, jnp.float32)
-  if kind == "none":
-    out = adv
-  else:
-    mean, std = window_stats(window)
-    centre = mean if kind == "mean_std" else 0.0
-    out = jnp.where(std >= eps, (adv - centre) / (std + eps), 0.0)
+  standardise = STANDARDIZERS.get(kind)
+  out = standardise(window, jnp.asarray(adv, jnp.float32), eps=eps)
   return out if where is None else jnp.where(where, out, 0.0)
+
+
+@STANDARDIZERS.register("mean_std")  # the paper: centre and scale
+def _mean_std(window: Window, adv: Array, *, eps: float) -> Array:
+  mean, std = window_stats(window)
+  return jnp.where(std >= eps, (adv - mean) / (std + eps), 0.0)
+
+
+@STANDARDIZERS.register("std")  # scale only: a zero advantage (policy = reference) stays zero
+def _std(window: Window, adv: Array, *, eps: float) -> Array:
+  _, std = window_stats(window)
+  return jnp.where(std >= eps, adv / (std + eps), 0.0)
+
+
+@STANDARDIZERS.register("none")
+def _none(window: Window, adv: Array, *, eps: float) -> Array:
+  del window, eps
+  return adv
 
 
 def kl_estimate(log_prob: Array, ref_log_prob: Array, *, kind: str = "log_ratio") -> Array:
@@ -135,10 +165,18 @@ def kl_estimate(log_prob: Array, ref_log_prob: Array, *, kind: str = "log_ratio"
   kind="log_ratio": x                    (unbiased, can be negative);
   kind="k3":        exp(-x) - 1 + x      (unbiased, always >= 0).
   """
-  if kind not in KL_KINDS:
-    raise ValueError(f"kl kind {kind!r} not in {KL_KINDS}")
-  x = jnp.clip(log_prob - ref_log_prob, -LOG_RATIO_CAP, LOG_RATIO_CAP)
-  return x if kind == "log_ratio" else jnp.expm1(-x) + x
+  estimate = KL_ESTIMATORS.get(kind)
+  return estimate(jnp.clip(log_prob - ref_log_prob, -LOG_RATIO_CAP, LOG_RATIO_CAP))
+
+
+@KL_ESTIMATORS.register("log_ratio")
+def _kl_log_ratio(x: Array) -> Array:
+  return x
+
+
+@KL_ESTIMATORS.register("k3")
+def _kl_k3(x: Array) -> Array:
+  return jnp.expm1(-x) + x
 
 
 def loss(log_prob: Array, ref_log_prob: Array, adv: Array, *, where: Array | None = None, eps: float = 0.2,
@@ -160,8 +198,7 @@ def loss(log_prob: Array, ref_log_prob: Array, adv: Array, *, where: Array | Non
   Returns:
     (loss scalar, dict with surrogate, kl, clip_frac, ratio_mean, log_ratio_mean, ratio_max, ratio_min).
   """
-  if estimator not in ESTIMATORS:
-    raise ValueError(f"estimator {estimator!r} not in {ESTIMATORS}")
+  surrogate = LOSSES.get(estimator)
   log_prob = jnp.asarray(log_prob, jnp.float32)
   ref_log_prob = jnp.asarray(ref_log_prob, jnp.float32)
   adv = jax.lax.stop_gradient(jnp.asarray(adv, jnp.float32))
@@ -171,12 +208,7 @@ def loss(log_prob: Array, ref_log_prob: Array, adv: Array, *, where: Array | Non
   n = jnp.maximum(jnp.asarray(normalizer, jnp.float32), 1.0)
   log_ratio = jnp.where(where, jnp.clip(log_prob - ref_log_prob, -LOG_RATIO_CAP, LOG_RATIO_CAP), 0.0)
   ratio = jnp.exp(log_ratio)
-  if estimator == "clipped":
-    surr = jnp.minimum(ratio * adv, jnp.clip(ratio, 1.0 - eps, 1.0 + eps) * adv)
-    clipped = ((adv > 0) & (ratio > 1.0 + eps)) | ((adv < 0) & (ratio < 1.0 - eps))
-  else:
-    surr = adv * log_prob
-    clipped = jnp.zeros(where.shape, bool)
+  surr, clipped = surrogate(ratio, adv, log_prob, eps=eps)
   kl_t = kl_estimate(log_prob, ref_log_prob, kind=kl)
   mean = lambda x: jnp.sum(jnp.where(where, x, 0.0)) / n
   value = -(mean(surr) - beta * mean(kl_t))
@@ -191,3 +223,17 @@ def loss(log_prob: Array, ref_log_prob: Array, adv: Array, *, where: Array | Non
       "ratio_min": jnp.min(jnp.where(where, ratio_sg, jnp.inf), initial=jnp.inf),
   }
   return value, diagnostics
+
+
+@LOSSES.register("clipped")  # RRPO / PPO
+def _clipped(ratio: Array, adv: Array, log_prob: Array, *, eps: float) -> tuple[Array, Array]:
+  del log_prob
+  surr = jnp.minimum(ratio * adv, jnp.clip(ratio, 1.0 - eps, 1.0 + eps) * adv)
+  clipped = ((adv > 0) & (ratio > 1.0 + eps)) | ((adv < 0) & (ratio < 1.0 - eps))
+  return surr, clipped
+
+
+@LOSSES.register("reinforce")  # ablation: no ratio, no clip
+def _reinforce(ratio: Array, adv: Array, log_prob: Array, *, eps: float) -> tuple[Array, Array]:
+  del eps
+  return adv * log_prob, jnp.zeros(ratio.shape, bool)

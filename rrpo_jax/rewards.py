@@ -1,6 +1,9 @@
 """Answer-quality rewards: SQuAD exact match, token F1 and hit, each the max over gold answers.
 
 R = EM + lambda_f * F1 + lambda_h * hit   (rrpo-method.md, "Reward per step").
+The terms are registered by name in TERMS with the config.reward field that holds their weight
+(EM's is fixed at 1): a new term is one `@register_term(name, weight="lambda_x")` function here,
+its weight `c.reward.lambda_x` in configs/default.py, and a test.
 Normalisation is SQuAD's: lower-case, drop punctuation, drop the articles a/an/the, collapse white
 space. Unicode is NFKC-folded first so that full-width and composed forms compare equal.
 """
@@ -8,10 +11,13 @@ space. Unicode is NFKC-folded first so that full-width and composed forms compar
 from __future__ import annotations
 
 import collections
+import dataclasses
 import re
 import string
 import unicodedata
-from typing import Iterable, NamedTuple
+from typing import Any, Callable, Iterable, Mapping, NamedTuple
+
+from rrpo_jax.registry import Registry
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
 
@@ -82,6 +88,56 @@ def hit(prediction: str, answers: str | Iterable[str]) -> float:
   return float(contains_answer(prediction, answers))
 
 
+@dataclasses.dataclass(frozen=True)
+class Term:
+  """A reward term: fn(prediction, answers: list[str]) -> float in [0, 1]; weight: the config.reward
+  field holding its weight (None: fixed weight 1)."""
+
+  fn: Callable[[str, list[str]], float]
+  weight: str | None
+
+
+TERMS: Registry[Term] = Registry("reward term")
+
+
+def register_term(name: str, *, weight: str | None):
+  """Decorator: registers fn(prediction, answers) -> float as the reward term `name`."""
+  def add(fn):
+    TERMS.register(name, Term(fn, weight))
+    return fn
+  return add
+
+
+register_term("em", weight=None)(exact_match)
+register_term("f1", weight="lambda_f")(f1)
+register_term("hit", weight="lambda_h")(hit)
+
+
+def weights(reward_config: Any = None) -> dict[str, float]:
+  """{term: weight} from a config.reward-like mapping (ConfigDict or dict); a missing field is 1.0."""
+  out = {}
+  for name, term in TERMS.items():
+    value = 1.0
+    if term.weight is not None and reward_config is not None and term.weight in reward_config:
+      value = float(reward_config[term.weight])
+    out[name] = value
+  return out
+
+
+def terms(prediction: str, answers: str | Iterable[str]) -> dict[str, float]:
+  """Every registered term of `prediction`, in registration order."""
+  answers = _as_list(answers)
+  return {name: term.fn(prediction, answers) for name, term in TERMS.items()}
+
+
+def total(values: Mapping[str, float], term_weights: Mapping[str, float]) -> float:
+  """R = sum_term weight * value, summed in registration order."""
+  out = 0.0
+  for name in TERMS:
+    out = out + term_weights[name] * values[name]
+  return out
+
+
 class Reward(NamedTuple):
   """The mixed reward and its terms (all floats)."""
 
@@ -93,6 +149,6 @@ class Reward(NamedTuple):
 
 def reward(prediction: str, answers: str | Iterable[str], *, lambda_f: float = 1.0, lambda_h: float = 1.0) -> Reward:
   """R = EM + lambda_f * F1 + lambda_h * hit, with the terms kept for logging."""
-  answers = _as_list(answers)
-  em, f, h = exact_match(prediction, answers), f1(prediction, answers), hit(prediction, answers)
-  return Reward(em + lambda_f * f + lambda_h * h, em, f, h)
+  values = terms(prediction, answers)
+  r = total(values, weights({"lambda_f": lambda_f, "lambda_h": lambda_h}))
+  return Reward(r, values["em"], values["f1"], values["hit"])

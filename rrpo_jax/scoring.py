@@ -3,7 +3,8 @@
 For each query b and step t = 1..k the reader answers from the first t picks:
   r[b, t] = R(A_b, Reader(q_b, d_{a_1}..d_{a_t}))   (policy actions a)
   V[b, t] = R(A_b, Reader(q_b, d_{g_1}..d_{g_t}))   (reference greedy top-k g; computed once per query)
-with R = EM + lambda_f * F1 + lambda_h * hit (rrpo_jax.rewards). Slots at or after the first -1 in a
+with R = EM + lambda_f * F1 + lambda_h * hit (rrpo_jax.rewards: the weighted sum of its registered
+terms). Slots at or after the first -1 in a
 row are invalid: no request, 0 in every output. Identical requests in a batch are sent once, cached
 ones not at all; the rest go to the reader in one batch, each query's prefixes adjacent and in
 order (t = 1..k) so a reader that keeps its KV cache reuses the shared beginning.
@@ -28,7 +29,8 @@ _COUNTERS = ("queries", "prefixes", "unique_requests", "value_memo_hits", "cache
 
 @dataclasses.dataclass(frozen=True)
 class ScoreResult:
-  """rewards / values float32[B, k]; terms: reward_{em,f1,hit}, value_{em,f1,hit} float32[B, k];
+  """rewards / values float32[B, k]; terms: reward_<term>, value_<term> float32[B, k] for every
+  registered reward term (em, f1, hit);
   stats: this step's accounting; answers: the policy's post-processed answers per valid slot;
   ok bool[B]: every reader response of the query (policy and reference prefixes) succeeded and was
   well-formed. A query with ok=False carries no learning signal (its 0 rewards stand for a failure,
@@ -77,12 +79,16 @@ class ScoringStep:
   ReaderUnavailableError from the reader propagate: the caller stops cleanly.
   """
 
-  def __init__(self, reader, cache=None, *, lambda_f: float = 1.0, lambda_h: float = 1.0):
+  def __init__(self, reader, cache=None, *, lambda_f: float = 1.0, lambda_h: float = 1.0,
+               weights: dict[str, float] | None = None):
+    """weights: {term: weight} (rewards.weights(config.reward)); default: from lambda_f / lambda_h."""
     self.reader, self.cache = reader, cache
-    self.lambda_f, self.lambda_h = lambda_f, lambda_h
+    self.weights = dict(weights) if weights is not None else rewards_lib.weights(
+        {"lambda_f": lambda_f, "lambda_h": lambda_h})
+    self.term_names = rewards_lib.TERMS.names()
     self.totals: collections.Counter = collections.Counter()  # score() calls
     self.eval_totals: collections.Counter = collections.Counter()  # answer() calls (evaluation)
-    self._values: dict[Any, np.ndarray] = {}  # (qid, question, ref pids, k) -> float32[4, k] (R, em, f1, hit)
+    self._values: dict[Any, np.ndarray] = {}  # (qid, question, ref pids, k) -> float32[1 + terms, k] (R, terms)
     self._prefix = (reader.identity, reader.template.hash)
 
   def run_stats(self, *, evaluation: bool = False) -> dict[str, float]:
@@ -120,8 +126,10 @@ class ScoringStep:
         self.cache.put_many({k: (r, identity, got[k]) for k, r in pending})
     return got
 
-  def _reward(self, ex, text: str) -> rewards_lib.Reward:
-    return rewards_lib.reward(text, list(ex.answers), lambda_f=self.lambda_f, lambda_h=self.lambda_h)
+  def _reward(self, ex, text: str) -> list[float]:
+    """[R, term_1, ..., term_T] of one answer."""
+    values = rewards_lib.terms(text, list(ex.answers))
+    return [rewards_lib.total(values, self.weights)] + [values[name] for name in self.term_names]
 
   def score(self, examples: Sequence[Any], ref_topk, actions) -> ScoreResult:
     """r[B, k] on the policy prefixes, V[B, k] on the reference prefixes, per-term arrays, stats."""
@@ -156,7 +164,7 @@ class ScoringStep:
         wanted.setdefault(key, req)
     got = self._answer(wanted, counts)
 
-    out = np.zeros((2, 4, b, k), np.float32)  # (policy, reference) x (R, em, f1, hit)
+    out = np.zeros((2, 1 + len(self.term_names), b, k), np.float32)  # (policy, reference) x (R, terms)
     answers: list[list[str]] = [[] for _ in range(b)]
     usable = np.array([ex is not None for ex in examples], bool)
     for (i, _), key in list(pol_keys.items()) + list(ref_keys.items()):
@@ -176,7 +184,7 @@ class ScoringStep:
         self._values[mkeys[i]] = out[1, :, i, :].copy()
     self.totals.update(counts)
     terms = {f"{side}_{name}": out[s, j + 1] for s, side in enumerate(("reward", "value"))
-             for j, name in enumerate(("em", "f1", "hit"))}
+             for j, name in enumerate(self.term_names)}
     return ScoreResult(out[0, 0], out[1, 0], terms, _derived(counts), answers, usable)
 
   def answer(self, requests: Sequence[Request]) -> list[Response]:

@@ -30,14 +30,20 @@ from rrpo_jax import evaluation
 from rrpo_jax import metrics as metrics_lib
 from rrpo_jax import objective
 from rrpo_jax import plackett_luce
+from rrpo_jax import reader as reader_lib
+from rrpo_jax import rewards
 from rrpo_jax import update as update_lib
 from rrpo_jax.data import splits
 from rrpo_jax.data.errors import DataError
+from rrpo_jax.data.formats import FORMATS
+from rrpo_jax.data.sample import SPLITS as SAMPLES
 from rrpo_jax.reader import CacheError, ReaderError
+from rrpo_jax.registry import one_of as _one_of
 
 MODES = ("sft", "rrpo", "eval", "export")
 DEFAULT_MODES = ("sft", "rrpo", "eval")
 SYSTEMS = ("retriever", "reference", "policy")
+LABEL_KINDS = ("auto", "has_answer", "is_supporting")  # sft.labels (labels_for)
 REF_MODES = ("eval", "same_dropout")  # how log pi_ref of the ratio is computed (rrpo.ref_mode)
 
 
@@ -64,15 +70,6 @@ def _check(ok: bool, field: str, message: str):
     raise ConfigError(f"config.{field}: {message}")
 
 
-def _one_of(names) -> str:
-  """("a", "b", "c") -> "a, b or c"."""
-  return " or ".join(filter(None, (", ".join(names[:-1]), names[-1])))
-
-
-def _path_like(value: str) -> bool:
-  return bool(value) and (os.sep in value or value.startswith("."))
-
-
 def validate(config, *, num_devices: int = 1) -> tuple[str, ...]:
   """Checks the config once at start-up; raises ConfigError naming the field. Returns the modes."""
   modes = parse_modes(config.mode)
@@ -89,7 +86,8 @@ def validate(config, *, num_devices: int = 1) -> tuple[str, ...]:
   for field in ("train_path", "eval_path"):
     path = d[field]
     _check(not path or os.path.exists(path), f"data.{field}", f"file not found: {path}")
-  _check(d.sample in ("nq", "hotpotqa"), "data.sample", f"must be 'nq' or 'hotpotqa', got {d.sample!r}")
+  _check(d.sample in SAMPLES, "data.sample", f"must be {_one_of([repr(x) for x in SAMPLES])}, got {d.sample!r}")
+  _check(d.format in FORMATS, "data.format", f"must be {_one_of(FORMATS.names())}, got {d.format!r}")
   _check(d.val_size >= 0, "data.val_size", f"must be >= 0, got {d.val_size}")
   for field, split in (("data.eval_split", d.eval_split), ("eval.select_split", select_split(config))):
     why = splits.check(d, split)
@@ -106,25 +104,24 @@ def validate(config, *, num_devices: int = 1) -> tuple[str, ...]:
     _check(os.path.isdir(m.init), "model.init",
            f"'minilm', 'random', or an existing HF / checkpoint directory; not found: {m.init}")
   _check(not r.init_from or os.path.isdir(r.init_from), "rrpo.init_from", f"directory not found: {r.init_from}")
-  _check(config.parallel in ("shard_map", "pmap"), "parallel", f"must be 'shard_map' or 'pmap', got {config.parallel!r}")
+  _check(config.parallel in update_lib.PARALLEL_KINDS, "parallel",
+         f"must be {_one_of([repr(x) for x in update_lib.PARALLEL_KINDS])}, got {config.parallel!r}")
   if "sft" in modes and s.steps > 0:
     _check(s.batch_size % num_devices == 0, "sft.batch_size",
            f"{s.batch_size} is not divisible by the {num_devices} devices")
-    _check(s.labels in ("auto", "has_answer", "is_supporting"), "sft.labels",
-           f"must be auto, has_answer or is_supporting, got {s.labels!r}")
+    _check(s.labels in LABEL_KINDS, "sft.labels", f"must be {_one_of(LABEL_KINDS)}, got {s.labels!r}")
   _check(s.steps >= 0, "sft.steps", "must be >= 0")
   if "rrpo" in modes:
     _check(r.steps >= 1, "rrpo.steps", f"must be >= 1, got {r.steps}")
     _check(r.batch_size % num_devices == 0, "rrpo.batch_size",
            f"{r.batch_size} is not divisible by the {num_devices} devices")
   _check(r.selection in ("greedy", "sample"), "rrpo.selection", f"must be greedy or sample, got {r.selection!r}")
-  _check(r.advantage in objective.ADVANTAGE_KINDS, "rrpo.advantage",
-         f"must be {_one_of(objective.ADVANTAGE_KINDS)}, got {r.advantage!r}")
-  _check(r.kl_estimator in objective.KL_KINDS, "rrpo.kl_estimator",
-         f"must be {_one_of(objective.KL_KINDS)}, got {r.kl_estimator!r}")
-  _check(r.loss in objective.ESTIMATORS, "rrpo.loss", f"must be {_one_of(objective.ESTIMATORS)}, got {r.loss!r}")
-  _check(r.standardize in objective.STANDARDIZE_KINDS, "rrpo.standardize",
-         f"must be {_one_of(objective.STANDARDIZE_KINDS)}, got {r.standardize!r}")
+  for field, registry in (("advantage", objective.ADVANTAGES), ("kl_estimator", objective.KL_ESTIMATORS),
+                          ("loss", objective.LOSSES), ("standardize", objective.STANDARDIZERS)):
+    _check(r[field] in registry, f"rrpo.{field}", f"must be {_one_of(registry.names())}, got {r[field]!r}")
+  for name, term in rewards.TERMS.items():
+    _check(term.weight is None or term.weight in config.reward, f"reward.{term.weight}",
+           f"the weight of the reward term {name!r} is missing")
   _check(r.ref_mode in REF_MODES, "rrpo.ref_mode", f"must be {_one_of(REF_MODES)}, got {r.ref_mode!r}")
   _check(r.temperature > 0, "rrpo.temperature", f"must be > 0, got {r.temperature}")
   _check(r.clip_eps > 0, "rrpo.clip_eps", f"must be > 0, got {r.clip_eps}")
@@ -147,14 +144,11 @@ def validate(config, *, num_devices: int = 1) -> tuple[str, ...]:
   _check(config.checkpoint.every_steps >= 1, "checkpoint.every_steps", "must be >= 1")
   _check(config.checkpoint.keep >= 1, "checkpoint.keep", "must be >= 1")
   for prefix, rc in (("reader", config.reader), ("eval.reader", resolve_reader(config.reader, e.reader))):
-    _check(rc["backend"] in ("llama_cpp", "openai", "hf"), f"{prefix}.backend",
-           f"must be llama_cpp, openai or hf, got {rc['backend']!r}")
-    if rc["backend"] == "openai":
-      _check(bool(rc.get("base_url")), f"{prefix}.base_url", "the openai backend needs a server URL")
-    if rc["backend"] == "hf":
-      _check(os.path.isdir(str(rc.get("model"))), f"{prefix}.model", f"the hf backend needs a local model dir: {rc.get('model')}")
-    if rc["backend"] == "llama_cpp" and _path_like(str(rc.get("model"))):
-      _check(os.path.isfile(str(rc["model"])), f"{prefix}.model", f"GGUF file not found: {rc['model']}")
+    _check(rc["backend"] in reader_lib.BACKENDS, f"{prefix}.backend",
+           f"must be {_one_of(reader_lib.BACKENDS.names())}, got {rc['backend']!r}")
+    problem = reader_lib.BACKENDS.get(rc["backend"]).check(rc)
+    if problem:
+      _check(False, f"{prefix}.{problem[0]}", problem[1])
     _check(int(rc["max_tokens"]) >= 1, f"{prefix}.max_tokens", "must be >= 1")
   return modes
 
@@ -328,7 +322,7 @@ class Context:
       except ValueError as e:
         raise ConfigError(f"config.{'eval.reader' if which == 'eval' else 'reader'}: {e}") from e
       cache = make_cache(rc, self.workdir)
-      self._reader[key] = ScoringStep(reader, cache, lambda_f=c.reward.lambda_f, lambda_h=c.reward.lambda_h)
+      self._reader[key] = ScoringStep(reader, cache, weights=rewards.weights(c.reward))
     return self._reader[key]
 
   def close(self):

@@ -28,6 +28,7 @@ AXIS = "data"
 REPLICATED = P()  # same value on every device (made by DataParallel.replicate)
 SHARDED = P(AXIS)  # leading axis split over devices (made by DataParallel.shard)
 BROADCAST = None  # a plain host value (numpy / python scalar), same on every process, no device axis
+PARALLEL_KINDS = ("shard_map", "pmap")  # DataParallel kinds (config.parallel)
 
 
 @flax.struct.dataclass
@@ -113,8 +114,8 @@ class DataParallel:
   """
 
   def __init__(self, kind: str = "shard_map", devices=None):
-    if kind not in ("shard_map", "pmap"):
-      raise ValueError(f"parallel kind {kind!r} not in ('shard_map', 'pmap')")
+    if kind not in PARALLEL_KINDS:
+      raise ValueError(f"parallel kind {kind!r} not in {PARALLEL_KINDS}")
     self.kind = kind
     self.devices = list(jax.devices() if devices is None else devices)
     self.local_devices = [d for d in self.devices if d.process_index == jax.process_index()]
@@ -226,12 +227,11 @@ def make_update_step(apply_fn: Callable, tx: optax.GradientTransformation, dp: D
   (first-pick, mean over queries), grad_norm (before clipping), param_norm (after the update),
   valid_steps, queries.
   """
-  objective.advantages(jnp.zeros((1,)), jnp.zeros((1,)), kind=advantage)  # fail fast on bad names
-  objective.kl_estimate(jnp.zeros(()), jnp.zeros(()), kind=kl)
-  if standardize not in objective.STANDARDIZE_KINDS:
-    raise ValueError(f"standardize {standardize!r} not in {objective.STANDARDIZE_KINDS}")
-  if estimator not in objective.ESTIMATORS:
-    raise ValueError(f"estimator {estimator!r} not in {objective.ESTIMATORS}")
+  # fail fast on bad names (ValueError naming the registered ones)
+  objective.ADVANTAGES.get(advantage)
+  objective.KL_ESTIMATORS.get(kl)
+  objective.STANDARDIZERS.get(standardize)
+  objective.LOSSES.get(estimator)
 
   def per_device(state: TrainState, batch: RolloutBatch, key_data: Array):
     key = device_key(key_data, state.step)

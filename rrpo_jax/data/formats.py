@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import csv
+import dataclasses
 import gzip
 import io
 import json
@@ -26,18 +27,7 @@ from typing import Any, Callable, Iterator
 
 from rrpo_jax.data.errors import DataError, ReadReport
 from rrpo_jax.data.example import LABELLER, Candidate, Example, candidate
-
-# format name -> whether its records carry candidate passages
-FORMATS = {
-    "dpr": True,
-    "hotpotqa": True,
-    "hotpotqa_ircot": True,
-    "musique": True,
-    "nq_open": False,
-    "ambignq": False,
-    "triviaqa_dpr": False,
-}
-
+from rrpo_jax.registry import Registry
 
 class _Record:
   """Where a record came from, for error messages; `fail(field, message)` raises DataError."""
@@ -300,10 +290,42 @@ def _tsv_rows(path: str) -> Iterator[tuple[int, Any]]:
         yield n, e
 
 
+def _json(path: str) -> tuple[str, Iterator[tuple[int, Any]]]:
+  return _json_records(path)
+
+
+def _tsv(path: str) -> tuple[str, Iterator[tuple[int, Any]]]:
+  return "line", _tsv_rows(path)
+
+
+@dataclasses.dataclass(frozen=True)
+class Format:
+  """parse(record, _Record) -> Example; candidates: whether its records carry candidate passages;
+  records(path) -> (unit, iterator of (line or record number, record or DataError))."""
+
+  parse: Callable[[Any, _Record], Example]
+  candidates: bool
+  records: Callable[[str], tuple[str, Iterator[tuple[int, Any]]]] = _json
+
+
+# data.format / --format names -> Format. A new format is one `@register_format` adapter below
+# plus a test; the converter CLI, read_examples and config validation read this registry.
+FORMATS: Registry[Format] = Registry("format")
+
+
+def register_format(name: str, *, candidates: bool, records=_json):
+  """Decorator: registers parse(record, _Record) -> Example as the format `name`."""
+  def add(parse):
+    FORMATS.register(name, Format(parse, candidates, records))
+    return parse
+  return add
+
+
 # ---------------------------------------------------------------------------------------------
 # Adapters: (record object, _Record) -> Example
 
 
+@register_format("dpr", candidates=True)
 def parse_dpr(obj: Any, r: _Record) -> Example:
   """DPR / FiD retrieval results, JSON list or JSON lines; e.g. a line of DPR's `dense_retriever.py`
   output: {"question": "who sings ...", "answers": ["..."], "ctxs": [{"id": "11828866",
@@ -350,6 +372,7 @@ def parse_dpr(obj: Any, r: _Record) -> Example:
   return Example(qid, question, answers, candidates, dict(meta))
 
 
+@register_format("hotpotqa", candidates=True)
 def parse_hotpotqa(obj: Any, r: _Record) -> Example:
   """HotpotQA original JSON (a list), distractor or fullwiki: {"_id", "question", "answer",
   "supporting_facts": [[title, sent_id]], "context": [[title, [sentences]]], "type", "level"}
@@ -378,6 +401,7 @@ def parse_hotpotqa(obj: Any, r: _Record) -> Example:
   return Example(qid, question, answers, candidates, meta)
 
 
+@register_format("hotpotqa_ircot", candidates=True)
 def parse_hotpotqa_ircot(obj: Any, r: _Record) -> Example:
   """IRCoT processed JSON lines (github.com/StonyBrookNLP/ircot, processed_data/hotpotqa/*.jsonl):
   {"question_id", "question_text", "answers_objects": [{"number", "date", "spans": [str]}],
@@ -418,6 +442,7 @@ def parse_hotpotqa_ircot(obj: Any, r: _Record) -> Example:
   return Example(qid, question, answers, candidates, {})
 
 
+@register_format("musique", candidates=True)
 def parse_musique(obj: Any, r: _Record) -> Example:
   """MuSiQue JSON lines (github.com/StonyBrookNLP/musique, musique_ans_v1.0_dev.jsonl): {"id",
   "question", "answer", "answer_aliases": [str], "answerable", "paragraphs": [{"idx", "title",
@@ -451,6 +476,7 @@ def parse_musique(obj: Any, r: _Record) -> Example:
   return Example(qid, question, answers, candidates, meta)
 
 
+@register_format("nq_open", candidates=False)
 def parse_nq_open(obj: Any, r: _Record) -> Example:
   """NQ-open JSON lines (github.com/google-research-datasets/natural-questions, nq_open/
   NQ-open.dev.jsonl): {"question": "who ...", "answer": ["..."]}; an optional "id" is kept (else
@@ -465,6 +491,7 @@ def parse_nq_open(obj: Any, r: _Record) -> Example:
   return Example(qid, question, r.answers(r.get(obj, key), key), [], meta)
 
 
+@register_format("ambignq", candidates=False)
 def parse_ambignq(obj: Any, r: _Record) -> Example:
   """AmbigNQ light JSON (a list; github.com/shmsw25/AmbigQA, dev_light.json): {"id", "question",
   "annotations": [{"type": "singleAnswer", "answer": [str]} | {"type": "multipleQAs",
@@ -497,6 +524,7 @@ def parse_ambignq(obj: Any, r: _Record) -> Example:
   return Example(qid, question, r.answers(raw, "annotations"), [], meta)
 
 
+@register_format("triviaqa_dpr", candidates=False, records=_tsv)
 def parse_triviaqa_dpr(row: Any, r: _Record) -> Example:
   """TriviaQA in DPR's TSV (facebookresearch/DPR data `trivia-dev.qa.csv`, also Pyserini's
   topics.dpr.trivia.dev.txt): question <TAB> Python-literal list of answer aliases, e.g.
@@ -510,23 +538,6 @@ def parse_triviaqa_dpr(row: Any, r: _Record) -> Example:
   except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):  # all literal_eval raises
     r.fail("answers", f"not a Python list literal: {short(row[1])}")
   return Example(str(r.line), question, r.answers(answers, "answers"), [], {})
-
-
-_PARSERS: dict[str, Callable[[Any, _Record], Example]] = {
-    "dpr": parse_dpr,
-    "hotpotqa": parse_hotpotqa,
-    "hotpotqa_ircot": parse_hotpotqa_ircot,
-    "musique": parse_musique,
-    "nq_open": parse_nq_open,
-    "ambignq": parse_ambignq,
-    "triviaqa_dpr": parse_triviaqa_dpr,
-}
-
-
-def _records(path: str, format: str) -> tuple[str, Iterator[tuple[int, Any]]]:
-  if format == "triviaqa_dpr":
-    return "line", _tsv_rows(path)
-  return _json_records(path)
 
 
 _CANDIDATES_FIELD = {"dpr": "ctxs", "hotpotqa": "context", "hotpotqa_ircot": "contexts", "musique": "paragraphs"}
@@ -553,16 +564,17 @@ def read_examples(path: str | os.PathLike, *, format: str, skip_invalid: bool = 
   report. `require_candidates` (default: whether the format carries them) makes a record without
   candidates an error; False drops nothing but accepts question-only records.
   """
-  if format not in _PARSERS:
+  if format not in FORMATS:
     raise ValueError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}")
   path = os.fspath(path)
+  fmt = FORMATS.get(format)
   if require_candidates is None:
-    require_candidates = FORMATS[format]
-  parse = _PARSERS[format]
+    require_candidates = fmt.candidates
+  parse = fmt.parse
   report = ReadReport(path)
   examples: list[Example] = []
   seen: dict[str, int] = {}
-  unit, records = _records(path, format)
+  unit, records = fmt.records(path)
   for n, obj in records:
     try:
       if isinstance(obj, DataError):

@@ -1,6 +1,7 @@
 """Reader backends (openai, llama_cpp, hf), prompt template and the SQLite response cache.
 
-make_reader(config) reads these fields (a dict, ConfigDict or any object with attributes; all
+make_reader(config) builds the backend registered under config.backend (BACKENDS; a new backend is
+one `@register_backend(name)` builder here plus a test) and reads these fields (a dict, ConfigDict or any object with attributes; all
 optional):
   backend: "llama_cpp" (default) | "openai" | "hf"
   model: GGUF path or alias ("smollm2-135m-instruct" default, "gemma3-270m") for llama_cpp; the served
@@ -19,11 +20,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from typing import Any, Callable
 
 from rrpo_jax.reader.base import (Passage, Reader, ReaderError, ReaderUnavailableError, Request,  # noqa: F401
                                   Response)
 from rrpo_jax.reader.cache import CacheError, ResponseCache, cache_key  # noqa: F401
 from rrpo_jax.reader.prompts import PromptTemplate, postprocess  # noqa: F401
+from rrpo_jax.registry import Registry, one_of
 
 _MISSING = object()
 
@@ -66,28 +69,77 @@ def make_cache(config=None, workdir: str | None = None) -> ResponseCache:
 def make_reader(config=None) -> Reader:
   """Builds the configured reader (see the module docstring for the fields)."""
   backend = _get(config, "backend", "llama_cpp")
+  if backend not in BACKENDS:
+    raise ValueError(f"unknown reader backend {backend!r}: use {one_of(repr(n) for n in BACKENDS.names())}")
   common = {"template": make_template(config), "max_tokens": int(_get(config, "max_tokens", 32))}
-  chat = _get(config, "chat")
-  if backend == "openai":
-    from rrpo_jax.reader.openai import OpenAIReader  # pylint: disable=import-outside-toplevel
-    base_url = _get(config, "base_url")
-    if not base_url:
-      raise ValueError("reader backend 'openai' needs base_url, e.g. http://127.0.0.1:8000/v1")
-    return OpenAIReader(base_url=base_url, model=_get(config, "model", "default"),
-                        endpoint=_get(config, "endpoint", "chat"),
-                        api_key_env=_get(config, "api_key_env", "OPENAI_API_KEY"),
-                        concurrency=_get(config, "concurrency", 8), timeout_s=_get(config, "timeout_s", 60.0),
-                        max_retries=_get(config, "max_retries", 5), backoff_s=_get(config, "backoff_s", 0.5),
-                        max_backoff_s=_get(config, "max_backoff_s", 8.0), **common)
-  if backend == "llama_cpp":
-    from rrpo_jax.reader.llama_cpp import LlamaCppReader  # pylint: disable=import-outside-toplevel
-    return LlamaCppReader(model=_get(config, "model"), n_ctx=_get(config, "n_ctx", 2048),
-                          n_threads=_get(config, "n_threads"), chat=chat, **common)
-  if backend == "hf":
-    from rrpo_jax.reader.hf import HFReader  # pylint: disable=import-outside-toplevel
-    model = _get(config, "model")
-    if not model:
-      raise ValueError("reader backend 'hf' needs model (a local checkpoint path)")
-    return HFReader(model=model, batch_size=_get(config, "batch_size", 8), device=_get(config, "device"),
-                    dtype=_get(config, "dtype"), chat=chat, **common)
-  raise ValueError(f"unknown reader backend {backend!r}: use 'openai', 'llama_cpp' or 'hf'")
+  return BACKENDS.get(backend).build(config, chat=_get(config, "chat"), **common)
+
+
+@dataclasses.dataclass(frozen=True)
+class Backend:
+  """build(config, *, chat, template, max_tokens) -> Reader; check(config) -> (field, problem) or
+  None, run by config validation at start-up (before any model loads)."""
+
+  build: Callable[..., Reader]
+  check: Callable[[Any], tuple[str, str] | None] = lambda config: None
+
+
+BACKENDS: Registry[Backend] = Registry("reader backend")
+
+
+def register_backend(name: str, *, check: Callable[[Any], tuple[str, str] | None] | None = None):
+  """Decorator: registers build(config, *, chat, template, max_tokens) -> Reader as backend `name`."""
+  def add(build):
+    BACKENDS.register(name, Backend(build, check) if check else Backend(build))
+    return build
+  return add
+
+
+# The backends import their heavy dependencies (httpx, llama_cpp, torch) only when built: a run
+# loads only the one it uses.
+def _check_llama_cpp(config):
+  model = str(_get(config, "model", ""))
+  if model and (os.sep in model or model.startswith(".")) and not os.path.isfile(model):
+    return "model", f"GGUF file not found: {model}"
+  return None
+
+
+@register_backend("llama_cpp", check=_check_llama_cpp)
+def _llama_cpp(config, *, chat, **common) -> Reader:
+  from rrpo_jax.reader.llama_cpp import LlamaCppReader  # pylint: disable=import-outside-toplevel
+  return LlamaCppReader(model=_get(config, "model"), n_ctx=_get(config, "n_ctx", 2048),
+                        n_threads=_get(config, "n_threads"), chat=chat, **common)
+
+
+def _check_openai(config):
+  return None if _get(config, "base_url") else ("base_url", "the openai backend needs a server URL")
+
+
+@register_backend("openai", check=_check_openai)
+def _openai(config, *, chat, **common) -> Reader:
+  del chat  # the endpoint decides
+  from rrpo_jax.reader.openai import OpenAIReader  # pylint: disable=import-outside-toplevel
+  base_url = _get(config, "base_url")
+  if not base_url:
+    raise ValueError("reader backend 'openai' needs base_url, e.g. http://127.0.0.1:8000/v1")
+  return OpenAIReader(base_url=base_url, model=_get(config, "model", "default"),
+                      endpoint=_get(config, "endpoint", "chat"),
+                      api_key_env=_get(config, "api_key_env", "OPENAI_API_KEY"),
+                      concurrency=_get(config, "concurrency", 8), timeout_s=_get(config, "timeout_s", 60.0),
+                      max_retries=_get(config, "max_retries", 5), backoff_s=_get(config, "backoff_s", 0.5),
+                      max_backoff_s=_get(config, "max_backoff_s", 8.0), **common)
+
+
+def _check_hf(config):
+  model = _get(config, "model", "")
+  return None if os.path.isdir(str(model)) else ("model", f"the hf backend needs a local model dir: {model}")
+
+
+@register_backend("hf", check=_check_hf)
+def _hf(config, *, chat, **common) -> Reader:
+  from rrpo_jax.reader.hf import HFReader  # pylint: disable=import-outside-toplevel
+  model = _get(config, "model")
+  if not model:
+    raise ValueError("reader backend 'hf' needs model (a local checkpoint path)")
+  return HFReader(model=model, batch_size=_get(config, "batch_size", 8), device=_get(config, "device"),
+                  dtype=_get(config, "dtype"), chat=chat, **common)
