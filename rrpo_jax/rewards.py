@@ -4,46 +4,18 @@ R = EM + lambda_f * F1 + lambda_h * hit   (rrpo-method.md, "Reward per step").
 The terms are registered by name in TERMS with the config.reward field that holds their weight
 (EM's is fixed at 1): a new term is one `@register_term(name, weight="lambda_x")` function here,
 its weight `c.reward.lambda_x` in configs/default.py, and a test.
-Normalisation is SQuAD's: lower-case, drop punctuation, drop the articles a/an/the, collapse white
-space. Unicode is NFKC-folded first so that full-width and composed forms compare equal.
+Answers are compared after rrpo_jax.text.normalize_answer (SQuAD's normalisation, NFKC-folded).
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
-import re
-import string
-import unicodedata
 from typing import Any, Callable, Iterable, Mapping, NamedTuple
 
 from rrpo_jax.registry import Registry
-
-_ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
-
-
-class _PunctuationTable(dict):
-  """str.translate table deleting ASCII and Unicode punctuation (category P*), filled lazily."""
-
-  def __missing__(self, codepoint: int):
-    ch = chr(codepoint)
-    value = None if ch in string.punctuation or unicodedata.category(ch).startswith("P") else codepoint
-    self[codepoint] = value
-    return value
-
-
-_DROP_PUNCTUATION = _PunctuationTable()
-
-
-def normalize_answer(text: str) -> str:
-  """SQuAD normalisation: lower, no punctuation, no articles, single spaces."""
-  text = unicodedata.normalize("NFKC", text).lower().translate(_DROP_PUNCTUATION)
-  text = _ARTICLES.sub(" ", text)
-  return " ".join(text.split())
-
-
-def _as_list(answers: str | Iterable[str]) -> list[str]:
-  return [answers] if isinstance(answers, str) else list(answers)
+from rrpo_jax.text import as_list as _as_list
+from rrpo_jax.text import contains_answer, normalize_answer  # noqa: F401  (re-exported: rewards.normalize_answer)
 
 
 def exact_match(prediction: str, answers: str | Iterable[str]) -> float:
@@ -67,20 +39,6 @@ def f1(prediction: str, answers: str | Iterable[str]) -> float:
   """Token-level F1 between normalised prediction and gold answer, max over answers."""
   pred = normalize_answer(prediction).split()
   return max((_f1_single(pred, normalize_answer(a).split()) for a in _as_list(answers)), default=0.0)
-
-
-def contains_answer(text: str, answers: str | Iterable[str]) -> bool:
-  """True if a normalised gold answer occurs in the normalised text on token boundaries.
-
-  Token boundaries keep "1" from matching inside "1990". Empty normalised answers never match.
-  Used for the reward's hit term and for a passage's has_answer label.
-  """
-  padded = f" {normalize_answer(text)} "
-  for answer in _as_list(answers):
-    norm = normalize_answer(answer)
-    if norm and f" {norm} " in padded:
-      return True
-  return False
 
 
 def hit(prediction: str, answers: str | Iterable[str]) -> float:

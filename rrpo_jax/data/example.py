@@ -4,7 +4,7 @@ Serialised as DPR-style JSON lines (one example per line):
   {"id": qid, "question": str, "answers": [str], "ctxs": [{"id", "title", "text", "score",
    "has_answer", "is_supporting"?}], "meta": {...}}
 `is_supporting` is written only where the dataset gives a relevance label (HotpotQA, MuSiQue).
-"has_answer_by": LABELLER marks has_answer labels computed by rewards.contains_answer, which the
+"has_answer_by": LABELLER marks has_answer labels computed by text.contains_answer, which the
 reader then keeps instead of recomputing them (normalising every passage again is slow).
 """
 
@@ -13,8 +13,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Iterable, Sequence
 
-from rrpo_jax.rewards import contains_answer
+from rrpo_jax.text import contains_answer
 
+# Written into files and compared on reading: the value stays the function's first home (it still
+# re-exports it), so files written before the move keep their labels.
 LABELLER = "rrpo_jax.rewards.contains_answer"
 
 
@@ -60,7 +62,7 @@ class Example:
 
 def candidate(pid: str, title: str, text: str, answers: Sequence[str], *, score: float | None = None,
               is_supporting: bool | None = None) -> Candidate:
-  """A Candidate whose has_answer is computed from the answers (rewards.contains_answer)."""
+  """A Candidate whose has_answer is computed from the answers (text.contains_answer)."""
   return Candidate(str(pid), title, text, score, contains_answer(text, answers), is_supporting)
 
 

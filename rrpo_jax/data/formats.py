@@ -2,7 +2,7 @@
 
 Every adapter validates its records; a bad one raises DataError naming file, line (or record for
 JSON documents) and field, or is skipped and counted with `skip_invalid=True`. has_answer is always
-recomputed with rewards.contains_answer (SQuAD-normalised, token-boundary containment), whatever
+recomputed with text.contains_answer (SQuAD-normalised, token-boundary containment), whatever
 the file says, so that every format labels passages the same way. Files may be gzip-compressed.
 
 Every JSON format reads both layouts the same datasets circulate in, told apart by the content (not
@@ -332,7 +332,7 @@ def parse_dpr(obj: Any, r: _Record) -> Example:
   "title": "...", "text": "...", "score": "80.5", "has_answer": true}]}
   (github.com/facebookresearch/DPR, README "Retriever inference"). Also reads this package's own
   output (adds "id", "is_supporting", "meta", and "has_answer_by" when its has_answer labels come
-  from rewards.contains_answer: those are kept, all others recomputed). A record without "ctxs" is
+  from text.contains_answer: those are kept, all others recomputed). A record without "ctxs" is
   a question only.
   """
   obj = r.obj(obj, None)
