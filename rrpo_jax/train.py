@@ -32,6 +32,7 @@ from rrpo_jax import objective
 from rrpo_jax import plackett_luce
 from rrpo_jax import reader as reader_lib
 from rrpo_jax import rewards
+from rrpo_jax import sharding
 from rrpo_jax import update as update_lib
 from rrpo_jax.data import splits
 from rrpo_jax.data.errors import DataError
@@ -104,8 +105,8 @@ def validate(config, *, num_devices: int = 1) -> tuple[str, ...]:
     _check(os.path.isdir(m.init), "model.init",
            f"'minilm', 'random', or an existing HF / checkpoint directory; not found: {m.init}")
   _check(not r.init_from or os.path.isdir(r.init_from), "rrpo.init_from", f"directory not found: {r.init_from}")
-  _check(config.parallel in update_lib.PARALLEL_KINDS, "parallel",
-         f"must be {_one_of([repr(x) for x in update_lib.PARALLEL_KINDS])}, got {config.parallel!r}")
+  _check(config.parallel in sharding.PARALLEL_KINDS, "parallel",
+         f"must be {_one_of([repr(x) for x in sharding.PARALLEL_KINDS])}, got {config.parallel!r}")
   if "sft" in modes and s.steps > 0:
     _check(s.batch_size % num_devices == 0, "sft.batch_size",
            f"{s.batch_size} is not divisible by the {num_devices} devices")
@@ -249,14 +250,6 @@ def encode(reranker, examples, n: int) -> tuple[dict, np.ndarray]:
 
 
 # ----------------------------------------------------------------------------- helpers
-def local_rows(x) -> np.ndarray:
-  """This process's rows of a data-parallel output (shard_map global array or pmap [D, b, ...])."""
-  if isinstance(x, jax.Array) and not x.is_fully_addressable:
-    shards = sorted(x.addressable_shards, key=lambda s: s.index[0].start or 0)
-    return np.concatenate([np.asarray(s.data) for s in shards])
-  return np.asarray(x)
-
-
 def kendall_tau(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:
   """Kendall tau-a between two score vectors over valid candidates (numpy, O(N^2))."""
   a, b = a[where], b[where]
@@ -281,7 +274,7 @@ class Context:
   workdir: str
   modes: tuple
   writer: metrics_lib.MetricWriter
-  dp: update_lib.DataParallel
+  dp: sharding.DataParallel
   _reranker: Any = None
   _reader: dict = dataclasses.field(default_factory=dict)
   _examples: dict = dataclasses.field(default_factory=dict)
@@ -340,18 +333,18 @@ def _scorer(ctx: Context, *, train_mode: bool):
     key = update_lib.device_key(key_data, step) if train_mode else None
     return apply_fn(params, inputs, key=key)
 
-  return ctx.dp.map(per_device, in_specs=(update_lib.REPLICATED, update_lib.SHARDED, update_lib.BROADCAST,
-                                          update_lib.BROADCAST), out_specs=update_lib.SHARDED)
+  return ctx.dp.map(per_device, in_specs=(sharding.REPLICATED, sharding.SHARDED, sharding.BROADCAST,
+                                          sharding.BROADCAST), out_specs=sharding.SHARDED)
 
 
 def _scores(ctx, fn, params, inputs, key_data, step) -> np.ndarray:
   out = fn(params, ctx.dp.shard(inputs), key_data, np.int32(step))
-  out = local_rows(out)
+  out = sharding.local_rows(out)
   return out.reshape((-1,) + out.shape[-1:])
 
 
 def _host_state(dp, state):
-  return jax.tree.map(np.asarray, jax.device_get(dp.unreplicate(state)))
+  return sharding.host_copy(dp, state)
 
 
 def _params_from(path: str, ctx: Context):
@@ -716,7 +709,7 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
   os.makedirs(workdir, exist_ok=True)
   writer = metrics_lib.MetricWriter(workdir)
   writer.write_config(config)
-  ctx = Context(config=config, workdir=workdir, modes=modes, writer=writer, dp=update_lib.DataParallel(config.parallel))
+  ctx = Context(config=config, workdir=workdir, modes=modes, writer=writer, dp=sharding.DataParallel(config.parallel))
   t0 = time.perf_counter()
   try:
     for mode in modes:

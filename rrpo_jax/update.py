@@ -1,7 +1,8 @@
-"""The RRPO update step: typed rollout batch, train state, optimiser, and data-parallel wrappers.
+"""The RRPO and warm-up update steps: typed rollout batch, train state, optimiser.
 
 One per-device function (state, batch, key) -> (state, metrics) uses collectives over the mesh axis
-"data" and is wrapped once by DataParallel: jax.shard_map over a 1-D mesh (default) or jax.pmap.
+"data" and is wrapped once by sharding.DataParallel: jax.shard_map over a 1-D mesh (default) or
+jax.pmap. Device placement (replicate, shard, the global-array helpers) is sharding.py's.
 The loss is a sum over this device's valid steps divided by the global count of valid steps, and
 gradients are psum-ed, so the update is the same on 1 device and on many (up to float summation
 order). The advantage window is fed with the advantages of all devices (all_gather, device order =
@@ -18,17 +19,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import rax
-from jax.sharding import NamedSharding, PartitionSpec as P
 
 from rrpo_jax import objective
 from rrpo_jax import plackett_luce
+from rrpo_jax.sharding import AXIS, BROADCAST, REPLICATED, SHARDED, DataParallel
 
 Array = jax.Array
-AXIS = "data"
-REPLICATED = P()  # same value on every device (made by DataParallel.replicate)
-SHARDED = P(AXIS)  # leading axis split over devices (made by DataParallel.shard)
-BROADCAST = None  # a plain host value (numpy / python scalar), same on every process, no device axis
-PARALLEL_KINDS = ("shard_map", "pmap")  # DataParallel kinds (config.parallel)
 
 
 @flax.struct.dataclass
@@ -97,97 +93,6 @@ def make_optimizer(*, learning_rate: float, total_steps: int, warmup_steps: int 
   if accumulation_steps > 1:
     tx = optax.MultiSteps(tx, every_k_schedule=accumulation_steps)
   return tx
-
-
-def _is_spec(x) -> bool:
-  return x is None or isinstance(x, P)
-
-
-class DataParallel:
-  """Data parallelism over a 1-D mesh with axis "data" (all devices of all processes by default).
-
-  kind="shard_map": arrays are global jax.Arrays; replicated values carry no device axis.
-  kind="pmap": replicated values carry a leading local-device axis; sharded ones are
-  [local_devices, b, ...].
-  Specs for `map`: REPLICATED (from replicate()), SHARDED (from shard()), BROADCAST (a plain host
-  value); a spec may be a prefix of its argument's pytree, as in jax.shard_map.
-  """
-
-  def __init__(self, kind: str = "shard_map", devices=None):
-    if kind not in PARALLEL_KINDS:
-      raise ValueError(f"parallel kind {kind!r} not in {PARALLEL_KINDS}")
-    self.kind = kind
-    self.devices = list(jax.devices() if devices is None else devices)
-    self.local_devices = [d for d in self.devices if d.process_index == jax.process_index()]
-    self.mesh = jax.sharding.Mesh(np.array(self.devices), (AXIS,))
-
-  @property
-  def size(self) -> int:
-    """Number of devices over all processes."""
-    return len(self.devices)
-
-  @property
-  def local_size(self) -> int:
-    return len(self.local_devices)
-
-  def _global(self, x, spec: P):
-    sharding = NamedSharding(self.mesh, spec)
-    x = np.array(x)  # a host copy: the update donates its state, which must not alias the caller's
-    if jax.process_count() == 1:
-      return jax.device_put(x, sharding)
-    if spec == REPLICATED:
-      return jax.make_array_from_process_local_data(sharding, np.asarray(x), np.shape(x))
-    return jax.make_array_from_process_local_data(sharding, np.asarray(x))
-
-  def replicate(self, tree):
-    """Same value on every device (every process must pass the same value)."""
-    if self.kind == "shard_map":
-      return jax.tree.map(lambda x: self._global(x, REPLICATED), tree)
-    local_mesh = jax.sharding.Mesh(np.array(self.local_devices), (AXIS,))
-    stack = lambda x: np.array(np.broadcast_to(np.asarray(x), (self.local_size,) + np.shape(x)))
-    return jax.tree.map(lambda x: jax.device_put(stack(x), NamedSharding(local_mesh, SHARDED)), tree)
-
-  def unreplicate(self, tree):
-    """One copy of a replicated tree (a single-device array per leaf)."""
-    if self.kind == "shard_map":
-      return jax.tree.map(lambda x: x.addressable_shards[0].data if isinstance(x, jax.Array) else x, tree)
-    return jax.tree.map(lambda x: x[0], tree)
-
-  def shard(self, batch):
-    """Host-local batch (leaves [B_local, ...], B_local divisible by local_size) -> device layout.
-
-    shard_map: a global array of B_local * process_count rows (process p holds its own rows);
-    pmap: [local_devices, B_local / local_devices, ...].
-    """
-    def one(x):
-      x = np.asarray(x)
-      if x.shape[0] % self.local_size:
-        raise ValueError(f"batch axis {x.shape[0]} not divisible by {self.local_size} local devices")
-      if self.kind == "shard_map":
-        return self._global(x, SHARDED)
-      return x.reshape((self.local_size, x.shape[0] // self.local_size) + x.shape[1:])
-    return jax.tree.map(one, batch)
-
-  def map(self, fn: Callable, *, in_specs, out_specs, donate_argnums=()) -> Callable:
-    """Jit `fn` (a per-device function using collectives over "data") over all devices.
-
-    in_specs: one spec (tree prefix) per positional argument; out_specs: a spec tree prefix of the
-    output. Under pmap every REPLICATED/SHARDED value has a device axis; BROADCAST inputs do not.
-    `fn` has pmap semantics under both kinds (shard_map runs with check_vma=False): nothing is
-    reduced implicitly, so gradients of replicated parameters must be psum-ed / pmean-ed by `fn`,
-    and values returned as REPLICATED must really be equal on all devices.
-    """
-    in_specs = tuple(in_specs)
-    if self.kind == "shard_map":
-      to_p = lambda t: jax.tree.map(lambda s: P() if s is None else s, t, is_leaf=_is_spec)
-      mapped = jax.shard_map(fn, mesh=self.mesh, in_specs=tuple(to_p(s) for s in in_specs),
-                             out_specs=to_p(out_specs), check_vma=False)
-      return jax.jit(mapped, donate_argnums=donate_argnums)
-    in_axes = tuple(jax.tree.map(lambda s: None if s is None else 0, s, is_leaf=_is_spec) if s is not None else None
-                    for s in in_specs)
-    out_axes = jax.tree.map(lambda s: 0, out_specs, is_leaf=_is_spec)
-    return jax.pmap(fn, axis_name=AXIS, in_axes=in_axes, out_axes=out_axes, devices=self.devices,
-                    donate_argnums=donate_argnums)
 
 
 def _global_mean_std(x: Array, where: Array, n: Array) -> tuple[Array, Array]:

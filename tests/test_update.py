@@ -10,6 +10,7 @@ import pytest
 
 from rrpo_jax import objective
 from rrpo_jax import plackett_luce as pl
+from rrpo_jax import sharding
 from rrpo_jax import update as U
 
 B, N, K, F = 16, 6, 3, 4
@@ -43,7 +44,7 @@ def make_batch(seed=0, ref_params=None):
 def run(kind, devices, *, steps=3, accumulation_steps=1, tx=None, **kw):
   batch, params = make_batch()
   tx = tx or U.make_optimizer(learning_rate=0.05, total_steps=10, warmup_steps=2, accumulation_steps=accumulation_steps)
-  dp = U.DataParallel(kind, devices)
+  dp = sharding.DataParallel(kind, devices)
   state = dp.replicate(U.TrainState.create({"w": params["w"] + 0.3}, tx, window_capacity=40))
   step = U.make_update_step(linear_scorer, tx, dp, beta=0.05, gamma=0.9, lam=0.95, **kw)
   history = []
@@ -95,7 +96,7 @@ def test_gradient_is_the_global_mean_gradient():
   full_loss = jax.jit(full_loss)
   expected = init["w"] - jax.jit(jax.grad(full_loss))(init)["w"]
   for devices in (jax.devices()[:1], jax.devices()):
-    dp = U.DataParallel("shard_map", devices)
+    dp = sharding.DataParallel("shard_map", devices)
     tx = optax.sgd(1.0)
     state = dp.replicate(U.TrainState.create(init, tx, window_capacity=40))
     state, metrics = U.make_update_step(linear_scorer, tx, dp, beta=0.05, gamma=0.9, lam=0.95)(
@@ -124,7 +125,7 @@ def test_metrics_content():
 
 def test_state_is_donated():
   batch, params = make_batch()
-  dp = U.DataParallel("shard_map", jax.devices())
+  dp = sharding.DataParallel("shard_map", jax.devices())
   tx = optax.sgd(0.1)
   state = dp.replicate(U.TrainState.create(params, tx, window_capacity=8))
   step = U.make_update_step(linear_scorer, tx, dp)
@@ -170,22 +171,22 @@ def test_data_parallel_map_for_scoring_and_sft():
   batch, params = make_batch()
   full = np.asarray(linear_scorer(params, batch.inputs, key=None))
   for kind in ("shard_map", "pmap"):
-    dp = U.DataParallel(kind, jax.devices())
-    score = dp.map(functools.partial(linear_scorer, key=None), in_specs=(U.REPLICATED, U.SHARDED),
-                   out_specs=U.SHARDED)
+    dp = sharding.DataParallel(kind, jax.devices())
+    score = dp.map(functools.partial(linear_scorer, key=None), in_specs=(sharding.REPLICATED, sharding.SHARDED),
+                   out_specs=sharding.SHARDED)
     out = np.asarray(score(dp.replicate(params), dp.shard(batch.inputs)))
     np.testing.assert_allclose(out.reshape(full.shape), full, rtol=1e-6)
     # a supervised-style step: global mean over the batch with a broadcast scalar.
     def mean_times(p, x, c):
-      return jax.lax.psum(jnp.sum(linear_scorer(p, x, key=None)), U.AXIS) * c
-    f = dp.map(mean_times, in_specs=(U.REPLICATED, U.SHARDED, U.BROADCAST), out_specs=U.REPLICATED)
+      return jax.lax.psum(jnp.sum(linear_scorer(p, x, key=None)), sharding.AXIS) * c
+    f = dp.map(mean_times, in_specs=(sharding.REPLICATED, sharding.SHARDED, sharding.BROADCAST), out_specs=sharding.REPLICATED)
     got = f(dp.replicate(params), dp.shard(batch.inputs), np.float32(2.0))
     got = dp.unreplicate(got) if kind == "pmap" else got
     assert float(got) == pytest.approx(2 * full.sum(), rel=1e-5)
 
 
 def test_shard_rejects_indivisible_batch():
-  dp = U.DataParallel("pmap", jax.devices())
+  dp = sharding.DataParallel("pmap", jax.devices())
   with pytest.raises(ValueError, match="divisible"):
     dp.shard({"x": np.zeros((12, 2))})
   with pytest.raises(ValueError):
@@ -200,7 +201,7 @@ def test_sft_step_same_on_1_and_8_devices_and_the_global_listwise_loss():
   start = {"w": params["w"] + 0.3}
   out = {}
   for kind, n_dev in (("shard_map", 1), ("shard_map", 8), ("pmap", 8)):
-    dp = U.DataParallel(kind, jax.devices()[:n_dev])
+    dp = sharding.DataParallel(kind, jax.devices()[:n_dev])
     state = dp.replicate(U.TrainState.create(start, tx, window_capacity=1))
     step = U.make_sft_step(linear_scorer, tx, dp)
     args = dp.shard((batch.inputs, batch.where, labels, batch.query_mask))
