@@ -6,11 +6,7 @@
   --config=configs/hotpotqa.py:modernbert   the same with gte-reranker-modernbert-base (local weights)
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import default  # noqa: E402  pylint: disable=g-import-not-at-top
+from rrpo_jax import config as default
 
 
 def get_config(arg=None):

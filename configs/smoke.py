@@ -1,11 +1,7 @@
 """Smoke: a tiny random-initialised cross-encoder, a few NQ sample queries, a real SmolLM2 reader
 with a tiny token budget. sft -> rrpo -> eval (-> export) in well under two minutes on CPU."""
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import default  # noqa: E402  pylint: disable=g-import-not-at-top
+from rrpo_jax import config as default
 
 
 def get_config(arg=None):

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from rrpo_jax import train
+from rrpo_jax import config as config_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = ["default.py", "nq.py", "nq.py:paper", "nq.py:qwen3", "nq.py:modernbert", "hotpotqa.py",
@@ -28,8 +28,8 @@ def test_config_builds_with_comments(spec):
   assert config.rrpo.k <= config.data.num_candidates
   assert config.eval.k <= config.data.num_candidates
   # every field of the default has a one-line comment
-  if spec == "default.py":
-    text = open(os.path.join(ROOT, "configs", "default.py"), encoding="utf-8").read()
+  if spec == "default.py":  # the defaults live in the package; configs/default.py re-exports them
+    text = open(os.path.join(ROOT, "rrpo_jax", "config.py"), encoding="utf-8").read()
     for line in text.splitlines():
       stripped = line.strip()
       if stripped.startswith(("c.", "r.")) and " = " in stripped and "ConfigDict()" not in stripped \
@@ -39,15 +39,15 @@ def test_config_builds_with_comments(spec):
 
 @pytest.mark.parametrize("spec", ["default.py", "nq.py", "hotpotqa.py", "smoke.py"])
 def test_embedded_configs_validate(spec):
-  assert train.validate(load(spec), num_devices=1) == ("sft", "rrpo", "eval")
+  assert config_lib.validate(load(spec), num_devices=1) == ("sft", "rrpo", "eval")
 
 
 def test_paper_variants_name_missing_files():
   config = load("nq.py:paper")
   assert config.data.num_candidates == 100 and config.rrpo.k == 3 and config.eval.k == 5
   assert config.reader.backend == "openai" and config.reader.base_url
-  with pytest.raises(train.ConfigError, match=r"config\.data\.train_path"):
-    train.validate(config, num_devices=8)
+  with pytest.raises(config_lib.ConfigError, match=r"config\.data\.train_path"):
+    config_lib.validate(config, num_devices=8)
   assert load("hotpotqa.py:paper").eval.k == 3
 
 
@@ -94,8 +94,8 @@ def test_bad_values_name_the_field(field, value, named):
   for part in section.split(".") if section else []:
     target = target[part]
   target[key] = value
-  with pytest.raises(train.ConfigError, match=rf"config\.{named}\b"):
-    train.validate(config, num_devices=4)
+  with pytest.raises(config_lib.ConfigError, match=rf"config\.{named}\b"):
+    config_lib.validate(config, num_devices=4)
 
 
 EXPERIMENTS = ["experiments/nq_rrpo.py:sft", "experiments/nq_rrpo.py:seed=1",
@@ -112,7 +112,7 @@ def test_experiment_configs_select_on_val_and_report_elsewhere(spec):
     assert config.eval.select_split == "val" and d.eval_split != "val" and config.eval.checkpoint == "best"
     assert config.rrpo.init_from.endswith("_sft/checkpoints/sft")
   config.rrpo.init_from = ""  # the warm-up stage's output does not exist in a test
-  modes = train.validate(config, num_devices=1)
+  modes = config_lib.validate(config, num_devices=1)
   assert modes == tuple(config.mode.split(","))
   assert load("experiments/nq_rrpo.py:seed=1").seed == 1
   with pytest.raises(ValueError, match="unknown experiment stage"):
@@ -123,7 +123,26 @@ def test_eval_reader_inherits_unset_fields():
   config = load("default.py")
   config.eval.reader.model = "gemma3-270m"
   config.eval.reader.max_tokens = 8
-  resolved = train.resolve_reader(config.reader, config.eval.reader)
+  resolved = config_lib.resolve_reader(config.reader, config.eval.reader)
   assert resolved["model"] == "gemma3-270m" and resolved["max_tokens"] == 8
   assert resolved["backend"] == config.reader.backend and resolved["n_ctx"] == config.reader.n_ctx
-  assert train.resolve_reader(config.reader, config.eval.reader.__class__()) == config.reader.to_dict()
+  assert config_lib.resolve_reader(config.reader, config.eval.reader.__class__()) == config.reader.to_dict()
+
+
+def test_every_reader_field_is_settable_with_the_readers_default():
+  """One source of reader defaults (reader.DEFAULTS); every field make_reader reads is a config field."""
+  import dataclasses  # pylint: disable=import-outside-toplevel
+  from rrpo_jax import reader as reader_lib  # pylint: disable=import-outside-toplevel
+  r = load("default.py").reader
+  assert set(r.keys()) == set(reader_lib.DEFAULTS)
+  assert {k: r[k] for k in r.keys()} == reader_lib.DEFAULTS
+  assert {f.name for f in dataclasses.fields(reader_lib.PromptTemplate)} <= set(r.keys())
+  unset = load("default.py").eval.reader
+  assert all(unset[k] in ("", -1, -1.0) for k in unset.keys())
+
+
+def test_config_files_import_without_sys_path_edits():
+  for dirpath, _, files in os.walk(os.path.join(ROOT, "configs")):
+    for name in files:
+      if name.endswith(".py"):
+        assert "sys.path" not in open(os.path.join(dirpath, name), encoding="utf-8").read(), name

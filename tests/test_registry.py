@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rrpo_jax import objective, rewards, scoring, train
+from rrpo_jax import config as train
+from rrpo_jax import objective, rewards, scoring
 from rrpo_jax import reader as reader_lib
 from rrpo_jax.data import formats
 from rrpo_jax.registry import Registry

@@ -10,13 +10,10 @@ interval, so the target there is a point estimate, interval reported. Stages as 
       --workdir=runs/exp/hotpotqa_rrpo_s0
 """
 
-import os
-import sys
+from rrpo_jax.config import load_sibling
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import hotpotqa  # noqa: E402  pylint: disable=g-import-not-at-top
-import rrpo_stages  # noqa: E402  pylint: disable=g-import-not-at-top
+hotpotqa = load_sibling(__file__, "../hotpotqa.py")
+rrpo_stages = load_sibling(__file__, "rrpo_stages.py")
 
 
 def get_config(arg=None):

@@ -19,13 +19,10 @@ Every stage resumes when rerun with the same command. Ablations are command-line
 stage 2 with their own --workdir, selected on val only (e.g. --config.rrpo.advantage=gae).
 """
 
-import os
-import sys
+from rrpo_jax import config as default
+from rrpo_jax.config import load_sibling
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import default  # noqa: E402  pylint: disable=g-import-not-at-top
-import rrpo_stages  # noqa: E402  pylint: disable=g-import-not-at-top
+rrpo_stages = load_sibling(__file__, "rrpo_stages.py")
 
 
 def get_config(arg=None):

@@ -1,13 +1,15 @@
 """Reader backends (openai, llama_cpp, hf), prompt template and the SQLite response cache.
 
 make_reader(config) builds the backend registered under config.backend (BACKENDS; a new backend is
-one `@register_backend(name)` builder here plus a test) and reads these fields (a dict, ConfigDict or any object with attributes; all
-optional):
+one `@register_backend(name)` builder here plus a test) and reads these fields (a dict, ConfigDict
+or any object with attributes; all optional):
   backend: "llama_cpp" (default) | "openai" | "hf"
   model: GGUF path or alias ("smollm2-135m-instruct" default, "gemma3-270m") for llama_cpp; the served
     model name for openai; a local checkpoint path for hf
   Unset fields may be None or "" (and n_threads / max_passage_chars 0).
-  max_tokens (32), chat (None = auto from the model's chat template; openai: endpoint decides)
+  Defaults (in parentheses) are DEFAULTS, the one source the config's reader section is built from.
+  max_tokens (16), chat (None / "" = auto from the model's chat template, "true" / "false";
+    openai: endpoint decides)
   prompt fields: instruction, layout, passage, separator, system, max_passage_chars
   openai: base_url, endpoint ("chat" | "completions"), api_key_env ("OPENAI_API_KEY"), concurrency (8),
     timeout_s (60), max_retries (5), backoff_s (0.5), max_backoff_s (8)
@@ -22,8 +24,8 @@ import dataclasses
 import os
 from typing import Any, Callable
 
-from rrpo_jax.reader.base import (Passage, Reader, ReaderError, ReaderUnavailableError, Request,  # noqa: F401
-                                  Response)
+from rrpo_jax.reader.base import (DEFAULTS, Passage, Reader, ReaderError, ReaderUnavailableError,  # noqa: F401
+                                  Request, Response)
 from rrpo_jax.reader.cache import CacheError, ResponseCache, cache_key  # noqa: F401
 from rrpo_jax.reader.prompts import PromptTemplate, postprocess  # noqa: F401
 from rrpo_jax.registry import Registry, one_of
@@ -71,8 +73,17 @@ def make_reader(config=None) -> Reader:
   backend = _get(config, "backend", "llama_cpp")
   if backend not in BACKENDS:
     raise ValueError(f"unknown reader backend {backend!r}: use {one_of(repr(n) for n in BACKENDS.names())}")
-  common = {"template": make_template(config), "max_tokens": int(_get(config, "max_tokens", 32))}
-  return BACKENDS.get(backend).build(config, chat=_get(config, "chat"), **common)
+  common = {"template": make_template(config), "max_tokens": int(_get(config, "max_tokens", DEFAULTS["max_tokens"]))}
+  return BACKENDS.get(backend).build(config, chat=_chat(_get(config, "chat")), **common)
+
+
+def _chat(value):
+  """None (auto), a bool, or the config's string form "true" / "false" ("" = auto)."""
+  if isinstance(value, str):
+    if value.lower() not in ("true", "false"):
+      raise ValueError(f"reader chat must be '', 'true' or 'false', got {value!r}")
+    return value.lower() == "true"
+  return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,7 +118,7 @@ def _check_llama_cpp(config):
 @register_backend("llama_cpp", check=_check_llama_cpp)
 def _llama_cpp(config, *, chat, **common) -> Reader:
   from rrpo_jax.reader.llama_cpp import LlamaCppReader  # pylint: disable=import-outside-toplevel
-  return LlamaCppReader(model=_get(config, "model"), n_ctx=_get(config, "n_ctx", 2048),
+  return LlamaCppReader(model=_get(config, "model"), n_ctx=_get(config, "n_ctx", DEFAULTS["n_ctx"]),
                         n_threads=_get(config, "n_threads"), chat=chat, **common)
 
 
@@ -123,11 +134,9 @@ def _openai(config, *, chat, **common) -> Reader:
   if not base_url:
     raise ValueError("reader backend 'openai' needs base_url, e.g. http://127.0.0.1:8000/v1")
   return OpenAIReader(base_url=base_url, model=_get(config, "model", "default"),
-                      endpoint=_get(config, "endpoint", "chat"),
-                      api_key_env=_get(config, "api_key_env", "OPENAI_API_KEY"),
-                      concurrency=_get(config, "concurrency", 8), timeout_s=_get(config, "timeout_s", 60.0),
-                      max_retries=_get(config, "max_retries", 5), backoff_s=_get(config, "backoff_s", 0.5),
-                      max_backoff_s=_get(config, "max_backoff_s", 8.0), **common)
+                      **{name: _get(config, name, DEFAULTS[name]) for name in (
+                          "endpoint", "api_key_env", "concurrency", "timeout_s", "max_retries", "backoff_s",
+                          "max_backoff_s")}, **common)
 
 
 def _check_hf(config):
@@ -141,5 +150,6 @@ def _hf(config, *, chat, **common) -> Reader:
   model = _get(config, "model")
   if not model:
     raise ValueError("reader backend 'hf' needs model (a local checkpoint path)")
-  return HFReader(model=model, batch_size=_get(config, "batch_size", 8), device=_get(config, "device"),
+  return HFReader(model=model, batch_size=_get(config, "batch_size", DEFAULTS["batch_size"]), device=_get(config, "device"),
                   dtype=_get(config, "dtype"), chat=chat, **common)
+

@@ -6,7 +6,7 @@ import time
 from typing import Sequence
 
 from rrpo_jax.reader import prompts
-from rrpo_jax.reader.base import Reader, Request, Response
+from rrpo_jax.reader.base import DEFAULTS, Reader, Request, Response
 
 
 class HFReader(Reader):
@@ -19,7 +19,8 @@ class HFReader(Reader):
   backend = "hf"
 
   def __init__(self, *, model, tokenizer=None, template: prompts.PromptTemplate | None = None,
-               max_tokens: int = 32, batch_size: int = 8, device: str | None = None, dtype: str | None = None,
+               max_tokens: int = DEFAULTS["max_tokens"], batch_size: int = 8, device: str | None = None,
+               dtype: str | None = None,
                chat: bool | None = None, postprocess=prompts.postprocess):
     super().__init__(template=template or prompts.PromptTemplate(), max_tokens=max_tokens, postprocess=postprocess)
     import torch  # pylint: disable=import-outside-toplevel

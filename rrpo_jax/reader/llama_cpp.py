@@ -9,7 +9,7 @@ import time
 from typing import Sequence
 
 from rrpo_jax.reader import prompts
-from rrpo_jax.reader.base import Reader, ReaderError, Request, Response
+from rrpo_jax.reader.base import DEFAULTS, Reader, ReaderError, Request, Response
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
@@ -72,7 +72,8 @@ class LlamaCppReader(Reader):
   backend = "llama_cpp"
 
   def __init__(self, *, model: str | None = None, template: prompts.PromptTemplate | None = None,
-               max_tokens: int = 32, n_ctx: int = 2048, n_threads: int | None = None, chat: bool | None = None,
+               max_tokens: int = DEFAULTS["max_tokens"], n_ctx: int = 2048, n_threads: int | None = None,
+               chat: bool | None = None,
                seed: int = 0, postprocess=prompts.postprocess):
     super().__init__(template=template or prompts.PromptTemplate(), max_tokens=max_tokens, postprocess=postprocess)
     import llama_cpp  # pylint: disable=import-outside-toplevel

@@ -11,7 +11,7 @@ from typing import Sequence
 import httpx
 
 from rrpo_jax.reader import prompts
-from rrpo_jax.reader.base import Reader, ReaderError, ReaderUnavailableError, Request, Response
+from rrpo_jax.reader.base import DEFAULTS, Reader, ReaderError, ReaderUnavailableError, Request, Response
 
 _FATAL = (401, 403, 404)  # wrong key, model or URL: retrying cannot help
 
@@ -30,7 +30,7 @@ class OpenAIReader(Reader):
 
   def __init__(self, *, base_url: str, model: str = "default", endpoint: str = "chat",
                api_key_env: str | None = "OPENAI_API_KEY", template: prompts.PromptTemplate | None = None,
-               max_tokens: int = 32, concurrency: int = 8, timeout_s: float = 60.0, max_retries: int = 5,
+               max_tokens: int = DEFAULTS["max_tokens"], concurrency: int = 8, timeout_s: float = 60.0, max_retries: int = 5,
                backoff_s: float = 0.5, max_backoff_s: float = 8.0, stop: Sequence[str] | None = None,
                postprocess=prompts.postprocess):
     super().__init__(template=template or prompts.PromptTemplate(), max_tokens=max_tokens, postprocess=postprocess)
