@@ -1,0 +1,81 @@
+"""The phase loop that sft and rrpo share: resume, step, log, checkpoint.
+
+  state, key, start, extra = resume(ckpt, phase, state, key, loader, writer, truncate=...)
+  state = run(phase, state, batches, step_fn, steps=..., start=..., ...)
+A phase supplies its step function step_fn(state, batch, step) -> (state, metrics) (device state in,
+device state out); the loop times it, stops on a non-finite loss, writes the metrics every
+config.log_every steps, and checkpoints {"train": host state, "rng": key data} with the loader's
+position every checkpoint.every_steps steps, after a periodic evaluation, and at the end.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, Callable, Iterator
+
+import jax
+import numpy as np
+from absl import logging
+from tqdm.auto import tqdm
+
+from rrpo_jax import checkpoint as ckpt_lib
+from rrpo_jax import metrics as metrics_lib
+from rrpo_jax import sharding
+from rrpo_jax.reader import ReaderError
+
+
+def progress(total: int, desc: str, initial: int = 0, enabled: bool = True):
+  """A tqdm bar on host 0 (disabled elsewhere or when `enabled` is False)."""
+  return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, file=sys.stderr,
+              disable=not enabled or jax.process_index() != 0, leave=True)
+
+
+def resume(ckpt: ckpt_lib.Checkpointer, phase: str, host_state, key: jax.Array, loader, writer, *,
+           step: int | None = None, truncate: tuple[str, ...] = ()) -> tuple[Any, jax.Array, int, dict]:
+  """Restores (host state, key, step, extra) of `step` (default latest) into the loader's position;
+  drops the metric rows of `phase` and `truncate` past that step (they are written again)."""
+  restored, extra, start = ckpt.restore({"train": host_state, "rng": ckpt_lib.key_to_data(key)}, step)
+  loader.restore(extra["data"])
+  for name in (phase,) + tuple(truncate):
+    writer.truncate(name, start)
+  logging.info("%s: resumed from step %d", phase, start)
+  return restored["train"], ckpt_lib.key_from_data(restored["rng"]), start, extra
+
+
+def run(phase: str, state, batches: Iterator, step_fn: Callable, *, steps: int, start: int, key: jax.Array,
+        ckpt: ckpt_lib.Checkpointer, dp: sharding.DataParallel, loader, writer, config,
+        extra: dict | None = None, postfix: Callable[[dict], dict] = lambda m: {},
+        evaluate: Callable[[int, Any], dict | None] | None = None):
+  """Steps start+1..steps; returns the final device state. Closes `ckpt`.
+
+  evaluate(step, state) -> flat metrics or None: a periodic evaluation (its metrics go with the
+  checkpoint of that step, for best-checkpoint selection).
+  """
+  c = config
+  key_data = np.asarray(jax.random.key_data(key))
+  bar = progress(steps, phase, initial=start, enabled=c.progress)
+  step = start
+  try:
+    for step in range(start + 1, steps + 1):
+      t0 = time.perf_counter()
+      state, m = step_fn(state, next(batches), step)
+      metrics_lib.check_finite(phase, step, m)
+      m["step_seconds"] = time.perf_counter() - t0
+      if step % c.log_every == 0 or step == steps:
+        writer.write(phase, step, m)
+      bar.set_postfix(**postfix(m))
+      bar.update(1)
+      eval_metrics = evaluate(step, state) if evaluate is not None else None
+      if eval_metrics is not None or step % c.checkpoint.every_steps == 0 or step == steps:
+        ckpt.save(step, {"train": sharding.host_copy(dp, state), "rng": key_data},
+                  {"phase": phase, "data": loader.state(), "step": step, **(extra or {})}, metrics=eval_metrics)
+  except ReaderError as e:
+    ckpt.wait()
+    raise ReaderError(f"{e}\nTraining stopped at {phase} step {step}; the last checkpoint "
+                      f"({ckpt.latest_step()}) in {ckpt.directory} is intact: rerun the same command to resume "
+                      "once the reader is reachable.") from e
+  finally:
+    bar.close()
+    ckpt.close()
+  return state

@@ -1,0 +1,137 @@
+"""One RRPO rollout: score and select without gradient, ask the reader, build the frozen batch.
+
+  (a) score the batch with the frozen reference (eval mode) and the training-mode policy (its
+      dropout key is the update's, update.device_key), select the reference's greedy top-k and the
+      policy's k actions, and log pi_ref of those actions (plackett_luce);
+  (b) the reader scores the k prefixes of both (outside jit; cached, deduplicated: scoring.py);
+  (c) the RolloutBatch the update step consumes (a query whose reader calls failed leaves the
+      update), and the step's RL diagnostics.
+make_rollout(...) returns rollout(state_params, batch, step) -> (RolloutBatch, diagnostics).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rrpo_jax import plackett_luce
+from rrpo_jax import sharding
+from rrpo_jax import update as update_lib
+from rrpo_jax.batches import model_inputs
+from rrpo_jax.scoring import ScoreResult, ScoringStep
+from rrpo_jax.sharding import BROADCAST, REPLICATED, SHARDED, DataParallel
+
+# The selection key of step s on process p is fold_in(fold_in(key, s), p + SELECTION_STREAM). The
+# dropout keys are fold_in(fold_in(key, s'), device index) (update.device_key): the offset keeps the
+# two streams apart for any number of devices below it.
+SELECTION_STREAM = 7919
+
+
+def make_scorer(dp: DataParallel, apply_fn: Callable, *, train_mode: bool) -> Callable:
+  """scores(params_repl, inputs, key_data, step) -> this process's float32[B, N] (host numpy).
+
+  train_mode: dropout from update.device_key(key_data, step), as the update step draws it.
+  """
+  def per_device(params, inputs, key_data, step):
+    key = update_lib.device_key(key_data, step) if train_mode else None
+    return apply_fn(params, inputs, key=key)
+
+  mapped = dp.map(per_device, in_specs=(REPLICATED, SHARDED, BROADCAST, BROADCAST), out_specs=SHARDED)
+
+  def scores(params, inputs, key_data, step) -> np.ndarray:
+    out = sharding.local_rows(mapped(params, dp.shard(inputs), key_data, np.int32(step)))
+    return out.reshape((-1,) + out.shape[-1:])
+
+  return scores
+
+
+def select(ref_scores, pol_scores, ref_lp_scores, where, key, *, k, selection, temperature):
+  """Reference greedy top-k, the policy's actions, and log pi_ref of those actions under ref_lp_scores."""
+  ref_topk = plackett_luce.greedy(ref_scores, k=k, where=where)
+  if selection == "sample":
+    actions = plackett_luce.sample(pol_scores, key=key, k=k, temperature=temperature, where=where)
+  else:
+    actions = plackett_luce.greedy(pol_scores, k=k, where=where)
+  ref_lp = plackett_luce.log_prob(ref_lp_scores, actions, temperature=temperature, where=where)
+  return ref_topk, actions, ref_lp
+
+
+def make_rollout(rrpo_config, *, dp: DataParallel, apply_fn: Callable, ref_params_repl: Any, key: jax.Array,
+                 scoring: ScoringStep) -> Callable:
+  """rollout(policy_params_repl, batch, step) -> (RolloutBatch, diagnostics) for rrpo_config (config.rrpo).
+
+  batch: a Loader batch (examples, query_mask, where, token arrays); step: 1-based RRPO step.
+  """
+  r = rrpo_config
+  k = r.k
+  score_eval = make_scorer(dp, apply_fn, train_mode=False)
+  score_train = make_scorer(dp, apply_fn, train_mode=True)
+  select_jit = jax.jit(select, static_argnames=("k", "selection", "temperature"))
+  key_data = np.asarray(jax.random.key_data(key))
+
+  def rollout(policy_params, b: dict, step: int) -> tuple[update_lib.RolloutBatch, dict]:
+    t0 = time.perf_counter()
+    inputs, where, qmask = model_inputs(b), b["where"], b["query_mask"]
+    exs = [ex if keep else None for ex, keep in zip(b["examples"], qmask)]
+    # (a) score and select, no gradient. The policy's dropout key matches the update's (state.step = step - 1).
+    ref_scores = score_eval(ref_params_repl, inputs, key_data, step - 1)
+    pol_scores = score_train(policy_params, inputs, key_data, step - 1)
+    # The ratio's denominator: the reference as it selects (eval mode), or under the policy's own
+    # dropout masks (rrpo.ref_mode="same_dropout": rho = 1 exactly while the params are equal).
+    ref_lp_scores = (ref_scores if r.ref_mode == "eval" else score_train(ref_params_repl, inputs, key_data, step - 1))
+    sel_key = jax.random.fold_in(jax.random.fold_in(key, step), jax.process_index() + SELECTION_STREAM)
+    ref_topk, actions, ref_lp = jax.device_get(select_jit(
+        jnp.asarray(ref_scores), jnp.asarray(pol_scores), jnp.asarray(ref_lp_scores), jnp.asarray(where), sel_key,
+        k=k, selection=r.selection, temperature=r.temperature))
+    t1 = time.perf_counter()
+    # (b) the reader scores both prefixes (outside jit; cached)
+    scored = scoring.score(exs, ref_topk, actions)
+    t2 = time.perf_counter()
+    # (c) a query whose reader calls failed carries no signal: it leaves the update (not a reward of 0).
+    batch = update_lib.RolloutBatch(
+        inputs=inputs, where=where, actions=np.asarray(actions, np.int32), ref_log_prob=np.asarray(ref_lp, np.float32),
+        rewards=scored.rewards.astype(np.float32), values=scored.values.astype(np.float32),
+        query_mask=np.asarray(qmask, bool) & scored.ok)
+    diagnostics = rl_diagnostics(scored, ref_scores, pol_scores, where, ref_topk, actions, qmask, k)
+    diagnostics.update({f"reader_{kk}": v for kk, v in scored.stats.items()})
+    diagnostics.update(time_score=t1 - t0, time_reader=t2 - t1)
+    return batch, diagnostics
+
+  return rollout
+
+
+def kendall_tau(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:
+  """Kendall tau-a between two score vectors over valid candidates (numpy, O(N^2))."""
+  a, b = a[where], b[where]
+  if a.size < 2:
+    return 1.0
+  da, db = np.sign(a[:, None] - a[None, :]), np.sign(b[:, None] - b[None, :])
+  iu = np.triu_indices(a.size, 1)
+  return float(np.mean(da[iu] * db[iu]))
+
+
+def rl_diagnostics(scored: ScoreResult, ref_scores, pol_scores, where, ref_topk, actions, qmask, k) -> dict:
+  """Reward and V per step t, reward terms, overlap@k and Kendall tau with the reference (real queries)."""
+  q = np.asarray(qmask, bool)
+  rw, vl = scored.rewards[q], scored.values[q]
+  out = {"reward": float(rw.mean()), "value": float(vl.mean())}
+  for t in range(k):
+    out[f"reward_t{t + 1}"] = float(rw[:, t].mean())
+    out[f"value_t{t + 1}"] = float(vl[:, t].mean())
+  for name, v in scored.terms.items():
+    out[name] = float(v[q].mean())
+  overlap = [len(set(a[a >= 0].tolist()) & set(g[g >= 0].tolist())) / k for a, g in zip(actions[q], ref_topk[q])]
+  out[f"overlap@{k}"] = float(np.mean(overlap))
+  # Episodes that carry no information under the reference-difference advantages: the policy showed
+  # the reader exactly the reference's prefixes (same order), so r = V at every step.
+  out["prefix_eq_ref_frac"] = float(np.mean([np.array_equal(a, g) for a, g in zip(actions[q], ref_topk[q])]))
+  out["reward_eq_value_frac"] = float(np.mean(np.all(rw == vl, axis=-1)))
+  out["failed_query_frac"] = float(np.mean(~np.asarray(scored.ok, bool)[q])) if scored.ok is not None else 0.0
+  for t in range(k):
+    out[f"reward_minus_value_t{t + 1}"] = float((rw[:, t] - vl[:, t]).mean())
+  out["kendall_tau"] = float(np.mean([kendall_tau(p, r, w) for p, r, w in zip(pol_scores[q], ref_scores[q], where[q])]))
+  return out
