@@ -1,9 +1,9 @@
-"""Reader backends (openai, llama_cpp, hf), prompt template and the SQLite response cache.
+"""Reader backends (openai, llama_cpp, hf; fake for tests), prompt template and the SQLite response cache.
 
 make_reader(config) builds the backend registered under config.backend (BACKENDS; a new backend is
 one `@register_backend(name)` builder here plus a test) and reads these fields (a dict, ConfigDict
 or any object with attributes; all optional):
-  backend: "llama_cpp" (default) | "openai" | "hf"
+  backend: "llama_cpp" (default) | "openai" | "hf" | "fake" (deterministic, no model: tests)
   model: GGUF path or alias ("smollm2-135m-instruct" default, "gemma3-270m") for llama_cpp; the served
     model name for openai; a local checkpoint path for hf
   Unset fields may be None or "" (and n_threads / max_passage_chars 0).
@@ -153,3 +153,10 @@ def _hf(config, *, chat, **common) -> Reader:
   return HFReader(model=model, batch_size=_get(config, "batch_size", DEFAULTS["batch_size"]), device=_get(config, "device"),
                   dtype=_get(config, "dtype"), chat=chat, **common)
 
+
+@register_backend("fake")
+def _fake(config, *, chat, **common) -> Reader:
+  """Deterministic, no model, no server (tests and benchmarks; reader/fake.py)."""
+  del config, chat
+  from rrpo_jax.reader.fake import FakeReader  # pylint: disable=import-outside-toplevel
+  return FakeReader(**common)
