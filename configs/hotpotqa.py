@@ -1,9 +1,9 @@
 """HotpotQA: the bundled distractor sample (10 candidates, 2 supporting) and a paper variant.
 
-  --config=configs/hotpotqa.py         warm-up on is_supporting labels -> RRPO -> eval, in-process SmolLM2
-  --config=configs/hotpotqa.py:paper   BM25 top-100 over Wikipedia, k_train=3, k_eval=3, vLLM reader
-  --config=configs/hotpotqa.py:qwen3   the same with Qwen3-Reranker-0.6B (local weights), one 80 GB GPU
-  --config=configs/hotpotqa.py:modernbert   the same with gte-reranker-modernbert-base (local weights)
+--config=configs/hotpotqa.py         warm-up on is_supporting labels -> RRPO -> eval, in-process SmolLM2
+--config=configs/hotpotqa.py:paper   BM25 top-100 over Wikipedia, k_train=3, k_eval=3, vLLM reader
+--config=configs/hotpotqa.py:qwen3   the same with Qwen3-Reranker-0.6B (local weights), one 80 GB GPU
+--config=configs/hotpotqa.py:modernbert   the same with gte-reranker-modernbert-base (local weights)
 """
 
 from rrpo_jax import config as default

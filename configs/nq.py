@@ -1,11 +1,11 @@
 """NQ: the embedded default (bundled NQ sample, MiniLM, SmolLM2 in-process) and a paper variant.
 
-  --config=configs/nq.py         warm-up -> RRPO -> eval on this machine in about 20 minutes (2 CPUs)
-  --config=configs/nq.py:paper   the paper's setting on AmbigNQ: BM25 top-100, k_train=3, k_eval=5,
-                                 a trained cross-encoder, Qwen2.5-7B-Instruct behind vLLM
-  --config=configs/nq.py:qwen3   the same with Qwen3-Reranker-0.6B (local weights) as the policy,
-                                 bf16 + remat, sized for one 80 GB GPU
-  --config=configs/nq.py:modernbert   the same with gte-reranker-modernbert-base (local weights)
+--config=configs/nq.py         warm-up -> RRPO -> eval on this machine in about 20 minutes (2 CPUs)
+--config=configs/nq.py:paper   the paper's setting on AmbigNQ: BM25 top-100, k_train=3, k_eval=5,
+                               a trained cross-encoder, Qwen2.5-7B-Instruct behind vLLM
+--config=configs/nq.py:qwen3   the same with Qwen3-Reranker-0.6B (local weights) as the policy,
+                               bf16 + remat, sized for one 80 GB GPU
+--config=configs/nq.py:modernbert   the same with gte-reranker-modernbert-base (local weights)
 """
 
 from rrpo_jax import config as default

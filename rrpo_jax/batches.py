@@ -13,9 +13,16 @@ INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 
 def make_loader(reranker, dp: DataParallel, examples, *, n: int, batch_size: int, seed: int) -> Loader:
   """The data module's resumable, sharded Loader over `examples`, tokenised by the reranker."""
-  return Loader(examples, make_encode_fn(reranker.encoder, n=n), batch_size=batch_size, n=n, seed=seed,
-                process_index=jax.process_index(), process_count=jax.process_count(),
-                local_device_count=dp.local_size)
+  return Loader(
+      examples,
+      make_encode_fn(reranker.encoder, n=n),
+      batch_size=batch_size,
+      n=n,
+      seed=seed,
+      process_index=jax.process_index(),
+      process_count=jax.process_count(),
+      local_device_count=dp.local_size,
+  )
 
 
 def model_inputs(batch: dict) -> dict:

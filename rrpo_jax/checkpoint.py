@@ -37,19 +37,26 @@ def key_from_data(data) -> jax.Array:
 class Checkpointer:
   """Saves and restores the training state of one phase under `directory`."""
 
-  def __init__(self, directory: str, *, keep: int = 2, best_metric: str = "", best_mode: str = "max",
-               async_save: bool = True):
+  def __init__(
+      self, directory: str, *, keep: int = 2, best_metric: str = "", best_mode: str = "max", async_save: bool = True
+  ):
     self.directory = os.path.abspath(directory)
     self.best_metric = best_metric
     policies = [pp.LatestN(max(1, keep))]
     best_fn = None
     if best_metric:
       best_fn = lambda m: float(m[best_metric])  # noqa: E731
-      policies.append(pp.BestN(get_metric_fn=best_fn, n=1, reverse=best_mode == "min",
-                               keep_checkpoints_without_metrics=False))
+      policies.append(
+          pp.BestN(get_metric_fn=best_fn, n=1, reverse=best_mode == "min", keep_checkpoints_without_metrics=False)
+      )
     options = ocp.CheckpointManagerOptions(
-        preservation_policy=pp.AnyPreservationPolicy(policies), best_fn=best_fn, best_mode=best_mode,
-        enable_async_checkpointing=async_save, create=True, cleanup_tmp_directories=True)
+        preservation_policy=pp.AnyPreservationPolicy(policies),
+        best_fn=best_fn,
+        best_mode=best_mode,
+        enable_async_checkpointing=async_save,
+        create=True,
+        cleanup_tmp_directories=True,
+    )
     self._mngr = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "extra"))
 
   def latest_step(self) -> int | None:
@@ -76,8 +83,9 @@ class Checkpointer:
     if step is None:
       raise FileNotFoundError(f"no checkpoint in {self.directory}")
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-    out = self._mngr.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract), extra=ocp.args.JsonRestore()))
+    out = self._mngr.restore(
+        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), extra=ocp.args.JsonRestore())
+    )
     return out["state"], dict(out["extra"]), step
 
   def restore_extra(self, step: int | None = None) -> dict:

@@ -66,8 +66,9 @@ def rows(path: str, data: dict, system: str) -> list[dict]:
 
 
 def run(argv=None) -> str:
-  p = argparse.ArgumentParser(prog="python -m rrpo_jax.compare", description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p = argparse.ArgumentParser(
+      prog="python -m rrpo_jax.compare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
   p.add_argument("a")
   p.add_argument("b")
   p.add_argument("--system_a", default="policy")
@@ -86,14 +87,21 @@ def run(argv=None) -> str:
   if q["common"] == 0:
     raise CompareError(f"{path_a} and {path_b} share no question ids: nothing to compare")
   if args.json:
-    return json.dumps({"a": {"path": path_a, "system": args.system_a}, "b": {"path": path_b, "system": args.system_b},
-                       **result}, indent=1)
-  lines = [f"A = {args.system_a} in {path_a} ({q['a']} questions)",
-           f"B = {args.system_b} in {path_b} ({q['b']} questions)",
-           f"paired over the {q['common']} questions both evaluated"
-           + ("" if q["common"] == q["a"] == q["b"] else f" ({q['a'] - q['common']} of A and "
-              f"{q['b'] - q['common']} of B have no partner and are left out)"),
-           f"A - B (x100; 95% paired-bootstrap interval, {args.resamples:,} resamples; paired t-test p):"]
+    return json.dumps(
+        {"a": {"path": path_a, "system": args.system_a}, "b": {"path": path_b, "system": args.system_b}, **result},
+        indent=1,
+    )
+  lines = [
+      f"A = {args.system_a} in {path_a} ({q['a']} questions)",
+      f"B = {args.system_b} in {path_b} ({q['b']} questions)",
+      f"paired over the {q['common']} questions both evaluated"
+      + (
+          ""
+          if q["common"] == q["a"] == q["b"]
+          else f" ({q['a'] - q['common']} of A and " f"{q['b'] - q['common']} of B have no partner and are left out)"
+      ),
+      f"A - B (x100; 95% paired-bootstrap interval, {args.resamples:,} resamples; paired t-test p):",
+  ]
   for m in ("em", "f1"):
     c = result[m]
     verdict = "significant" if stats.significant(c) else "not significant"

@@ -69,7 +69,9 @@ def get_config(arg=None):
   c.model.random.max_position_embeddings = 512  # position table size (>= data.max_length)
   c.model.dtype = "float32"  # compute dtype: float32 or bfloat16 (params and scores stay float32)
   c.model.remat = False  # recompute each layer's activations in the backward pass to save memory
-  c.model.dropout = 0.1  # hidden/attention dropout of the training-mode policy (its only exploration under greedy selection)
+  c.model.dropout = (
+      0.1  # hidden/attention dropout of the training-mode policy (its only exploration under greedy selection)
+  )
 
   # --- supervised warm-up (listwise softmax loss on relevance labels) -----------------------
   c.sft = ml_collections.ConfigDict()
@@ -79,7 +81,9 @@ def get_config(arg=None):
   c.sft.warmup_steps = 6  # linear warm-up steps, then linear decay to 0
   c.sft.weight_decay = 0.01  # AdamW weight decay
   c.sft.max_grad_norm = 1.0  # clip gradients by this global norm
-  c.sft.labels = "auto"  # "auto" (the dataset's is_supporting where given, else has_answer), "has_answer", "is_supporting"
+  c.sft.labels = (
+      "auto"  # "auto" (the dataset's is_supporting where given, else has_answer), "has_answer", "is_supporting"
+  )
 
   # --- RRPO ---------------------------------------------------------------------------------
   c.rrpo = ml_collections.ConfigDict()
@@ -93,7 +97,9 @@ def get_config(arg=None):
   c.rrpo.gamma = 1.0  # discount (unpublished)
   c.rrpo.lam = 0.95  # GAE lambda (unpublished)
   c.rrpo.window = 256  # sliding-window size (per-step advantages) for standardisation
-  c.rrpo.standardize = "mean_std"  # window standardisation: "mean_std" (paper), "std" (scale only: zero stays zero), "none"
+  c.rrpo.standardize = (
+      "mean_std"  # window standardisation: "mean_std" (paper), "std" (scale only: zero stays zero), "none"
+  )
   c.rrpo.ref_mode = "eval"  # log pi_ref of the ratio: "eval" (the reference as it selects) or "same_dropout" (the policy's dropout masks)
   c.rrpo.clip_eps = 0.2  # ratio clip epsilon
   c.rrpo.beta = 0.01  # KL(pi || pi_ref) coefficient (unpublished)
@@ -118,12 +124,18 @@ def get_config(arg=None):
   c.eval.k = 3  # k_eval: top-k passages given to the reader and cut-off of Recall/nDCG
   c.eval.systems = "retriever,reference,policy"  # orders the reader is evaluated with
   c.eval.every_steps = 0  # also evaluate during RRPO every this many steps (0 = only at the end)
-  c.eval.select_split = ""  # split of the periodic evaluations that pick the best checkpoint ("" = data.eval_split; "val" = honest)
-  c.eval.checkpoint = "latest"  # policy the eval mode scores: "latest" or "best" (by eval.best_metric on eval.select_split)
+  c.eval.select_split = (
+      ""  # split of the periodic evaluations that pick the best checkpoint ("" = data.eval_split; "val" = honest)
+  )
+  c.eval.checkpoint = (
+      "latest"  # policy the eval mode scores: "latest" or "best" (by eval.best_metric on eval.select_split)
+  )
   c.eval.name = ""  # names a second evaluation of a run (e.g. "transfer"): eval/<name>/, results_<name>.json
   c.eval.best_metric = "policy_f1"  # metric that picks the best checkpoint ("<system>_<em|f1|recall|ndcg|mrr>")
   c.eval.batch_size = 8  # queries per scoring batch
-  c.eval.reader = reader_config(override=True)  # transfer evaluation: a different reader ("" fields = training reader's)
+  c.eval.reader = reader_config(
+      override=True
+  )  # transfer evaluation: a different reader ("" fields = training reader's)
   c.eval.oracle = False  # add the row "oracle@1": the reader's best score over single candidates (N calls a question)
   c.eval.resamples = 10_000  # paired-bootstrap resamples for the intervals of system differences
   c.eval.write_runs = True  # write DPR JSONL and TREC run files of the policy's ranking
@@ -214,10 +226,15 @@ def reader_config(override=False):
   every field unset ("" or -1), so the evaluation reader inherits each field it does not name from
   the training reader."""
   d = reader_lib.DEFAULTS
-  unset = lambda name: ("" if isinstance(d[name], str) else -1.0 if isinstance(d[name], float) else -1) \
-      if override else d[name]  # noqa: E731
+  unset = (
+      lambda name: ("" if isinstance(d[name], str) else -1.0 if isinstance(d[name], float) else -1)
+      if override
+      else d[name]
+  )  # noqa: E731
   r = ml_collections.ConfigDict()
-  r.backend = unset("backend")  # a registered reader backend: "llama_cpp" (in-process GGUF), "openai" (HTTP server), "hf" (transformers), "fake" (tests)
+  r.backend = unset(
+      "backend"
+  )  # a registered reader backend: "llama_cpp" (in-process GGUF), "openai" (HTTP server), "hf" (transformers), "fake" (tests)
   r.model = unset("model")  # GGUF path or alias (smollm2-135m-instruct, gemma3-270m), served model name, or HF dir
   r.base_url = unset("base_url")  # OpenAI-compatible server URL (backend=openai), e.g. http://127.0.0.1:8000/v1
   r.endpoint = unset("endpoint")  # openai: "chat" or "completions"
@@ -239,7 +256,9 @@ def reader_config(override=False):
   r.passage = unset("passage")  # one passage's format with {index}, {title}, {text} ("" = default)
   r.separator = unset("separator")  # between passages ("" = default)
   r.system = unset("system")  # system message of chat prompts ("" = default)
-  r.max_passage_chars = unset("max_passage_chars")  # truncate each passage shown to the reader to this many characters (0 = no limit)
+  r.max_passage_chars = unset(
+      "max_passage_chars"
+  )  # truncate each passage shown to the reader to this many characters (0 = no limit)
   r.cache_path = unset("cache_path")  # SQLite response cache ("" = <workdir>/reader_cache.sqlite)
   return r
 
@@ -291,8 +310,11 @@ def validate(config, *, num_devices: int = 1) -> tuple[str, ...]:
   _check(1 <= r.k <= n, "rrpo.k", f"must be in [1, data.num_candidates={n}], got {r.k}")
   _check(1 <= e.k <= n, "eval.k", f"must be in [1, data.num_candidates={n}], got {e.k}")
   _check(d.max_length >= 8, "data.max_length", f"must be >= 8, got {d.max_length}")
-  _check(all(0 < b <= d.max_length for b in d.buckets), "data.buckets",
-         f"every bucket must be in (0, data.max_length={d.max_length}], got {tuple(d.buckets)}")
+  _check(
+      all(0 < b <= d.max_length for b in d.buckets),
+      "data.buckets",
+      f"every bucket must be in (0, data.max_length={d.max_length}], got {tuple(d.buckets)}",
+  )
   _check(d.max_train_queries >= 0, "data.max_train_queries", "must be >= 0")
   _check(d.max_eval_queries >= 0, "data.max_eval_queries", "must be >= 0")
   for field in ("train_path", "eval_path"):
@@ -307,57 +329,99 @@ def validate(config, *, num_devices: int = 1) -> tuple[str, ...]:
   _check(m.dtype in ("float32", "bfloat16"), "model.dtype", f"must be float32 or bfloat16, got {m.dtype!r}")
   _check(0.0 <= m.dropout < 1.0, "model.dropout", f"must be in [0, 1), got {m.dropout}")
   if m.init == "random":
-    _check(m.random.max_position_embeddings >= d.max_length, "model.random.max_position_embeddings",
-           f"must be >= data.max_length={d.max_length}")
-    _check(m.random.hidden_size % m.random.num_attention_heads == 0, "model.random.num_attention_heads",
-           "must divide model.random.hidden_size")
+    _check(
+        m.random.max_position_embeddings >= d.max_length,
+        "model.random.max_position_embeddings",
+        f"must be >= data.max_length={d.max_length}",
+    )
+    _check(
+        m.random.hidden_size % m.random.num_attention_heads == 0,
+        "model.random.num_attention_heads",
+        "must divide model.random.hidden_size",
+    )
     _check(not m.tokenizer or os.path.isdir(m.tokenizer), "model.tokenizer", f"directory not found: {m.tokenizer}")
   elif m.init != "minilm":
-    _check(os.path.isdir(m.init), "model.init",
-           f"'minilm', 'random', or an existing HF / checkpoint directory; not found: {m.init}")
+    _check(
+        os.path.isdir(m.init),
+        "model.init",
+        f"'minilm', 'random', or an existing HF / checkpoint directory; not found: {m.init}",
+    )
   _check(not r.init_from or os.path.isdir(r.init_from), "rrpo.init_from", f"directory not found: {r.init_from}")
-  _check(config.parallel in sharding.PARALLEL_KINDS, "parallel",
-         f"must be {_one_of([repr(x) for x in sharding.PARALLEL_KINDS])}, got {config.parallel!r}")
+  _check(
+      config.parallel in sharding.PARALLEL_KINDS,
+      "parallel",
+      f"must be {_one_of([repr(x) for x in sharding.PARALLEL_KINDS])}, got {config.parallel!r}",
+  )
   if "sft" in modes and s.steps > 0:
-    _check(s.batch_size % num_devices == 0, "sft.batch_size",
-           f"{s.batch_size} is not divisible by the {num_devices} devices")
+    _check(
+        s.batch_size % num_devices == 0,
+        "sft.batch_size",
+        f"{s.batch_size} is not divisible by the {num_devices} devices",
+    )
     _check(s.labels in LABEL_KINDS, "sft.labels", f"must be {_one_of(LABEL_KINDS)}, got {s.labels!r}")
   _check(s.steps >= 0, "sft.steps", "must be >= 0")
   if "rrpo" in modes:
     _check(r.steps >= 1, "rrpo.steps", f"must be >= 1, got {r.steps}")
-    _check(r.batch_size % num_devices == 0, "rrpo.batch_size",
-           f"{r.batch_size} is not divisible by the {num_devices} devices")
+    _check(
+        r.batch_size % num_devices == 0,
+        "rrpo.batch_size",
+        f"{r.batch_size} is not divisible by the {num_devices} devices",
+    )
   _check(r.selection in ("greedy", "sample"), "rrpo.selection", f"must be greedy or sample, got {r.selection!r}")
-  for field, registry in (("advantage", objective.ADVANTAGES), ("kl_estimator", objective.KL_ESTIMATORS),
-                          ("loss", objective.LOSSES), ("standardize", objective.STANDARDIZERS)):
+  for field, registry in (
+      ("advantage", objective.ADVANTAGES),
+      ("kl_estimator", objective.KL_ESTIMATORS),
+      ("loss", objective.LOSSES),
+      ("standardize", objective.STANDARDIZERS),
+  ):
     _check(r[field] in registry, f"rrpo.{field}", f"must be {_one_of(registry.names())}, got {r[field]!r}")
   for name, term in rewards.TERMS.items():
-    _check(term.weight is None or term.weight in config.reward, f"reward.{term.weight}",
-           f"the weight of the reward term {name!r} is missing")
+    _check(
+        term.weight is None or term.weight in config.reward,
+        f"reward.{term.weight}",
+        f"the weight of the reward term {name!r} is missing",
+    )
   _check(r.ref_mode in REF_MODES, "rrpo.ref_mode", f"must be {_one_of(REF_MODES)}, got {r.ref_mode!r}")
   _check(r.temperature > 0, "rrpo.temperature", f"must be > 0, got {r.temperature}")
   _check(r.clip_eps > 0, "rrpo.clip_eps", f"must be > 0, got {r.clip_eps}")
   _check(r.window >= 1, "rrpo.window", f"must be >= 1, got {r.window}")
   _check(r.grad_accum >= 1, "rrpo.grad_accum", f"must be >= 1, got {r.grad_accum}")
   _check(e.resamples >= 100, "eval.resamples", f"must be >= 100, got {e.resamples}")
-  _check(e.batch_size % num_devices == 0, "eval.batch_size",
-         f"{e.batch_size} is not divisible by the {num_devices} devices")
+  _check(
+      e.batch_size % num_devices == 0,
+      "eval.batch_size",
+      f"{e.batch_size} is not divisible by the {num_devices} devices",
+  )
   systems = eval_systems(e)
-  _check(bool(systems) and all(x in SYSTEMS for x in systems), "eval.systems",
-         f"comma list of {SYSTEMS}, got {e.systems!r}")
+  _check(
+      bool(systems) and all(x in SYSTEMS for x in systems),
+      "eval.systems",
+      f"comma list of {SYSTEMS}, got {e.systems!r}",
+  )
   if e.best_metric:
     name, _, metric = e.best_metric.rpartition("_")
-    _check(name in systems and metric in evaluation.METRICS, "eval.best_metric",
-           f"'<system>_<metric>' with system in eval.systems and metric in {evaluation.METRICS}, got {e.best_metric!r}")
-  _check(config.export.which in ("best", "latest"), "export.which", f"must be best or latest, got {config.export.which!r}")
+    _check(
+        name in systems and metric in evaluation.METRICS,
+        "eval.best_metric",
+        f"'<system>_<metric>' with system in eval.systems and metric in {evaluation.METRICS}, got {e.best_metric!r}",
+    )
+  _check(
+      config.export.which in ("best", "latest"), "export.which", f"must be best or latest, got {config.export.which!r}"
+  )
   _check(e.checkpoint in ("best", "latest"), "eval.checkpoint", f"must be best or latest, got {e.checkpoint!r}")
-  _check(not e.name or e.name.replace("_", "").replace("-", "").isalnum(), "eval.name",
-         f"letters, digits, '_' and '-' only (it names files), got {e.name!r}")
+  _check(
+      not e.name or e.name.replace("_", "").replace("-", "").isalnum(),
+      "eval.name",
+      f"letters, digits, '_' and '-' only (it names files), got {e.name!r}",
+  )
   _check(config.checkpoint.every_steps >= 1, "checkpoint.every_steps", "must be >= 1")
   _check(config.checkpoint.keep >= 1, "checkpoint.keep", "must be >= 1")
   for prefix, rc in (("reader", config.reader), ("eval.reader", resolve_reader(config.reader, e.reader))):
-    _check(rc["backend"] in reader_lib.BACKENDS, f"{prefix}.backend",
-           f"must be {_one_of(reader_lib.BACKENDS.names())}, got {rc['backend']!r}")
+    _check(
+        rc["backend"] in reader_lib.BACKENDS,
+        f"{prefix}.backend",
+        f"must be {_one_of(reader_lib.BACKENDS.names())}, got {rc['backend']!r}",
+    )
     problem = reader_lib.BACKENDS.get(rc["backend"]).check(rc)
     if problem:
       _check(False, f"{prefix}.{problem[0]}", problem[1])

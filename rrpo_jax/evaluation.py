@@ -57,16 +57,30 @@ def reader_metrics(examples, responses: Sequence[Response]) -> tuple[dict[str, f
   """Mean EM / F1 / hit (x100) and per-query rows."""
   rows = []
   for ex, r in zip(examples, responses):
-    rows.append({"qid": ex.qid, "answer": r.text, "em": rewards.exact_match(r.text, ex.answers),
-                 "f1": rewards.f1(r.text, ex.answers), "hit": rewards.hit(r.text, ex.answers)})
+    rows.append(
+        {
+            "qid": ex.qid,
+            "answer": r.text,
+            "em": rewards.exact_match(r.text, ex.answers),
+            "f1": rewards.f1(r.text, ex.answers),
+            "hit": rewards.hit(r.text, ex.answers),
+        }
+    )
   mean = lambda key: 100 * float(np.mean([row[key] for row in rows])) if rows else float("nan")  # noqa: E731
   return {"em": mean("em"), "f1": mean("f1"), "hit": mean("hit")}, rows
 
 
-def evaluate(examples, orders: Mapping[str, Sequence[Sequence[int]]], *,
-             answer_fn: Callable[[list[Request]], list[Response]], k: int,
-             scores: Mapping[str, Sequence[np.ndarray]] | None = None, oracle: bool = False,
-             resamples: int = stats.RESAMPLES, seed: int = 0) -> dict:
+def evaluate(
+    examples,
+    orders: Mapping[str, Sequence[Sequence[int]]],
+    *,
+    answer_fn: Callable[[list[Request]], list[Response]],
+    k: int,
+    scores: Mapping[str, Sequence[np.ndarray]] | None = None,
+    oracle: bool = False,
+    resamples: int = stats.RESAMPLES,
+    seed: int = 0,
+) -> dict:
   """Evaluates each system's candidate orders; returns {"systems": {name: metrics}, "per_query": ...,
   "comparisons": {"a-b": {"em": {...}, "f1": {...}}}} (stats.compare for each pair in stats.PAIRS
   that was evaluated: paired bootstrap interval and paired t-test over the questions).
@@ -80,16 +94,15 @@ def evaluate(examples, orders: Mapping[str, Sequence[Sequence[int]]], *,
   labels = np.zeros((len(examples), n), bool)
   where = np.zeros((len(examples), n), bool)
   for q, ex in enumerate(examples):
-    where[q, :len(ex.candidates)] = True
-    labels[q, :len(ex.candidates)] = [bool(c.has_answer) for c in ex.candidates]
+    where[q, : len(ex.candidates)] = True
+    labels[q, : len(ex.candidates)] = [bool(c.has_answer) for c in ex.candidates]
   systems, per_query = {}, {}
-  requests = {name: [scoring.request(ex, order[:k]) for ex, order in zip(examples, orders[name])]
-              for name in orders}
+  requests = {name: [scoring.request(ex, order[:k]) for ex, order in zip(examples, orders[name])] for name in orders}
   flat = [r for name in orders for r in requests[name]]
   answers = answer_fn(flat)
   pos = 0
   for name in orders:
-    resp = answers[pos:pos + len(examples)]
+    resp = answers[pos : pos + len(examples)]
     pos += len(examples)
     rm, rows = reader_metrics(examples, resp)
     s = np.stack([order_scores(o, n) for o in orders[name]]) if examples else np.zeros((0, n), np.float32)
@@ -99,9 +112,11 @@ def evaluate(examples, orders: Mapping[str, Sequence[Sequence[int]]], *,
     per_query[name] = rows
   if oracle:
     systems[ORACLE], per_query[ORACLE] = _oracle(examples, answer_fn)
-  comparisons = {f"{a}-{b}": stats.compare_rows(per_query[a], per_query[b], metrics=("em", "f1"),
-                                                 resamples=resamples, seed=seed)
-                 for a, b in stats.PAIRS if a in per_query and b in per_query}
+  comparisons = {
+      f"{a}-{b}": stats.compare_rows(per_query[a], per_query[b], metrics=("em", "f1"), resamples=resamples, seed=seed)
+      for a, b in stats.PAIRS
+      if a in per_query and b in per_query
+  }
   return {"k": k, "systems": systems, "per_query": per_query, "comparisons": comparisons, "resamples": resamples}
 
 
@@ -117,15 +132,26 @@ def _oracle(examples, answer_fn) -> tuple[dict, list[dict]]:
     best = {"qid": ex.qid, "answer": "", "em": 0.0, "f1": 0.0, "hit": 0.0, "order": []}
     for i in range(len(ex.candidates)):
       text = next(answers).text
-      row = {"em": rewards.exact_match(text, ex.answers), "f1": rewards.f1(text, ex.answers),
-             "hit": rewards.hit(text, ex.answers)}
+      row = {
+          "em": rewards.exact_match(text, ex.answers),
+          "f1": rewards.f1(text, ex.answers),
+          "hit": rewards.hit(text, ex.answers),
+      }
       if (row["f1"], row["em"], row["hit"]) > (best["f1"], best["em"], best["hit"]):
         best = {"qid": ex.qid, "answer": text, **row, "order": [i]}
     rows.append(best)
   mean = lambda key: 100 * float(np.mean([row[key] for row in rows])) if rows else float("nan")  # noqa: E731
   nan = float("nan")
-  metrics = {"em": mean("em"), "f1": mean("f1"), "hit": mean("hit"), "recall": nan, "answer_recall": nan,
-             "ndcg": nan, "mrr": nan, "queries": len(examples)}
+  metrics = {
+      "em": mean("em"),
+      "f1": mean("f1"),
+      "hit": mean("hit"),
+      "recall": nan,
+      "answer_recall": nan,
+      "ndcg": nan,
+      "mrr": nan,
+      "queries": len(examples),
+  }
   return metrics, rows
 
 
@@ -136,8 +162,14 @@ def flat_metrics(results: dict) -> dict[str, float]:
   for pair, by_metric in results.get("comparisons", {}).items():
     for m, c in by_metric.items():
       if m != "questions":
-        out.update({f"{pair}_{m}_diff": c["diff"], f"{pair}_{m}_lo": c["ci95"][0], f"{pair}_{m}_hi": c["ci95"][1],
-                    f"{pair}_{m}_p": c["p"]})
+        out.update(
+            {
+                f"{pair}_{m}_diff": c["diff"],
+                f"{pair}_{m}_lo": c["ci95"][0],
+                f"{pair}_{m}_hi": c["ci95"][1],
+                f"{pair}_{m}_p": c["p"],
+            }
+        )
   return out
 
 
@@ -145,16 +177,20 @@ def comparison_lines(comparisons: Mapping[str, Mapping], *, resamples: int = sta
   """One line per pair: EM and F1 differences with 95% intervals and p, and a plain verdict."""
   if not comparisons:
     return []
-  lines = [f"paired differences over the same questions (x100; 95% paired-bootstrap interval, "
-           f"{resamples:,} resamples; paired t-test p):"]
+  lines = [
+      f"paired differences over the same questions (x100; 95% paired-bootstrap interval, "
+      f"{resamples:,} resamples; paired t-test p):"
+  ]
   for pair, c in comparisons.items():
     verdict = []
     for m in ("em", "f1"):
       if m in c:
         verdict.append(f"{m.upper()} {'significant' if stats.significant(c[m]) else 'not significant'}")
     differ = c["f1"]["differ"] if "f1" in c else float("nan")
-    lines.append(f"  {pair.replace('-', ' - '):<22} EM {stats.describe(c['em'])}   F1 {stats.describe(c['f1'])}"
-                 f"   ({', '.join(verdict)}; F1 differs on {100 * differ:.0f}% of questions)")
+    lines.append(
+        f"  {pair.replace('-', ' - '):<22} EM {stats.describe(c['em'])}   F1 {stats.describe(c['f1'])}"
+        f"   ({', '.join(verdict)}; F1 differs on {100 * differ:.0f}% of questions)"
+    )
   return lines
 
 
@@ -166,15 +202,25 @@ def table(results: dict, *, title: str = "") -> str:
   for name, ms in results["systems"].items():
     lines.append(f"{name:<12}" + "".join(f"{ms[m]:>14.2f}" for m in METRICS))
   split = f"split {results['split']}; " if results.get("split") else ""
-  lines.append(f"(reader EM/F1/hit and IR metrics x100; k={results['k']}; {split}"
-               f"{next(iter(results['systems'].values()))['queries'] if results['systems'] else 0} queries; "
-               "recall/ndcg/mrr over has_answer labels)")
+  lines.append(
+      f"(reader EM/F1/hit and IR metrics x100; k={results['k']}; {split}"
+      f"{next(iter(results['systems'].values()))['queries'] if results['systems'] else 0} queries; "
+      "recall/ndcg/mrr over has_answer labels)"
+  )
   lines += comparison_lines(results.get("comparisons", {}), resamples=results.get("resamples", stats.RESAMPLES))
   return "\n".join(lines)
 
 
-def write_outputs(directory: str, examples, results: dict, *, orders: Mapping[str, Sequence[Sequence[int]]],
-                  scores: Mapping[str, Sequence[np.ndarray]] | None = None, step: int = 0, write_runs: bool = True):
+def write_outputs(
+    directory: str,
+    examples,
+    results: dict,
+    *,
+    orders: Mapping[str, Sequence[Sequence[int]]],
+    scores: Mapping[str, Sequence[np.ndarray]] | None = None,
+    step: int = 0,
+    write_runs: bool = True,
+):
   """results.json, and for each reranker system a DPR JSONL ranking and a TREC run file."""
   os.makedirs(directory, exist_ok=True)
   with open(os.path.join(directory, "results.json"), "w", encoding="utf-8") as f:
@@ -183,8 +229,10 @@ def write_outputs(directory: str, examples, results: dict, *, orders: Mapping[st
     return
   for name, system_orders in orders.items():
     sys_scores = (scores or {}).get(name)
-    with open(os.path.join(directory, f"{name}.dpr.jsonl"), "w", encoding="utf-8") as dpr, \
-         open(os.path.join(directory, f"{name}.trec"), "w", encoding="utf-8") as trec:
+    with (
+        open(os.path.join(directory, f"{name}.dpr.jsonl"), "w", encoding="utf-8") as dpr,
+        open(os.path.join(directory, f"{name}.trec"), "w", encoding="utf-8") as trec,
+    ):
       for q, (ex, order) in enumerate(zip(examples, system_orders)):
         ctxs = []
         for rank, i in enumerate(order):
@@ -192,5 +240,9 @@ def write_outputs(directory: str, examples, results: dict, *, orders: Mapping[st
           score = float(sys_scores[q][i]) if sys_scores is not None else float(len(order) - rank)
           ctxs.append({"id": c.pid, "title": c.title, "text": c.text, "score": score, "has_answer": bool(c.has_answer)})
           trec.write(f"{ex.qid} Q0 {c.pid} {rank + 1} {score:.6f} rrpo_jax-{name}\n")
-        dpr.write(json.dumps({"id": ex.qid, "question": ex.question, "answers": list(ex.answers), "ctxs": ctxs},
-                             ensure_ascii=False) + "\n")
+        dpr.write(
+            json.dumps(
+                {"id": ex.qid, "question": ex.question, "answers": list(ex.answers), "ctxs": ctxs}, ensure_ascii=False
+            )
+            + "\n"
+        )

@@ -59,43 +59,69 @@ XLM_ROBERTA_TABLE = tuple((h, f, k, True) for h, f, k in _ENCODER) + (
     ("classifier.out_proj.bias", "classifier_out/bias", "copy", False),
 )
 _QWEN3_ATTN = tuple(
-    row for p in ("q", "k", "v", "o") for row in (
+    row
+    for p in ("q", "k", "v", "o")
+    for row in (
         (f"layers.{{i}}.self_attn.{p}_proj.weight", f"layer_{{i}}/self_attn/{p}_proj/kernel", "dense", True),
-        (f"layers.{{i}}.self_attn.{p}_proj.bias", f"layer_{{i}}/self_attn/{p}_proj/bias", "copy", True)))
-QWEN3_TABLE = (("embed_tokens.weight", "embed_tokens/embedding", "copy", True),) + _QWEN3_ATTN + (
-    ("layers.{i}.self_attn.q_norm.weight", "layer_{i}/self_attn/q_norm/scale", "copy", True),
-    ("layers.{i}.self_attn.k_norm.weight", "layer_{i}/self_attn/k_norm/scale", "copy", True),
-    ("layers.{i}.mlp.gate_proj.weight", "layer_{i}/mlp/gate_proj/kernel", "dense", True),
-    ("layers.{i}.mlp.up_proj.weight", "layer_{i}/mlp/up_proj/kernel", "dense", True),
-    ("layers.{i}.mlp.down_proj.weight", "layer_{i}/mlp/down_proj/kernel", "dense", True),
-    ("layers.{i}.input_layernorm.weight", "layer_{i}/input_layernorm/scale", "copy", True),
-    ("layers.{i}.post_attention_layernorm.weight", "layer_{i}/post_attention_layernorm/scale", "copy", True),
-    ("norm.weight", "norm/scale", "copy", True),
-    ("lm_head.weight", "lm_head/embedding", "copy", False),  # [V, H] rows, as HF stores them
+        (f"layers.{{i}}.self_attn.{p}_proj.bias", f"layer_{{i}}/self_attn/{p}_proj/bias", "copy", True),
+    )
 )
-_MB_NORMS = (("embeddings.norm", "embeddings_norm"), ("layers.{i}.attn_norm", "layer_{i}/attn_norm"),
-             ("layers.{i}.mlp_norm", "layer_{i}/mlp_norm"), ("final_norm", "final_norm"))
-_MB_DENSE = (("layers.{i}.attn.Wqkv", "layer_{i}/Wqkv"), ("layers.{i}.attn.Wo", "layer_{i}/Wo"),
-             ("layers.{i}.mlp.Wi", "layer_{i}/Wi"), ("layers.{i}.mlp.Wo", "layer_{i}/mlp_Wo"))
-MODERNBERT_TABLE = (("embeddings.tok_embeddings.weight", "tok_embeddings", "copy", True),) + tuple(
-    row for h, f in _MB_NORMS for row in ((f"{h}.weight", f"{f}/scale", "copy", True),
-                                          (f"{h}.bias", f"{f}/bias", "copy", True))) + tuple(
-    row for h, f in _MB_DENSE for row in ((f"{h}.weight", f"{f}/kernel", "dense", True),
-                                          (f"{h}.bias", f"{f}/bias", "copy", True))) + (
-    ("head.dense.weight", "head_dense/kernel", "dense", False),
-    ("head.dense.bias", "head_dense/bias", "copy", False),
-    ("head.norm.weight", "head_norm/scale", "copy", False),
-    ("head.norm.bias", "head_norm/bias", "copy", False),
-    ("classifier.weight", "classifier/kernel", "dense", False),
-    ("classifier.bias", "classifier/bias", "copy", False),
+QWEN3_TABLE = (
+    (("embed_tokens.weight", "embed_tokens/embedding", "copy", True),)
+    + _QWEN3_ATTN
+    + (
+        ("layers.{i}.self_attn.q_norm.weight", "layer_{i}/self_attn/q_norm/scale", "copy", True),
+        ("layers.{i}.self_attn.k_norm.weight", "layer_{i}/self_attn/k_norm/scale", "copy", True),
+        ("layers.{i}.mlp.gate_proj.weight", "layer_{i}/mlp/gate_proj/kernel", "dense", True),
+        ("layers.{i}.mlp.up_proj.weight", "layer_{i}/mlp/up_proj/kernel", "dense", True),
+        ("layers.{i}.mlp.down_proj.weight", "layer_{i}/mlp/down_proj/kernel", "dense", True),
+        ("layers.{i}.input_layernorm.weight", "layer_{i}/input_layernorm/scale", "copy", True),
+        ("layers.{i}.post_attention_layernorm.weight", "layer_{i}/post_attention_layernorm/scale", "copy", True),
+        ("norm.weight", "norm/scale", "copy", True),
+        ("lm_head.weight", "lm_head/embedding", "copy", False),  # [V, H] rows, as HF stores them
+    )
 )
-TABLES = {"bert": BERT_TABLE, "xlm-roberta": XLM_ROBERTA_TABLE, "qwen3": QWEN3_TABLE,
-          "modernbert": MODERNBERT_TABLE}
+_MB_NORMS = (
+    ("embeddings.norm", "embeddings_norm"),
+    ("layers.{i}.attn_norm", "layer_{i}/attn_norm"),
+    ("layers.{i}.mlp_norm", "layer_{i}/mlp_norm"),
+    ("final_norm", "final_norm"),
+)
+_MB_DENSE = (
+    ("layers.{i}.attn.Wqkv", "layer_{i}/Wqkv"),
+    ("layers.{i}.attn.Wo", "layer_{i}/Wo"),
+    ("layers.{i}.mlp.Wi", "layer_{i}/Wi"),
+    ("layers.{i}.mlp.Wo", "layer_{i}/mlp_Wo"),
+)
+MODERNBERT_TABLE = (
+    (("embeddings.tok_embeddings.weight", "tok_embeddings", "copy", True),)
+    + tuple(
+        row
+        for h, f in _MB_NORMS
+        for row in ((f"{h}.weight", f"{f}/scale", "copy", True), (f"{h}.bias", f"{f}/bias", "copy", True))
+    )
+    + tuple(
+        row
+        for h, f in _MB_DENSE
+        for row in ((f"{h}.weight", f"{f}/kernel", "dense", True), (f"{h}.bias", f"{f}/bias", "copy", True))
+    )
+    + (
+        ("head.dense.weight", "head_dense/kernel", "dense", False),
+        ("head.dense.bias", "head_dense/bias", "copy", False),
+        ("head.norm.weight", "head_norm/scale", "copy", False),
+        ("head.norm.bias", "head_norm/bias", "copy", False),
+        ("classifier.weight", "classifier/kernel", "dense", False),
+        ("classifier.bias", "classifier/bias", "copy", False),
+    )
+)
+TABLES = {"bert": BERT_TABLE, "xlm-roberta": XLM_ROBERTA_TABLE, "qwen3": QWEN3_TABLE, "modernbert": MODERNBERT_TABLE}
 PREFIX = {"bert": "bert.", "xlm-roberta": "roberta.", "qwen3": "model.", "modernbert": "model."}
-ARCHITECTURE = {"bert": "BertForSequenceClassification",
-                "xlm-roberta": "XLMRobertaForSequenceClassification",
-                "qwen3": "Qwen3ForCausalLM",
-                "modernbert": "ModernBertForSequenceClassification"}
+ARCHITECTURE = {
+    "bert": "BertForSequenceClassification",
+    "xlm-roberta": "XLMRobertaForSequenceClassification",
+    "qwen3": "Qwen3ForCausalLM",
+    "modernbert": "ModernBertForSequenceClassification",
+}
 SEQ_CLS_ARCHITECTURE = {"qwen3": "Qwen3ForSequenceClassification"}  # families whose default is not one
 MODEL_TYPE = {"bert": "bert", "xlm-roberta": "xlm-roberta", "qwen3": "qwen3", "modernbert": "modernbert"}
 HEAD_PATHS = {"bert": ("classifier",), "xlm-roberta": ("classifier_dense", "classifier_out")}
@@ -132,8 +158,12 @@ def rows_for(config) -> list[tuple[str, str, str, bool]]:
   without attention_bias)."""
   rows = expand(config.family, config.num_layers)
   if config.family == "qwen3":
-    rows = [r for r in rows if not (r[0].endswith("_proj.bias") and not config.attention_bias)
-            and not (r[0] == "lm_head.weight" and config.tie_word_embeddings)]
+    rows = [
+        r
+        for r in rows
+        if not (r[0].endswith("_proj.bias") and not config.attention_bias)
+        and not (r[0] == "lm_head.weight" and config.tie_word_embeddings)
+    ]
   if config.family == "modernbert":
     rows = [r for r in rows if _modernbert_has(r[0], config)]
   return rows
@@ -157,7 +187,7 @@ def _modernbert_has(name: str, config) -> bool:
 def _normalise_name(name: str, family: str) -> str:
   for prefix in (PREFIX[family], "bert.", "roberta.", "model."):
     if name.startswith(prefix):
-      name = name[len(prefix):]
+      name = name[len(prefix) :]
       break
   return name.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias")
 
@@ -198,8 +228,7 @@ def flax_to_hf(params: Mapping[str, Any], config, *, head: str = "default") -> d
   out = {}
   prefix = PREFIX[config.family]
   if head == "seq_cls":
-    table = np.asarray(params["embed_tokens" if config.tie_word_embeddings else "lm_head"]["embedding"],
-                       np.float32)
+    table = np.asarray(params["embed_tokens" if config.tie_word_embeddings else "lm_head"]["embedding"], np.float32)
     out["score.weight"] = (table[config.yes_id] - table[config.no_id])[None]
   for hf, fx, kind, base in rows_for(config):
     if head == "seq_cls" and not base:
@@ -247,18 +276,23 @@ def config_from_hf(hf: Mapping[str, Any], **overrides: Any):
   if has_head:
     num_labels = len(hf["id2label"]) if "id2label" in hf else int(hf.get("num_labels", 1))
   kw = dict(
-      family=family, vocab_size=hf["vocab_size"], hidden_size=hf["hidden_size"],
-      num_layers=hf["num_hidden_layers"], num_heads=hf["num_attention_heads"],
+      family=family,
+      vocab_size=hf["vocab_size"],
+      hidden_size=hf["hidden_size"],
+      num_layers=hf["num_hidden_layers"],
+      num_heads=hf["num_attention_heads"],
       intermediate_size=hf["intermediate_size"],
       max_position_embeddings=hf.get("max_position_embeddings", 512),
       type_vocab_size=hf.get("type_vocab_size", 2),
-      layer_norm_eps=hf.get("layer_norm_eps", 1e-12), hidden_act=hf.get("hidden_act", "gelu"),
+      layer_norm_eps=hf.get("layer_norm_eps", 1e-12),
+      hidden_act=hf.get("hidden_act", "gelu"),
       hidden_dropout=hf.get("hidden_dropout_prob", 0.1),
       attention_dropout=hf.get("attention_probs_dropout_prob", 0.1),
       classifier_dropout=hf.get("classifier_dropout"),
       initializer_range=hf.get("initializer_range", 0.02),
       pad_token_id=hf.get("pad_token_id", 0 if family == "bert" else 1),
-      num_labels=num_labels)
+      num_labels=num_labels,
+  )
   kw.update(overrides)
   return CrossEncoderConfig(**kw)
 
@@ -272,8 +306,11 @@ def _qwen3_config_from_hf(hf: Mapping[str, Any], **overrides: Any) -> Qwen3Reran
     raise ValueError("use_sliding_window=true is not supported (Qwen3 checkpoints ship it false)")
   heads = hf["num_attention_heads"]
   kw = dict(
-      vocab_size=hf["vocab_size"], hidden_size=hf["hidden_size"], num_layers=hf["num_hidden_layers"],
-      num_heads=heads, num_kv_heads=hf.get("num_key_value_heads") or heads,
+      vocab_size=hf["vocab_size"],
+      hidden_size=hf["hidden_size"],
+      num_layers=hf["num_hidden_layers"],
+      num_heads=heads,
+      num_kv_heads=hf.get("num_key_value_heads") or heads,
       head_dim=hf.get("head_dim") or hf["hidden_size"] // heads,
       intermediate_size=hf["intermediate_size"],
       max_position_embeddings=hf.get("max_position_embeddings", 40960),
@@ -283,7 +320,8 @@ def _qwen3_config_from_hf(hf: Mapping[str, Any], **overrides: Any) -> Qwen3Reran
       tie_word_embeddings=bool(hf.get("tie_word_embeddings", False)),
       hidden_act=hf.get("hidden_act", "silu"),
       attention_dropout=float(hf.get("attention_dropout", 0.0)),
-      initializer_range=hf.get("initializer_range", 0.02))
+      initializer_range=hf.get("initializer_range", 0.02),
+  )
   if hf.get("pad_token_id") is not None:
     kw["pad_token_id"] = hf["pad_token_id"]
   kw.update(overrides)
@@ -335,11 +373,17 @@ def _modernbert_config_from_hf(hf: Mapping[str, Any], **overrides: Any) -> Moder
     if r.get("rope_type", "default") != "default":
       raise ValueError(f"rope type {r['rope_type']!r} is not supported (only the default RoPE)")
   kw = dict(
-      vocab_size=hf["vocab_size"], hidden_size=hf["hidden_size"], num_layers=hf["num_hidden_layers"],
-      num_heads=hf["num_attention_heads"], intermediate_size=hf["intermediate_size"],
-      max_position_embeddings=hf.get("max_position_embeddings", 8192), norm_eps=hf.get("norm_eps", 1e-5),
-      norm_bias=bool(hf.get("norm_bias", False)), attention_bias=bool(hf.get("attention_bias", False)),
-      mlp_bias=bool(hf.get("mlp_bias", False)), classifier_bias=bool(hf.get("classifier_bias", False)),
+      vocab_size=hf["vocab_size"],
+      hidden_size=hf["hidden_size"],
+      num_layers=hf["num_hidden_layers"],
+      num_heads=hf["num_attention_heads"],
+      intermediate_size=hf["intermediate_size"],
+      max_position_embeddings=hf.get("max_position_embeddings", 8192),
+      norm_eps=hf.get("norm_eps", 1e-5),
+      norm_bias=bool(hf.get("norm_bias", False)),
+      attention_bias=bool(hf.get("attention_bias", False)),
+      mlp_bias=bool(hf.get("mlp_bias", False)),
+      classifier_bias=bool(hf.get("classifier_bias", False)),
       layer_types=tuple(hf["layer_types"]) if hf.get("layer_types") else None,
       global_attn_every_n_layers=hf.get("global_attn_every_n_layers", 3),
       local_attention=hf.get("local_attention", 128),
@@ -352,7 +396,9 @@ def _modernbert_config_from_hf(hf: Mapping[str, Any], **overrides: Any) -> Moder
       hidden_dropout=float(max(hf.get("embedding_dropout", 0.0), hf.get("mlp_dropout", 0.0))),
       attention_dropout=float(hf.get("attention_dropout", 0.0)),
       classifier_dropout=float(hf.get("classifier_dropout", 0.0)),
-      initializer_range=hf.get("initializer_range", 0.02), num_labels=_num_labels(hf))
+      initializer_range=hf.get("initializer_range", 0.02),
+      num_labels=_num_labels(hf),
+  )
   kw.update(overrides)
   return ModernBertConfig(**kw)
 
@@ -375,8 +421,10 @@ def _modernbert_config_to_hf(config: ModernBertConfig) -> dict[str, Any]:
       "layer_types": list(config.kinds()),
       "global_attn_every_n_layers": config.global_attn_every_n_layers,
       "local_attention": config.local_attention,
-      "rope_parameters": {"full_attention": {"rope_type": "default", "rope_theta": config.global_rope_theta},
-                          "sliding_attention": {"rope_type": "default", "rope_theta": config.local_rope_theta}},
+      "rope_parameters": {
+          "full_attention": {"rope_type": "default", "rope_theta": config.global_rope_theta},
+          "sliding_attention": {"rope_type": "default", "rope_theta": config.local_rope_theta},
+      },
       "global_rope_theta": config.global_rope_theta,  # transformers 4.x reads these two
       "local_rope_theta": config.local_rope_theta,
       "hidden_activation": config.hidden_activation,
@@ -440,6 +488,7 @@ def read_state_dict(path: str) -> dict[str, np.ndarray]:
   binf = os.path.join(path, "pytorch_model.bin")
   if os.path.exists(st) or os.path.exists(index):
     from safetensors.numpy import load_file
+
     if os.path.exists(st):
       return dict(load_file(st))
     with open(index, encoding="utf-8") as f:
@@ -463,25 +512,33 @@ def _read_bin(path: str) -> dict[str, np.ndarray]:
   before it can run. Prefer model.safetensors, which holds no code at all."""
   import pickle  # pylint: disable=import-outside-toplevel
   import torch  # pylint: disable=import-outside-toplevel  (only for legacy .bin checkpoints)
+
   try:
     state = torch.load(path, map_location="cpu", weights_only=True)
   except pickle.UnpicklingError as e:
     reason = str(e).strip().splitlines()
-    detail = next((line.strip() for line in reason if "Unsupported" in line or "global" in line.lower()),
-                  reason[-1].strip() if reason else "")[:300]
+    detail = next(
+        (line.strip() for line in reason if "Unsupported" in line or "global" in line.lower()),
+        reason[-1].strip() if reason else "",
+    )[:300]
     raise UnsafeCheckpointError(
         f"{path}: refused to load: the pickle holds objects other than tensors, which could run code "
         f"(torch.load weights_only=True): {detail}. Convert it to model.safetensors only if you trust its "
-        "origin.") from None
+        "origin."
+    ) from None
   except Exception as e:  # pylint: disable=broad-except  (torch's unpickler fails in many ways on junk)
     raise ValueError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {str(e)[:200]})") from None
   if not isinstance(state, dict):
     raise ValueError(f"{path}: expected a state dict of tensors, got {type(state).__name__}")
-  return {k: v.detach().to(torch.float32).numpy() for k, v in state.items()
-          if hasattr(v, "detach") and v.is_floating_point()}
+  return {
+      k: v.detach().to(torch.float32).numpy()
+      for k, v in state.items()
+      if hasattr(v, "detach") and v.is_floating_point()
+  }
 
 
 def write_safetensors(state: Mapping[str, np.ndarray], path: str) -> None:
   """Writes a numpy state dict with metadata format=pt (what transformers expects)."""
   from safetensors.numpy import save_file
+
   save_file({k: np.ascontiguousarray(v) for k, v in state.items()}, path, metadata={"format": "pt"})

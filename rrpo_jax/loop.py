@@ -27,12 +27,28 @@ from rrpo_jax.reader import ReaderError
 
 def progress(total: int, desc: str, initial: int = 0, enabled: bool = True):
   """A tqdm bar on host 0 (disabled elsewhere or when `enabled` is False)."""
-  return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, file=sys.stderr,
-              disable=not enabled or jax.process_index() != 0, leave=True)
+  return tqdm(
+      total=total,
+      initial=initial,
+      desc=desc,
+      dynamic_ncols=True,
+      file=sys.stderr,
+      disable=not enabled or jax.process_index() != 0,
+      leave=True,
+  )
 
 
-def resume(ckpt: ckpt_lib.Checkpointer, phase: str, host_state, key: jax.Array, loader, writer, *,
-           step: int | None = None, truncate: tuple[str, ...] = ()) -> tuple[Any, jax.Array, int, dict]:
+def resume(
+    ckpt: ckpt_lib.Checkpointer,
+    phase: str,
+    host_state,
+    key: jax.Array,
+    loader,
+    writer,
+    *,
+    step: int | None = None,
+    truncate: tuple[str, ...] = (),
+) -> tuple[Any, jax.Array, int, dict]:
   """Restores (host state, key, step, extra) of `step` (default latest) into the loader's position;
   drops the metric rows of `phase` and `truncate` past that step (they are written again)."""
   restored, extra, start = ckpt.restore({"train": host_state, "rng": ckpt_lib.key_to_data(key)}, step)
@@ -43,10 +59,24 @@ def resume(ckpt: ckpt_lib.Checkpointer, phase: str, host_state, key: jax.Array, 
   return restored["train"], ckpt_lib.key_from_data(restored["rng"]), start, extra
 
 
-def run(phase: str, state, batches: Iterator, step_fn: Callable, *, steps: int, start: int, key: jax.Array,
-        ckpt: ckpt_lib.Checkpointer, dp: sharding.DataParallel, loader, writer, config,
-        extra: dict | None = None, postfix: Callable[[dict], dict] = lambda m: {},
-        evaluate: Callable[[int, Any], dict | None] | None = None):
+def run(
+    phase: str,
+    state,
+    batches: Iterator,
+    step_fn: Callable,
+    *,
+    steps: int,
+    start: int,
+    key: jax.Array,
+    ckpt: ckpt_lib.Checkpointer,
+    dp: sharding.DataParallel,
+    loader,
+    writer,
+    config,
+    extra: dict | None = None,
+    postfix: Callable[[dict], dict] = lambda m: {},
+    evaluate: Callable[[int, Any], dict | None] | None = None,
+):
   """Steps start+1..steps; returns the final device state. Closes `ckpt`.
 
   evaluate(step, state) -> flat metrics or None: a periodic evaluation (its metrics go with the
@@ -68,13 +98,19 @@ def run(phase: str, state, batches: Iterator, step_fn: Callable, *, steps: int, 
       bar.update(1)
       eval_metrics = evaluate(step, state) if evaluate is not None else None
       if eval_metrics is not None or step % c.checkpoint.every_steps == 0 or step == steps:
-        ckpt.save(step, {"train": sharding.host_copy(dp, state), "rng": key_data},
-                  {"phase": phase, "data": loader.state(), "step": step, **(extra or {})}, metrics=eval_metrics)
+        ckpt.save(
+            step,
+            {"train": sharding.host_copy(dp, state), "rng": key_data},
+            {"phase": phase, "data": loader.state(), "step": step, **(extra or {})},
+            metrics=eval_metrics,
+        )
   except ReaderError as e:
     ckpt.wait()
-    raise ReaderError(f"{e}\nTraining stopped at {phase} step {step}; the last checkpoint "
-                      f"({ckpt.latest_step()}) in {ckpt.directory} is intact: rerun the same command to resume "
-                      "once the reader is reachable.") from e
+    raise ReaderError(
+        f"{e}\nTraining stopped at {phase} step {step}; the last checkpoint "
+        f"({ckpt.latest_step()}) in {ckpt.directory} is intact: rerun the same command to resume "
+        "once the reader is reachable."
+    ) from e
   finally:
     bar.close()
     ckpt.close()

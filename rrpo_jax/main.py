@@ -15,10 +15,13 @@ from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
-    "config", None, "Config file, optionally with an argument: configs/nq.py or configs/nq.py:paper.",
-    lock_config=True)
-flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics, reader cache and results "
-                    "(default: runs/<config name>[_<variant>]).")
+    "config", None, "Config file, optionally with an argument: configs/nq.py or configs/nq.py:paper.", lock_config=True
+)
+flags.DEFINE_string(
+    "workdir",
+    None,
+    "Directory for checkpoints, metrics, reader cache and results " "(default: runs/<config name>[_<variant>]).",
+)
 flags.mark_flags_as_required(["config"])
 
 
@@ -34,6 +37,7 @@ def init_distributed(dist):
   if not dist.enabled:
     return
   import jax  # pylint: disable=g-import-not-at-top
+
   kwargs = {}
   if dist.coordinator_address:
     kwargs["coordinator_address"] = dist.coordinator_address
@@ -44,8 +48,13 @@ def init_distributed(dist):
   if dist.local_device_ids:
     kwargs["local_device_ids"] = [int(x) for x in str(dist.local_device_ids).split(",")]
   jax.distributed.initialize(**kwargs)
-  logging.info("jax.distributed: process %d of %d, %d local / %d global devices", jax.process_index(),
-               jax.process_count(), jax.local_device_count(), jax.device_count())
+  logging.info(
+      "jax.distributed: process %d of %d, %d local / %d global devices",
+      jax.process_index(),
+      jax.process_count(),
+      jax.local_device_count(),
+      jax.device_count(),
+  )
 
 
 def main(argv):
@@ -57,6 +66,7 @@ def main(argv):
   config = FLAGS.config
   init_distributed(config.distributed)
   from rrpo_jax import train  # pylint: disable=g-import-not-at-top  (after distributed init)
+
   try:
     workdir = FLAGS.workdir or default_workdir(config_flags.get_config_filename(FLAGS["config"]))
     train.train_and_evaluate(config, workdir)

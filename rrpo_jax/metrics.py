@@ -29,7 +29,8 @@ def check_finite(phase: str, step: int, metrics: Mapping[str, Any], keys=("loss"
     if key in metrics and not math.isfinite(float(metrics[key])):
       raise NonFiniteLossError(
           f"non-finite {key} ({float(metrics[key])}) at {phase} step {step}; stopping. The last "
-          "checkpoint is intact: lower the learning rate or check the data, then rerun to resume.")
+          "checkpoint is intact: lower the learning rate or check the data, then rerun to resume."
+      )
 
 
 def _scalar(v):
@@ -57,6 +58,7 @@ class MetricWriter:
   def _board(self):
     if self._tb is None:
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+
       self._tb = SummaryWriter(os.path.join(self.workdir, "tb"), flush_secs=30)
     return self._tb
 
@@ -134,8 +136,10 @@ def plot(workdir: str, out: str | None = None) -> str | None:
   if not (train or evals or vals or sft):
     return None
   import matplotlib  # pylint: disable=g-import-not-at-top
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
   fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
   ax = axes[0]
   if sft:

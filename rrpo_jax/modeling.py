@@ -162,8 +162,12 @@ class Dropout(nn.Module):
 
 
 def _layer_norm(config, name, dtype=None):
-  return nn.LayerNorm(epsilon=config.layer_norm_eps, dtype=dtype or jnp.dtype(config.dtype),
-                      param_dtype=jnp.dtype(config.param_dtype), name=name)
+  return nn.LayerNorm(
+      epsilon=config.layer_norm_eps,
+      dtype=dtype or jnp.dtype(config.dtype),
+      param_dtype=jnp.dtype(config.param_dtype),
+      name=name,
+  )
 
 
 class SelfAttention(nn.Module):
@@ -193,8 +197,9 @@ class SelfAttention(nn.Module):
       if not self.deterministic and cfg.attention_dropout > 0:
         raise ValueError("attention='dot_product_attention' has no attention dropout")
       qkv = qkv.reshape(m, length, 3, heads, d)
-      ctx = jax.nn.dot_product_attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], bias=bias.astype(dt),
-                                         scale=1.0, implementation="xla")  # [M, L, h, d]
+      ctx = jax.nn.dot_product_attention(
+          qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], bias=bias.astype(dt), scale=1.0, implementation="xla"
+      )  # [M, L, h, d]
       return _Dense(hidden, cfg, name="output")(ctx.reshape(m, length, hidden))
     qkv = qkv.reshape(m, length, 3, heads, d).transpose(2, 0, 3, 1, 4)  # [3, M, h, L, d]
     q, k, v = qkv[0], qkv[1], qkv[2]
@@ -259,11 +264,14 @@ class CrossEncoder(nn.Module):
       pos = jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32), ids.shape)
 
     emb_init = _kernel_init(cfg)
-    embed = lambda n, name: nn.Embed(n, cfg.hidden_size, embedding_init=emb_init, dtype=jnp.float32,
-                                     param_dtype=pdt, name=name)
-    x = (embed(cfg.vocab_size, "word_embeddings")(ids)
-         + embed(cfg.max_position_embeddings, "position_embeddings")(pos)
-         + embed(cfg.type_vocab_size, "token_type_embeddings")(tt))
+    embed = lambda n, name: nn.Embed(
+        n, cfg.hidden_size, embedding_init=emb_init, dtype=jnp.float32, param_dtype=pdt, name=name
+    )
+    x = (
+        embed(cfg.vocab_size, "word_embeddings")(ids)
+        + embed(cfg.max_position_embeddings, "position_embeddings")(pos)
+        + embed(cfg.type_vocab_size, "token_type_embeddings")(tt)
+    )
     x = _layer_norm(cfg, "embeddings_ln")(x)
     x = Dropout(cfg.hidden_dropout, deterministic)(x).astype(dt)
 
@@ -275,8 +283,7 @@ class CrossEncoder(nn.Module):
       x = layer_cls(cfg, deterministic, name=f"layer_{i}")(x, bias)
 
     cls = x[:, 0].astype(jnp.float32)
-    head_drop = Dropout(cfg.hidden_dropout if cfg.classifier_dropout is None
-                        else cfg.classifier_dropout, deterministic)
+    head_drop = Dropout(cfg.hidden_dropout if cfg.classifier_dropout is None else cfg.classifier_dropout, deterministic)
     f32 = jnp.float32
     if cfg.family == "bert":
       pooled = jnp.tanh(_Dense(cfg.hidden_size, cfg, dtype=f32, name="pooler")(cls))
@@ -290,13 +297,13 @@ class CrossEncoder(nn.Module):
 def init_params(config: CrossEncoderConfig, key, *, length: int = 8):
   """Fresh parameters (HF's init: N(0, 0.02) kernels and embeddings, zero biases, unit LN)."""
   ids = jnp.zeros((1, length), jnp.int32)
-  init = jax.jit(lambda k: CrossEncoder(config).init(k, ids, jnp.ones_like(ids), ids,
-                                                     deterministic=True)["params"])
+  init = jax.jit(lambda k: CrossEncoder(config).init(k, ids, jnp.ones_like(ids), ids, deterministic=True)["params"])
   return init(key)
 
 
-def scores(config: CrossEncoderConfig, params, input_ids, attention_mask, token_type_ids=None, *,
-           key=None) -> jax.Array:
+def scores(
+    config: CrossEncoderConfig, params, input_ids, attention_mask, token_type_ids=None, *, key=None
+) -> jax.Array:
   """Scores float32[...] for inputs int32[..., L]: CrossEncoder(config).apply, blocked in eval mode.
 
   key=None: eval mode; rows are padded to a multiple of c = config.row_block (fully masked rows,
@@ -306,11 +313,15 @@ def scores(config: CrossEncoderConfig, params, input_ids, attention_mask, token_
   """
   module = CrossEncoder(config)
   if key is not None:
-    return module.apply({"params": params}, input_ids, attention_mask, token_type_ids,
-                        deterministic=False, rngs={"dropout": key})
+    return module.apply(
+        {"params": params}, input_ids, attention_mask, token_type_ids, deterministic=False, rngs={"dropout": key}
+    )
   tt = jnp.zeros_like(input_ids) if token_type_ids is None else token_type_ids
-  return map_row_blocks(lambda *a: module.apply({"params": params}, *a, deterministic=True),
-                        (input_ids, attention_mask, tt), row_block=config.row_block)
+  return map_row_blocks(
+      lambda *a: module.apply({"params": params}, *a, deterministic=True),
+      (input_ids, attention_mask, tt),
+      row_block=config.row_block,
+  )
 
 
 def map_row_blocks(apply, arrays, *, row_block: int | None) -> jax.Array:

@@ -76,10 +76,13 @@ class ModernBertConfig:
         raise ValueError(f"activation {act!r} not supported: {sorted(_ACTIVATIONS)}")
     if self.classifier_pooling not in ("cls", "mean"):
       raise ValueError(f"classifier_pooling must be cls or mean, got {self.classifier_pooling!r}")
-    if self.layer_types is not None and (len(self.layer_types) != self.num_layers or not set(
-        self.layer_types) <= {"full_attention", "sliding_attention"}):
-      raise ValueError(f"layer_types must name full_attention / sliding_attention for each of {self.num_layers} "
-                       f"layers, got {self.layer_types}")
+    if self.layer_types is not None and (
+        len(self.layer_types) != self.num_layers or not set(self.layer_types) <= {"full_attention", "sliding_attention"}
+    ):
+      raise ValueError(
+          f"layer_types must name full_attention / sliding_attention for each of {self.num_layers} "
+          f"layers, got {self.layer_types}"
+      )
 
   def replace(self, **changes: Any) -> "ModernBertConfig":
     return dataclasses.replace(self, **changes)
@@ -117,8 +120,13 @@ class _Linear(nn.Module):
 
 
 def _norm(cfg, name, dtype=None):
-  return nn.LayerNorm(epsilon=cfg.norm_eps, use_bias=cfg.norm_bias, dtype=dtype or jnp.dtype(cfg.dtype),
-                      param_dtype=jnp.dtype(cfg.param_dtype), name=name)
+  return nn.LayerNorm(
+      epsilon=cfg.norm_eps,
+      use_bias=cfg.norm_bias,
+      dtype=dtype or jnp.dtype(cfg.dtype),
+      param_dtype=jnp.dtype(cfg.param_dtype),
+      name=name,
+  )
 
 
 class EncoderLayer(nn.Module):
@@ -136,7 +144,7 @@ class EncoderLayer(nn.Module):
     heads, d = cfg.num_heads, hidden // cfg.num_heads
     h = x if self.first else _norm(cfg, "attn_norm")(x)
     qkv = _Linear(3 * hidden, cfg.attention_bias, cfg, name="Wqkv")(h).reshape(m, length, 3, heads, d)
-    q = rope(qkv[:, :, 0], cos, sin) * jnp.asarray(d ** -0.5, dt)
+    q = rope(qkv[:, :, 0], cos, sin) * jnp.asarray(d**-0.5, dt)
     k = rope(qkv[:, :, 1], cos, sin)
     q, k, v = (t.transpose(0, 2, 1, 3) for t in (q, k, qkv[:, :, 2]))  # [M, h, L, d]
     logits = jnp.matmul(q, k.swapaxes(-1, -2), preferred_element_type=jnp.float32) + bias  # [M, h, L, L]
@@ -176,13 +184,17 @@ class ModernBertCrossEncoder(nn.Module):
 
     pos = jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32), (m, length))
     head_dim = cfg.hidden_size // cfg.num_heads
-    angles = {"full_attention": rope_angles(pos, head_dim=head_dim, theta=cfg.global_rope_theta),
-              "sliding_attention": rope_angles(pos, head_dim=head_dim, theta=cfg.local_rope_theta)}
+    angles = {
+        "full_attention": rope_angles(pos, head_dim=head_dim, theta=cfg.global_rope_theta),
+        "sliding_attention": rope_angles(pos, head_dim=head_dim, theta=cfg.local_rope_theta),
+    }
     near = jnp.abs(jnp.arange(length)[:, None] - jnp.arange(length)[None, :]) <= cfg.local_attention // 2
     keys = mask[:, None, None, :]  # [M, 1, 1, L]
     # -1e9 rather than -inf: a fully padded row stays finite (uniform attention).
-    biases = {"full_attention": jnp.where(keys, 0.0, -1e9).astype(f32),
-              "sliding_attention": jnp.where(keys & near[None, None], 0.0, -1e9).astype(f32)}
+    biases = {
+        "full_attention": jnp.where(keys, 0.0, -1e9).astype(f32),
+        "sliding_attention": jnp.where(keys & near[None, None], 0.0, -1e9).astype(f32),
+    }
     layer_cls = nn.remat(EncoderLayer) if cfg.remat else EncoderLayer
     for i, kind in enumerate(cfg.kinds()):
       x = layer_cls(cfg, i == 0, deterministic, name=f"layer_{i}")(x, biases[kind], *angles[kind])
@@ -193,8 +205,9 @@ class ModernBertCrossEncoder(nn.Module):
     else:
       w = mask.astype(f32)[..., None]
       pooled = jnp.sum(x * w, axis=1) / jnp.maximum(jnp.sum(w, axis=1), 1.0)
-    h = _ACTIVATIONS[cfg.classifier_activation](_Linear(cfg.hidden_size, cfg.classifier_bias, cfg, f32,
-                                                        name="head_dense")(pooled))
+    h = _ACTIVATIONS[cfg.classifier_activation](
+        _Linear(cfg.hidden_size, cfg.classifier_bias, cfg, f32, name="head_dense")(pooled)
+    )
     h = Dropout(cfg.classifier_dropout, deterministic)(_norm(cfg, "head_norm", f32)(h))
     logits = _Linear(cfg.num_labels, True, cfg, f32, name="classifier")(h)
     return logits[:, 0].reshape(lead)
@@ -203,19 +216,21 @@ class ModernBertCrossEncoder(nn.Module):
 def init_params(config: ModernBertConfig, key, *, length: int = 8):
   """Fresh parameters: N(0, initializer_range) kernels and embedding, unit norms, zero biases."""
   ids = jnp.zeros((1, length), jnp.int32)
-  init = jax.jit(lambda k: ModernBertCrossEncoder(config).init(k, ids, jnp.ones_like(ids),
-                                                               deterministic=True)["params"])
+  init = jax.jit(
+      lambda k: ModernBertCrossEncoder(config).init(k, ids, jnp.ones_like(ids), deterministic=True)["params"]
+  )
   return init(key)
 
 
-def scores(config: ModernBertConfig, params, input_ids, attention_mask, token_type_ids=None, *,
-           key=None) -> jax.Array:
+def scores(config: ModernBertConfig, params, input_ids, attention_mask, token_type_ids=None, *, key=None) -> jax.Array:
   """Scores float32[...] for inputs int32[..., L] (modeling.scores' contract: key=None is eval mode,
   run config.row_block rows at a time; a key is training mode with dropout)."""
   del token_type_ids
   module = ModernBertCrossEncoder(config)
   if key is not None:
-    return module.apply({"params": params}, input_ids, attention_mask, deterministic=False,
-                        rngs={"dropout": key})
-  return map_row_blocks(lambda i, a: module.apply({"params": params}, i, a, deterministic=True),
-                        (input_ids, attention_mask), row_block=config.row_block)
+    return module.apply({"params": params}, input_ids, attention_mask, deterministic=False, rngs={"dropout": key})
+  return map_row_blocks(
+      lambda i, a: module.apply({"params": params}, i, a, deterministic=True),
+      (input_ids, attention_mask),
+      row_block=config.row_block,
+  )

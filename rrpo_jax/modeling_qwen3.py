@@ -176,16 +176,18 @@ class Attention(nn.Module):
     m, length, hidden = x.shape
     nh, nkv, d = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
     rep = nh // nkv
-    parts = [_Linear(n * d, cfg.attention_bias, cfg, name=name)(hidden)
-             for n, name in ((nh, "q_proj"), (nkv, "k_proj"), (nkv, "v_proj"))]
+    parts = [
+        _Linear(n * d, cfg.attention_bias, cfg, name=name)(hidden)
+        for n, name in ((nh, "q_proj"), (nkv, "k_proj"), (nkv, "v_proj"))
+    ]
     w = jnp.concatenate([k for k, _ in parts], axis=1)
     b = jnp.concatenate([b for _, b in parts]) if cfg.attention_bias else None
     qkv = _linear(x, w, b, dt)  # [M, L, (nh + 2 nkv) d]
-    q = qkv[..., :nh * d].reshape(m, length, nh, d)
-    k = qkv[..., nh * d:(nh + nkv) * d].reshape(m, length, nkv, d)
-    v = qkv[..., (nh + nkv) * d:].reshape(m, length, nkv, d)
+    q = qkv[..., : nh * d].reshape(m, length, nh, d)
+    k = qkv[..., nh * d : (nh + nkv) * d].reshape(m, length, nkv, d)
+    v = qkv[..., (nh + nkv) * d :].reshape(m, length, nkv, d)
     norm = lambda name: RMSNorm(cfg.rms_norm_eps, dt, jnp.dtype(cfg.param_dtype), name=name)
-    q = rope(norm("q_norm")(q), cos, sin) * jnp.asarray(d ** -0.5, dt)
+    q = rope(norm("q_norm")(q), cos, sin) * jnp.asarray(d**-0.5, dt)
     k = rope(norm("k_norm")(k), cos, sin)
     q = q.reshape(m, length, nkv, rep, d).transpose(0, 2, 3, 1, 4).reshape(m, nkv, rep * length, d)
     k = k.transpose(0, 2, 3, 1)  # [M, kv, d, L]
@@ -211,8 +213,7 @@ class DecoderLayer(nn.Module):
     dt = jnp.dtype(cfg.dtype)
     norm = lambda name: RMSNorm(cfg.rms_norm_eps, dt, jnp.dtype(cfg.param_dtype), name=name)
     drop = Dropout(cfg.hidden_dropout, self.deterministic)
-    x = x + drop(Attention(cfg, self.deterministic, name="self_attn")(norm("input_layernorm")(x), bias,
-                                                                      cos, sin))
+    x = x + drop(Attention(cfg, self.deterministic, name="self_attn")(norm("input_layernorm")(x), bias, cos, sin))
     h = norm("post_attention_layernorm")(x)
     mlp = _MLP(cfg, name="mlp")
     return x + drop(mlp(h))
@@ -282,14 +283,17 @@ def init_params(config: Qwen3RerankerConfig, key, *, length: int = 8):
   return init(key)
 
 
-def scores(config: Qwen3RerankerConfig, params, input_ids, attention_mask, token_type_ids=None, *,
-           key=None) -> jax.Array:
+def scores(
+    config: Qwen3RerankerConfig, params, input_ids, attention_mask, token_type_ids=None, *, key=None
+) -> jax.Array:
   """Scores float32[...] for prompts int32[..., L]: Qwen3Reranker(config).apply (modeling.scores'
   contract: key=None is eval mode, run config.row_block rows at a time; a key is training mode)."""
   del token_type_ids
   module = Qwen3Reranker(config)
   if key is not None:
-    return module.apply({"params": params}, input_ids, attention_mask, deterministic=False,
-                        rngs={"dropout": key})
-  return map_row_blocks(lambda i, a: module.apply({"params": params}, i, a, deterministic=True),
-                        (input_ids, attention_mask), row_block=config.row_block)
+    return module.apply({"params": params}, input_ids, attention_mask, deterministic=False, rngs={"dropout": key})
+  return map_row_blocks(
+      lambda i, a: module.apply({"params": params}, i, a, deterministic=True),
+      (input_ids, attention_mask),
+      row_block=config.row_block,
+  )

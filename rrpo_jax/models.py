@@ -30,13 +30,22 @@ def build_reranker(config, init: str | None = None) -> Reranker:
   kw = dict(max_length=d.max_length, buckets=tuple(d.buckets))
   if init == "random":
     from transformers import AutoTokenizer  # pylint: disable=g-import-not-at-top  (slow import; random init only)
+
     tokenizer = AutoTokenizer.from_pretrained(m.tokenizer or _minilm_path())
     rc = m.random
     mc = modeling.CrossEncoderConfig(
-        vocab_size=len(tokenizer), hidden_size=rc.hidden_size, num_layers=rc.num_hidden_layers,
-        num_heads=rc.num_attention_heads, intermediate_size=rc.intermediate_size,
-        max_position_embeddings=rc.max_position_embeddings, hidden_dropout=m.dropout,
-        attention_dropout=m.dropout, pad_token_id=tokenizer.pad_token_id or 0, dtype=m.dtype, remat=m.remat)
+        vocab_size=len(tokenizer),
+        hidden_size=rc.hidden_size,
+        num_layers=rc.num_hidden_layers,
+        num_heads=rc.num_attention_heads,
+        intermediate_size=rc.intermediate_size,
+        max_position_embeddings=rc.max_position_embeddings,
+        hidden_dropout=m.dropout,
+        attention_dropout=m.dropout,
+        pad_token_id=tokenizer.pad_token_id or 0,
+        dtype=m.dtype,
+        remat=m.remat,
+    )
     params = modeling.init_params(mc, jax.random.key(config.seed))
     return Reranker(mc, params, tokenizer, base_model="random-init (tiny BERT)", **kw)
   path = _minilm_path() if init == "minilm" else init
@@ -48,8 +57,14 @@ def build_reranker(config, init: str | None = None) -> Reranker:
 def with_params(reranker: Reranker, params: Any) -> Reranker:
   """A copy of `reranker` holding `params` (the original is left as it was)."""
   enc = reranker.encoder
-  return Reranker(reranker.config, params, reranker.tokenizer, max_length=enc.max_length, buckets=enc.buckets,
-                  base_model=reranker.base_model)
+  return Reranker(
+      reranker.config,
+      params,
+      reranker.tokenizer,
+      max_length=enc.max_length,
+      buckets=enc.buckets,
+      base_model=reranker.base_model,
+  )
 
 
 def _minilm_path() -> str:
@@ -68,9 +83,12 @@ def ckpt_dir(workdir: str, phase: str) -> str:
 def checkpointer(config, workdir: str, phase: str) -> ckpt_lib.Checkpointer:
   """The phase's Checkpointer (RRPO tracks the best checkpoint by eval.best_metric)."""
   c = config
-  return ckpt_lib.Checkpointer(ckpt_dir(workdir, phase), keep=c.checkpoint.keep,
-                               best_metric=c.eval.best_metric if phase == "rrpo" else "",
-                               async_save=c.checkpoint.async_save)
+  return ckpt_lib.Checkpointer(
+      ckpt_dir(workdir, phase),
+      keep=c.checkpoint.keep,
+      best_metric=c.eval.best_metric if phase == "rrpo" else "",
+      async_save=c.checkpoint.async_save,
+  )
 
 
 def params_from(config, path: str):

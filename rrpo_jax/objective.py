@@ -45,8 +45,15 @@ def _discounted_suffix_sum(x: Array, discount) -> Array:
   return jnp.einsum("...j,tj->...t", x, weights)
 
 
-def advantages(rewards: Array, values: Array, *, kind: str = "gae", gamma: float = 1.0, lam: float = 1.0,
-               where: Array | None = None) -> Array:
+def advantages(
+    rewards: Array,
+    values: Array,
+    *,
+    kind: str = "gae",
+    gamma: float = 1.0,
+    lam: float = 1.0,
+    where: Array | None = None,
+) -> Array:
   """Per-step advantages, float32[..., k].
 
   kind="gae":             delta_t = r_t + gamma V_{t+1} - V_t (V_{k+1} = 0),
@@ -132,8 +139,9 @@ def window_stats(window: Window) -> tuple[Array, Array]:
   return mean, jnp.sqrt(var)
 
 
-def window_standardise(window: Window, adv: Array, *, where: Array | None = None, eps: float = 1e-8,
-                       kind: str = "mean_std") -> Array:
+def window_standardise(
+    window: Window, adv: Array, *, where: Array | None = None, eps: float = 1e-8, kind: str = "mean_std"
+) -> Array:
   """kind="mean_std": A^ = (A - mean_W) / (std_W + eps); "std": A^ = A / (std_W + eps) (zeros stay
   zero); "none": A^ = A. A^ = 0 while std_W < eps (except "none"), and 0 where=False."""
   standardise = STANDARDIZERS.get(kind)
@@ -179,9 +187,18 @@ def _kl_k3(x: Array) -> Array:
   return jnp.expm1(-x) + x
 
 
-def loss(log_prob: Array, ref_log_prob: Array, adv: Array, *, where: Array | None = None, eps: float = 0.2,
-         beta: float = 0.0, kl: str = "log_ratio", estimator: str = "clipped",
-         normalizer: Array | None = None) -> tuple[Array, dict[str, Array]]:
+def loss(
+    log_prob: Array,
+    ref_log_prob: Array,
+    adv: Array,
+    *,
+    where: Array | None = None,
+    eps: float = 0.2,
+    beta: float = 0.0,
+    kl: str = "log_ratio",
+    estimator: str = "clipped",
+    normalizer: Array | None = None,
+) -> tuple[Array, dict[str, Array]]:
   """RRPO loss (to minimise) and diagnostics.
 
   estimator="clipped":   surr_t = min(rho_t A_t, clip(rho_t, 1-eps, 1+eps) A_t), rho_t = exp(log pi_t - log ref_t);

@@ -261,8 +261,9 @@ def valid_actions(actions: Array, *, where: Array) -> Array:
   actions = jnp.asarray(actions, jnp.int32)
   earlier = jnp.arange(k)[None, :] < jnp.arange(k)[:, None]  # [t, u]: u < t
   repeated = jnp.any((actions[..., :, None] == actions[..., None, :]) & earlier, axis=-1)
-  in_candidates = jnp.take_along_axis(jnp.broadcast_to(where, actions.shape[:-1] + (n,)),
-                                      jnp.clip(actions, 0, n - 1), axis=-1)
+  in_candidates = jnp.take_along_axis(
+      jnp.broadcast_to(where, actions.shape[:-1] + (n,)), jnp.clip(actions, 0, n - 1), axis=-1
+  )
   return (actions >= 0) & (actions < n) & in_candidates & ~repeated
 
 

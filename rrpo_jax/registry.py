@@ -25,11 +25,13 @@ class Registry(Generic[T]):
 
   def register(self, name: str, entry: T | None = None) -> Any:
     """`register(name, entry)`, or as a decorator `@register(name)`. A name is registered once."""
+
     def add(value: T) -> T:
       if name in self._entries:
         raise ValueError(f"{self.what} {name!r} is already registered")
       self._entries[name] = value
       return value
+
     return add if entry is None else add(entry)
 
   def get(self, name: str) -> T:

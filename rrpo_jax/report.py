@@ -24,8 +24,21 @@ from rrpo_jax.readers import Readers
 from rrpo_jax.rollout import make_scorer
 
 
-def run_eval(config, workdir: str, *, reranker, dp: sharding.DataParallel, readers: Readers, writer, examples: list,
-             split: str, step: int, policy_params=None, ref_params=None, quiet: bool = False) -> dict:
+def run_eval(
+    config,
+    workdir: str,
+    *,
+    reranker,
+    dp: sharding.DataParallel,
+    readers: Readers,
+    writer,
+    examples: list,
+    split: str,
+    step: int,
+    policy_params=None,
+    ref_params=None,
+    quiet: bool = False,
+) -> dict:
   """Evaluates retriever / reference / policy orders of `examples` (the split `split`) at `step`;
   writes results and runs (eval/step_N/; other splits than data.eval_split under
   eval/<split>/step_N/, logged as phase "val" and never written to the top-level results.json).
@@ -43,7 +56,7 @@ def run_eval(config, workdir: str, *, reranker, dp: sharding.DataParallel, reade
   bsz = e.batch_size // jax.process_count()
   bar = progress(len(examples), "eval scoring", enabled=c.progress and not quiet)
   for lo in range(0, len(examples), bsz):
-    chunk = list(examples[lo:lo + bsz])
+    chunk = list(examples[lo : lo + bsz])
     chunk += [None] * (bsz - len(chunk))  # padding queries: no valid candidates
     inputs, where = encode(reranker, chunk, n)
     for name, params in repl.items():
@@ -56,12 +69,24 @@ def run_eval(config, workdir: str, *, reranker, dp: sharding.DataParallel, reade
     if name == "retriever":
       orders[name] = [list(range(len(ex.candidates))) for ex in examples]
     else:
-      orders[name] = [[int(i) for i in np.argsort(-s, kind="stable")[:len(ex.candidates)]]
-                      for s, ex in zip(scores[name], examples)]
+      orders[name] = [
+          [int(i) for i in np.argsort(-s, kind="stable")[: len(ex.candidates)]] for s, ex in zip(scores[name], examples)
+      ]
   results = None
   if jax.process_index() == 0:
-    results = _answer_and_write(c, workdir, examples, orders, scores, readers=readers, writer=writer, split=split,
-                                step=step, report=report, quiet=quiet)
+    results = _answer_and_write(
+        c,
+        workdir,
+        examples,
+        orders,
+        scores,
+        readers=readers,
+        writer=writer,
+        split=split,
+        step=step,
+        report=report,
+        quiet=quiet,
+    )
   return _broadcast(results)
 
 
@@ -76,13 +101,14 @@ def _answer_and_write(c, workdir, examples, orders, scores, *, readers, writer, 
   def answer_fn(requests):
     out = []
     for lo in range(0, len(requests), 8):
-      part = requests[lo:lo + 8]
+      part = requests[lo : lo + 8]
       out.extend(scoring.answer(part))
       answer_bar.update(len(part))
     return out
 
-  results = evaluation.evaluate(examples, orders, answer_fn=answer_fn, k=e.k, scores=scores, oracle=e.oracle,
-                                resamples=e.resamples, seed=c.seed)
+  results = evaluation.evaluate(
+      examples, orders, answer_fn=answer_fn, k=e.k, scores=scores, oracle=e.oracle, resamples=e.resamples, seed=c.seed
+  )
   answer_bar.close()
   results["step"] = step
   results["reader"] = {"identity": scoring.reader.identity, **scoring.run_stats(evaluation=True)}
@@ -91,16 +117,21 @@ def _answer_and_write(c, workdir, examples, orders, scores, *, readers, writer, 
     results["name"] = e.name
   sub = (() if report else (split,)) + ((e.name,) if e.name else ())
   out_dir = os.path.join(workdir, "eval", *sub, f"step_{step}")
-  evaluation.write_outputs(out_dir, examples, results, orders=orders, scores=scores, step=step,
-                           write_runs=e.write_runs)
+  evaluation.write_outputs(out_dir, examples, results, orders=orders, scores=scores, step=step, write_runs=e.write_runs)
   if report:
-    with open(os.path.join(workdir, f"results_{e.name}.json" if e.name else "results.json"), "w",
-              encoding="utf-8") as f:
-      json.dump({key: results[key] for key in ("step", "split", "name", "k", "systems", "comparisons", "resamples",
-                                               "reader")
-                 if key in results}, f, indent=1)
-  writer.write(("eval" if report else "val") + (f"_{e.name}" if e.name else ""), step,
-               evaluation.flat_metrics(results))
+    with open(
+        os.path.join(workdir, f"results_{e.name}.json" if e.name else "results.json"), "w", encoding="utf-8"
+    ) as f:
+      json.dump(
+          {
+              key: results[key]
+              for key in ("step", "split", "name", "k", "systems", "comparisons", "resamples", "reader")
+              if key in results
+          },
+          f,
+          indent=1,
+      )
+  writer.write(("eval" if report else "val") + (f"_{e.name}" if e.name else ""), step, evaluation.flat_metrics(results))
   return results
 
 
@@ -111,7 +142,7 @@ def _broadcast(results: dict | None) -> dict | None:
   payload = json.dumps(results or {}).encode()
   size = int(multihost_utils.broadcast_one_to_all(np.int32(len(payload))))
   buf = np.zeros((size,), np.uint8)
-  buf[:len(payload)] = np.frombuffer(payload, np.uint8)[:size]
+  buf[: len(payload)] = np.frombuffer(payload, np.uint8)[:size]
   return json.loads(bytes(multihost_utils.broadcast_one_to_all(buf)).decode())
 
 
@@ -121,8 +152,10 @@ def run_export(config, workdir: str, params, *, reranker) -> str:
   params, origin = models.policy_params(c, workdir, params, which=c.export.which)
   path = c.export.path or os.path.join(workdir, "export")
   if jax.process_index() == 0:
-    training = (f"rrpo_jax: {origin['phase']} step {origin['step']} ({c.export.which}); reader "
-                f"{c.reader.backend}:{c.reader.model}; data {c.data.train_path or 'bundled ' + c.data.sample + ' sample'}")
+    training = (
+        f"rrpo_jax: {origin['phase']} step {origin['step']} ({c.export.which}); reader "
+        f"{c.reader.backend}:{c.reader.model}; data {c.data.train_path or 'bundled ' + c.data.sample + ' sample'}"
+    )
     models.with_params(reranker, params).save_pretrained(path, training=training)
     print(f"exported {origin['phase']} step {origin['step']} to {path}", flush=True)
   return path

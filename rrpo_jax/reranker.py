@@ -59,8 +59,9 @@ def _merge(base: dict, new: Mapping) -> dict:
 
 
 # A URL (kept as it is), or an absolute path (POSIX, home-relative or Windows) not inside a relative path.
-_ABS_PATH = re.compile(r"(?P<url>[A-Za-z][\w+.-]*://[^\s;,]*)|"
-                       r"(?<![\w./\\-])(?:~|[A-Za-z]:)?[/\\][^\s'\"`;,()\[\]{}<>|]+")
+_ABS_PATH = re.compile(
+    r"(?P<url>[A-Za-z][\w+.-]*://[^\s;,]*)|" r"(?<![\w./\\-])(?:~|[A-Za-z]:)?[/\\][^\s'\"`;,()\[\]{}<>|]+"
+)
 
 
 def public_text(text: str | None) -> str | None:
@@ -68,8 +69,10 @@ def public_text(text: str | None) -> str | None:
   "train.jsonl"): what an exported directory may say about where it was trained."""
   if not text:
     return text
-  cut = _ABS_PATH.sub(lambda m: m.group(0) if m.group("url") else
-                      os.path.basename(m.group(0).rstrip("/\\").replace("\\", "/")) or "/", text)
+  cut = _ABS_PATH.sub(
+      lambda m: m.group(0) if m.group("url") else os.path.basename(m.group(0).rstrip("/\\").replace("\\", "/")) or "/",
+      text,
+  )
   home = os.path.expanduser("~")
   return cut.replace(home, "~") if len(home) > 1 else cut
 
@@ -77,9 +80,18 @@ def public_text(text: str | None) -> str | None:
 class Reranker:
   """A reranker: config, params and encoder (make_encoder); scores via MODELS[family].scores."""
 
-  def __init__(self, config: Any, params: Any, tokenizer, *, max_length: int = 256,
-               buckets: Sequence[int] = DEFAULT_BUCKETS, batch_size: int = 32,
-               score_step: int = 32, base_model: str | None = None):
+  def __init__(
+      self,
+      config: Any,
+      params: Any,
+      tokenizer,
+      *,
+      max_length: int = 256,
+      buckets: Sequence[int] = DEFAULT_BUCKETS,
+      batch_size: int = 32,
+      score_step: int = 32,
+      base_model: str | None = None,
+  ):
     self.config = config
     self.params = params
     self.encoder = make_encoder(tokenizer, config, max_length=max_length, buckets=buckets)
@@ -99,8 +111,9 @@ class Reranker:
 
     key=None: eval mode (no dropout); a PRNG key: training mode, dropout driven by the key.
     """
-    return MODELS[self.config.family].scores(self.config, params, inputs["input_ids"],
-                                             inputs["attention_mask"], inputs.get("token_type_ids"), key=key)
+    return MODELS[self.config.family].scores(
+        self.config, params, inputs["input_ids"], inputs["attention_mask"], inputs.get("token_type_ids"), key=key
+    )
 
   def _eval_scores(self, params, input_ids, attention_mask, token_type_ids):
     return MODELS[self.config.family].scores(self.config, params, input_ids, attention_mask, token_type_ids)
@@ -116,25 +129,24 @@ class Reranker:
     order = np.argsort([-len(x) for x in ids], kind="stable")
     pending = []
     for start in range(0, len(order), self.batch_size):
-      idx = order[start:start + self.batch_size]
+      idx = order[start : start + self.batch_size]
       rows = 1 << (len(idx) - 1).bit_length()  # next power of two >= len(idx)
       length = smallest_bucket(len(ids[idx[0]]), self.score_buckets)
-      batch = self.encoder.pad([ids[i] for i in idx] + [[]] * (rows - len(idx)),
-                               [types[i] for i in idx] + [[]] * (rows - len(idx)), length)
-      out = self._forward(self.params, batch["input_ids"], batch["attention_mask"],
-                          batch["token_type_ids"])
+      batch = self.encoder.pad(
+          [ids[i] for i in idx] + [[]] * (rows - len(idx)), [types[i] for i in idx] + [[]] * (rows - len(idx)), length
+      )
+      out = self._forward(self.params, batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
       pending.append((idx, out))  # dispatch is asynchronous: tokenise/pad the next chunk meanwhile
     scores = np.empty(len(queries), np.float32)
     for idx, out in pending:
-      scores[idx] = np.asarray(out)[:len(idx)]
+      scores[idx] = np.asarray(out)[: len(idx)]
     return scores
 
   def score(self, query: str, passages: Sequence[Passage]) -> np.ndarray:
     """Scores float32[N] of one query against N passages ((title, text) pairs or strings)."""
     return self.score_pairs([query] * len(passages), passages)
 
-  def rank(self, query: str, passages: Sequence[Passage], k: int | None = None
-           ) -> list[tuple[int, float]]:
+  def rank(self, query: str, passages: Sequence[Passage], k: int | None = None) -> list[tuple[int, float]]:
     """The top-k (index into passages, score), best first (all when k is None); ties keep order."""
     s = self.score(query, passages)
     order = np.argsort(-s, kind="stable")[:k]
@@ -142,10 +154,19 @@ class Reranker:
 
   # ---------------------------------------------------------------- loading
   @classmethod
-  def from_pretrained(cls, path: str, *, dtype: str = "float32", remat: bool = False,
-                      max_length: int | None = None, buckets: Sequence[int] | None = None,
-                      batch_size: int = 32, seed: int = 0, allow_missing: bool = False,
-                      instruction: str | None = None) -> "Reranker":
+  def from_pretrained(
+      cls,
+      path: str,
+      *,
+      dtype: str = "float32",
+      remat: bool = False,
+      max_length: int | None = None,
+      buckets: Sequence[int] | None = None,
+      batch_size: int = 32,
+      seed: int = 0,
+      allow_missing: bool = False,
+      instruction: str | None = None,
+  ) -> "Reranker":
     """Loads a local HF directory (config.json + model.safetensors, sharded or not, or
     pytorch_model.bin + tokenizer files) or a directory written by save_pretrained.
 
@@ -158,6 +179,7 @@ class Reranker:
     ValueError unless allow_missing; unexpected weights are logged by name.
     """
     from transformers import AutoTokenizer
+
     with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
       hf_config = json.load(f)
     meta = {}
@@ -166,19 +188,24 @@ class Reranker:
         meta = json.load(f)
     config = hf_io.config_from_hf(hf_config, dtype=dtype, remat=remat)
     if config.num_labels != 1:
-      raise ValueError(f"{path}: a reranker needs num_labels=1 (one relevance logit), "
-                       f"this checkpoint has {config.num_labels}")
+      raise ValueError(
+          f"{path}: a reranker needs num_labels=1 (one relevance logit), " f"this checkpoint has {config.num_labels}"
+      )
     tokenizer = AutoTokenizer.from_pretrained(path)
     if config.family == "qwen3":
       if any(a.endswith("ForSequenceClassification") for a in hf_config.get("architectures") or []):
-        raise ValueError(f"{path}: load the Qwen3ForCausalLM directory (the seq-cls export has no "
-                         "yes/no rows to train)")
+        raise ValueError(
+            f"{path}: load the Qwen3ForCausalLM directory (the seq-cls export has no " "yes/no rows to train)"
+        )
       yes, no = (tokenizer.convert_tokens_to_ids(t) for t in ("yes", "no"))
       if yes in (None, tokenizer.unk_token_id) or no in (None, tokenizer.unk_token_id):
         raise ValueError(f"{path}: the tokenizer has no single 'yes' / 'no' tokens")
-      config = config.replace(yes_id=yes, no_id=no, instruction=instruction or meta.get("instruction"),
-                              pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None
-                              else config.pad_token_id)
+      config = config.replace(
+          yes_id=yes,
+          no_id=no,
+          instruction=instruction or meta.get("instruction"),
+          pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else config.pad_token_id,
+      )
 
     found, report = hf_io.hf_to_flax(hf_io.read_state_dict(path), config)
     fresh = jax.tree.map(np.asarray, init_params(config, jax.random.key(seed)))
@@ -186,23 +213,32 @@ class Reranker:
     if report.missing and not report.missing_head_only(config.family) and not allow_missing:
       raise ValueError(f"{path}: missing weights {report.missing}")
     if report.missing:
-      logger.warning("%s: no weights for %s: freshly initialised (seed %d)%s", path,
-                     ", ".join(report.missing), seed,
-                     "; this is a plain encoder, the classification head is new and untrained"
-                     if report.missing_head_only(config.family) else "")
+      logger.warning(
+          "%s: no weights for %s: freshly initialised (seed %d)%s",
+          path,
+          ", ".join(report.missing),
+          seed,
+          "; this is a plain encoder, the classification head is new and untrained"
+          if report.missing_head_only(config.family)
+          else "",
+      )
     if report.unexpected:
       logger.warning("%s: unused weights in the checkpoint: %s", path, ", ".join(report.unexpected))
     params = jax.tree.map(jnp.asarray, _merge(fresh, found))
 
-    positions = config.max_position_embeddings - (config.pad_token_id + 1
-                                                  if config.family == "xlm-roberta" else 0)
+    positions = config.max_position_embeddings - (config.pad_token_id + 1 if config.family == "xlm-roberta" else 0)
     if max_length is None:
       max_length = meta.get("max_length", 256)
     max_length = min(int(max_length), positions)
-    reranker = cls(config, params, tokenizer, max_length=max_length,
-                   buckets=buckets or meta.get("buckets", DEFAULT_BUCKETS), batch_size=batch_size,
-                   base_model=meta.get("base_model") or hf_config.get("_name_or_path") or
-                   os.path.basename(os.path.normpath(path)))
+    reranker = cls(
+        config,
+        params,
+        tokenizer,
+        max_length=max_length,
+        buckets=buckets or meta.get("buckets", DEFAULT_BUCKETS),
+        batch_size=batch_size,
+        base_model=meta.get("base_model") or hf_config.get("_name_or_path") or os.path.basename(os.path.normpath(path)),
+    )
     reranker.load_report = report
     return reranker
 
@@ -223,20 +259,26 @@ class Reranker:
     params = jax.tree.map(lambda x: np.asarray(jax.device_get(x), np.float32), self.params)
     with open(os.path.join(path, "config.json"), "w", encoding="utf-8") as f:
       json.dump(hf_io.config_to_hf(self.config, head=head), f, indent=2)
-    hf_io.write_safetensors(hf_io.flax_to_hf(params, self.config, head=head),
-                            os.path.join(path, "model.safetensors"))
+    hf_io.write_safetensors(hf_io.flax_to_hf(params, self.config, head=head), os.path.join(path, "model.safetensors"))
     self.tokenizer.model_max_length = self.encoder.max_length
     self.tokenizer.save_pretrained(path)
     with open(os.path.join(path, META_FILE), "w", encoding="utf-8") as f:
-      meta = {"family": self.config.family, "max_length": self.encoder.max_length,
-              "buckets": list(self.encoder.buckets), "base_model": base_model,
-              "passage_format": "title. text"}
+      meta = {
+          "family": self.config.family,
+          "max_length": self.encoder.max_length,
+          "buckets": list(self.encoder.buckets),
+          "base_model": base_model,
+          "passage_format": "title. text",
+      }
       if isinstance(self.encoder, PromptEncoder):
         meta.update(instruction=self.encoder.instruction, head=head)
       json.dump(meta, f, indent=2)
     with open(os.path.join(path, "README.md"), "w", encoding="utf-8") as f:
-      f.write(self._qwen3_card(training, head, base_model) if self.config.family == "qwen3"
-              else self._model_card(training, base_model))
+      f.write(
+          self._qwen3_card(training, head, base_model)
+          if self.config.family == "qwen3"
+          else self._model_card(training, base_model)
+      )
 
   def _qwen3_card(self, training: str | None, head: str, base_model: str | None) -> str:
     arch = hf_io.config_to_hf(self.config, head=head)["architectures"][0]

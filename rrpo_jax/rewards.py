@@ -60,9 +60,11 @@ TERMS: Registry[Term] = Registry("reward term")
 
 def register_term(name: str, *, weight: str | None):
   """Decorator: registers fn(prediction, answers) -> float as the reward term `name`."""
+
   def add(fn):
     TERMS.register(name, Term(fn, weight))
     return fn
+
   return add
 
 

@@ -36,6 +36,7 @@ def make_scorer(dp: DataParallel, apply_fn: Callable, *, train_mode: bool) -> Ca
 
   train_mode: dropout from update.device_key(key_data, step), as the update step draws it.
   """
+
   def per_device(params, inputs, key_data, step):
     key = update_lib.device_key(key_data, step) if train_mode else None
     return apply_fn(params, inputs, key=key)
@@ -60,8 +61,9 @@ def select(ref_scores, pol_scores, ref_lp_scores, where, key, *, k, selection, t
   return ref_topk, actions, ref_lp
 
 
-def make_rollout(rrpo_config, *, dp: DataParallel, apply_fn: Callable, ref_params_repl: Any, key: jax.Array,
-                 scoring: ScoringStep) -> Callable:
+def make_rollout(
+    rrpo_config, *, dp: DataParallel, apply_fn: Callable, ref_params_repl: Any, key: jax.Array, scoring: ScoringStep
+) -> Callable:
   """rollout(policy_params_repl, batch, step) -> (RolloutBatch, diagnostics) for rrpo_config (config.rrpo).
 
   batch: a Loader batch (examples, query_mask, where, token arrays); step: 1-based RRPO step.
@@ -82,20 +84,34 @@ def make_rollout(rrpo_config, *, dp: DataParallel, apply_fn: Callable, ref_param
     pol_scores = score_train(policy_params, inputs, key_data, step - 1)
     # The ratio's denominator: the reference as it selects (eval mode), or under the policy's own
     # dropout masks (rrpo.ref_mode="same_dropout": rho = 1 exactly while the params are equal).
-    ref_lp_scores = (ref_scores if r.ref_mode == "eval" else score_train(ref_params_repl, inputs, key_data, step - 1))
+    ref_lp_scores = ref_scores if r.ref_mode == "eval" else score_train(ref_params_repl, inputs, key_data, step - 1)
     sel_key = jax.random.fold_in(jax.random.fold_in(key, step), jax.process_index() + SELECTION_STREAM)
-    ref_topk, actions, ref_lp = jax.device_get(select_jit(
-        jnp.asarray(ref_scores), jnp.asarray(pol_scores), jnp.asarray(ref_lp_scores), jnp.asarray(where), sel_key,
-        k=k, selection=r.selection, temperature=r.temperature))
+    ref_topk, actions, ref_lp = jax.device_get(
+        select_jit(
+            jnp.asarray(ref_scores),
+            jnp.asarray(pol_scores),
+            jnp.asarray(ref_lp_scores),
+            jnp.asarray(where),
+            sel_key,
+            k=k,
+            selection=r.selection,
+            temperature=r.temperature,
+        )
+    )
     t1 = time.perf_counter()
     # (b) the reader scores both prefixes (outside jit; cached)
     scored = scoring.score(exs, ref_topk, actions)
     t2 = time.perf_counter()
     # (c) a query whose reader calls failed carries no signal: it leaves the update (not a reward of 0).
     batch = update_lib.RolloutBatch(
-        inputs=inputs, where=where, actions=np.asarray(actions, np.int32), ref_log_prob=np.asarray(ref_lp, np.float32),
-        rewards=scored.rewards.astype(np.float32), values=scored.values.astype(np.float32),
-        query_mask=np.asarray(qmask, bool) & scored.ok)
+        inputs=inputs,
+        where=where,
+        actions=np.asarray(actions, np.int32),
+        ref_log_prob=np.asarray(ref_lp, np.float32),
+        rewards=scored.rewards.astype(np.float32),
+        values=scored.values.astype(np.float32),
+        query_mask=np.asarray(qmask, bool) & scored.ok,
+    )
     diagnostics = rl_diagnostics(scored, ref_scores, pol_scores, where, ref_topk, actions, qmask, k)
     diagnostics.update({f"reader_{kk}": v for kk, v in scored.stats.items()})
     diagnostics.update(time_score=t1 - t0, time_reader=t2 - t1)

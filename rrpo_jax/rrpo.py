@@ -29,8 +29,18 @@ from rrpo_jax.rollout import make_rollout
 Evaluate = Callable[[int, Any, Any], dict]
 
 
-def run(config, workdir: str, params, *, reranker, examples: list, dp: sharding.DataParallel, writer,
-        readers: Readers, evaluate: Evaluate) -> Any:
+def run(
+    config,
+    workdir: str,
+    params,
+    *,
+    reranker,
+    examples: list,
+    dp: sharding.DataParallel,
+    writer,
+    readers: Readers,
+    evaluate: Evaluate,
+) -> Any:
   """Trains from `params` (or resumes); returns the final policy params (host pytree). The training
   reader (readers.scoring("train")) is started only when there are steps left."""
   c = config
@@ -38,20 +48,26 @@ def run(config, workdir: str, params, *, reranker, examples: list, dp: sharding.
   ckpt = models.checkpointer(c, workdir, "rrpo")
   last = ckpt.latest_step()
   ref_dir = models.ckpt_dir(workdir, "reference")
-  tx = update_lib.make_optimizer(learning_rate=r.learning_rate, total_steps=r.steps, warmup_steps=r.warmup_steps,
-                                 weight_decay=r.weight_decay, max_grad_norm=r.max_grad_norm,
-                                 accumulation_steps=r.grad_accum)
+  tx = update_lib.make_optimizer(
+      learning_rate=r.learning_rate,
+      total_steps=r.steps,
+      warmup_steps=r.warmup_steps,
+      weight_decay=r.weight_decay,
+      max_grad_norm=r.max_grad_norm,
+      accumulation_steps=r.grad_accum,
+  )
   loader = make_loader(reranker, dp, examples, n=c.data.num_candidates, batch_size=r.batch_size, seed=c.seed + 2)
   key = jax.random.key(c.seed + 3)  # dropout (update.device_key) and Plackett-Luce sampling (rollout)
   if last is not None:  # 1. resume from the workdir
     ref_path = ckpt.restore_extra(last)["reference"]["path"]
     if not os.path.isdir(ref_path):
-      raise ConfigError(f"cannot resume {ckpt.directory} (step {last}): its frozen reference {ref_path} is "
-                        "missing; restore it or start in a fresh --workdir")
+      raise ConfigError(
+          f"cannot resume {ckpt.directory} (step {last}): its frozen reference {ref_path} is "
+          "missing; restore it or start in a fresh --workdir"
+      )
     ref_params = ckpt_lib.load_params(ref_path)
     host = jax.tree.map(np.asarray, update_lib.TrainState.create(ref_params, tx, window_capacity=r.window))
-    host, key, start, extra = loop.resume(ckpt, "rrpo", host, key, loader, writer, step=last,
-                                          truncate=("eval", "val"))
+    host, key, start, extra = loop.resume(ckpt, "rrpo", host, key, loader, writer, step=last, truncate=("eval", "val"))
     if start >= r.steps:
       ckpt.close()
       return host.params
@@ -62,11 +78,23 @@ def run(config, workdir: str, params, *, reranker, examples: list, dp: sharding.
     host = jax.tree.map(np.asarray, update_lib.TrainState.create(ref_params, tx, window_capacity=r.window))
     start = 0
   ref_repl = dp.replicate(ref_params)
-  rollout = make_rollout(r, dp=dp, apply_fn=reranker.apply, ref_params_repl=ref_repl, key=key,
-                         scoring=readers.scoring("train"))
+  rollout = make_rollout(
+      r, dp=dp, apply_fn=reranker.apply, ref_params_repl=ref_repl, key=key, scoring=readers.scoring("train")
+  )
   update = update_lib.make_update_step(
-      reranker.apply, tx, dp, advantage=r.advantage, gamma=r.gamma, lam=r.lam, eps=r.clip_eps, beta=r.beta,
-      kl=r.kl_estimator, estimator=r.loss, temperature=r.temperature, standardize=r.standardize)
+      reranker.apply,
+      tx,
+      dp,
+      advantage=r.advantage,
+      gamma=r.gamma,
+      lam=r.lam,
+      eps=r.clip_eps,
+      beta=r.beta,
+      kl=r.kl_estimator,
+      estimator=r.loss,
+      temperature=r.temperature,
+      standardize=r.standardize,
+  )
 
   def step_fn(state, b, step):
     batch, diagnostics = rollout(state.params, b, step)
@@ -82,8 +110,21 @@ def run(config, workdir: str, params, *, reranker, examples: list, dp: sharding.
       return None
     return evaluate(step, sharding.host_copy(dp, state).params, ref_params)
 
-  state = loop.run("rrpo", dp.replicate(host), iter(loader), step_fn, steps=r.steps, start=start, key=key,
-                   ckpt=ckpt, dp=dp, loader=loader, writer=writer, config=c, extra={"reference": extra["reference"]},
-                   postfix=lambda m: {"r": f"{m['reward']:.2f}", "V": f"{m['value']:.2f}", "kl": f"{m['kl']:.3f}"},
-                   evaluate=periodic_eval)
+  state = loop.run(
+      "rrpo",
+      dp.replicate(host),
+      iter(loader),
+      step_fn,
+      steps=r.steps,
+      start=start,
+      key=key,
+      ckpt=ckpt,
+      dp=dp,
+      loader=loader,
+      writer=writer,
+      config=c,
+      extra={"reference": extra["reference"]},
+      postfix=lambda m: {"r": f"{m['reward']:.2f}", "V": f"{m['value']:.2f}", "kl": f"{m['kl']:.3f}"},
+      evaluate=periodic_eval,
+  )
   return sharding.host_copy(dp, state).params

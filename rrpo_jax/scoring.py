@@ -22,9 +22,21 @@ import numpy as np
 from rrpo_jax import rewards as rewards_lib
 from rrpo_jax.reader import Passage, Request, Response, cache_key
 
-_COUNTERS = ("queries", "prefixes", "unique_requests", "value_memo_hits", "cache_hits", "cache_misses",
-             "reader_calls", "failed", "malformed", "failed_queries", "prompt_tokens", "completion_tokens",
-             "reader_seconds")
+_COUNTERS = (
+    "queries",
+    "prefixes",
+    "unique_requests",
+    "value_memo_hits",
+    "cache_hits",
+    "cache_misses",
+    "reader_calls",
+    "failed",
+    "malformed",
+    "failed_queries",
+    "prompt_tokens",
+    "completion_tokens",
+    "reader_seconds",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,12 +91,14 @@ class ScoringStep:
   ReaderUnavailableError from the reader propagate: the caller stops cleanly.
   """
 
-  def __init__(self, reader, cache=None, *, lambda_f: float = 1.0, lambda_h: float = 1.0,
-               weights: dict[str, float] | None = None):
+  def __init__(
+      self, reader, cache=None, *, lambda_f: float = 1.0, lambda_h: float = 1.0, weights: dict[str, float] | None = None
+  ):
     """weights: {term: weight} (rewards.weights(config.reward)); default: from lambda_f / lambda_h."""
     self.reader, self.cache = reader, cache
-    self.weights = dict(weights) if weights is not None else rewards_lib.weights(
-        {"lambda_f": lambda_f, "lambda_h": lambda_h})
+    self.weights = (
+        dict(weights) if weights is not None else rewards_lib.weights({"lambda_f": lambda_f, "lambda_h": lambda_h})
+    )
     self.term_names = rewards_lib.TERMS.names()
     self.totals: collections.Counter = collections.Counter()  # score() calls
     self.eval_totals: collections.Counter = collections.Counter()  # answer() calls (evaluation)
@@ -155,11 +169,11 @@ class ScoringStep:
         counts["value_memo_hits"] += 1
       else:
         for t in range(len(ref)):
-          req = self._request(ex, ref[:t + 1])
+          req = self._request(ex, ref[: t + 1])
           ref_keys[i, t] = key = self._key(req)
           wanted.setdefault(key, req)
       for t in range(len(pol)):
-        req = self._request(ex, pol[:t + 1])
+        req = self._request(ex, pol[: t + 1])
         pol_keys[i, t] = key = self._key(req)
         wanted.setdefault(key, req)
     got = self._answer(wanted, counts)
@@ -183,8 +197,11 @@ class ScoringStep:
       if ok:  # failures are retried next time, never remembered
         self._values[mkeys[i]] = out[1, :, i, :].copy()
     self.totals.update(counts)
-    terms = {f"{side}_{name}": out[s, j + 1] for s, side in enumerate(("reward", "value"))
-             for j, name in enumerate(self.term_names)}
+    terms = {
+        f"{side}_{name}": out[s, j + 1]
+        for s, side in enumerate(("reward", "value"))
+        for j, name in enumerate(self.term_names)
+    }
     return ScoreResult(out[0, 0], out[1, 0], terms, _derived(counts), answers, usable)
 
   def answer(self, requests: Sequence[Request]) -> list[Response]:

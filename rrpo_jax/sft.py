@@ -31,10 +31,14 @@ def run(config, workdir: str, params, *, reranker, examples: list, dp: sharding.
     logging.info("sft: already done (%s step %d)", ckpt.directory, last)
     ckpt.close()
     return params
-  tx = update_lib.make_optimizer(learning_rate=s.learning_rate, total_steps=s.steps, warmup_steps=s.warmup_steps,
-                                 weight_decay=s.weight_decay, max_grad_norm=s.max_grad_norm)
-  host = jax.tree.map(np.asarray, update_lib.TrainState.create(jax.tree.map(np.asarray, params), tx,
-                                                               window_capacity=1))
+  tx = update_lib.make_optimizer(
+      learning_rate=s.learning_rate,
+      total_steps=s.steps,
+      warmup_steps=s.warmup_steps,
+      weight_decay=s.weight_decay,
+      max_grad_norm=s.max_grad_norm,
+  )
+  host = jax.tree.map(np.asarray, update_lib.TrainState.create(jax.tree.map(np.asarray, params), tx, window_capacity=1))
   loader = make_loader(reranker, dp, examples, n=c.data.num_candidates, batch_size=s.batch_size, seed=c.seed)
   key = jax.random.key(c.seed + 1)  # dropout (update.device_key)
   start = 0
@@ -47,6 +51,19 @@ def run(config, workdir: str, params, *, reranker, examples: list, dp: sharding.
     state, m = sft_step(state, *dp.shard((model_inputs(b), b["where"], labels_for(b, s.labels), b["query_mask"])), key)
     return state, {k: float(v) for k, v in jax.device_get(m).items()}
 
-  state = loop.run("sft", dp.replicate(host), iter(loader), step_fn, steps=s.steps, start=start, key=key, ckpt=ckpt,
-                   dp=dp, loader=loader, writer=writer, config=c, postfix=lambda m: {"loss": f"{m['loss']:.3f}"})
+  state = loop.run(
+      "sft",
+      dp.replicate(host),
+      iter(loader),
+      step_fn,
+      steps=s.steps,
+      start=start,
+      key=key,
+      ckpt=ckpt,
+      dp=dp,
+      loader=loader,
+      writer=writer,
+      config=c,
+      postfix=lambda m: {"loss": f"{m['loss']:.3f}"},
+  )
   return sharding.host_copy(dp, state).params

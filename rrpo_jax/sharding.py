@@ -82,6 +82,7 @@ class DataParallel:
     shard_map: a global array of B_local * process_count rows (process p holds its own rows);
     pmap: [local_devices, B_local / local_devices, ...].
     """
+
     def one(x):
       x = np.asarray(x)
       if x.shape[0] % self.local_size:
@@ -89,6 +90,7 @@ class DataParallel:
       if self.kind == "shard_map":
         return self._global(x, SHARDED)
       return x.reshape((self.local_size, x.shape[0] // self.local_size) + x.shape[1:])
+
     return jax.tree.map(one, batch)
 
   def map(self, fn: Callable, *, in_specs, out_specs, donate_argnums=()) -> Callable:
@@ -103,14 +105,18 @@ class DataParallel:
     in_specs = tuple(in_specs)
     if self.kind == "shard_map":
       to_p = lambda t: jax.tree.map(lambda s: P() if s is None else s, t, is_leaf=_is_spec)
-      mapped = jax.shard_map(fn, mesh=self.mesh, in_specs=tuple(to_p(s) for s in in_specs),
-                             out_specs=to_p(out_specs), check_vma=False)
+      mapped = jax.shard_map(
+          fn, mesh=self.mesh, in_specs=tuple(to_p(s) for s in in_specs), out_specs=to_p(out_specs), check_vma=False
+      )
       return jax.jit(mapped, donate_argnums=donate_argnums)
-    in_axes = tuple(jax.tree.map(lambda s: None if s is None else 0, s, is_leaf=_is_spec) if s is not None else None
-                    for s in in_specs)
+    in_axes = tuple(
+        jax.tree.map(lambda s: None if s is None else 0, s, is_leaf=_is_spec) if s is not None else None
+        for s in in_specs
+    )
     out_axes = jax.tree.map(lambda s: 0, out_specs, is_leaf=_is_spec)
-    return jax.pmap(fn, axis_name=AXIS, in_axes=in_axes, out_axes=out_axes, devices=self.devices,
-                    donate_argnums=donate_argnums)
+    return jax.pmap(
+        fn, axis_name=AXIS, in_axes=in_axes, out_axes=out_axes, devices=self.devices, donate_argnums=donate_argnums
+    )
 
 
 def host_copy(dp: DataParallel, tree):

@@ -23,6 +23,7 @@ PAIRS = (("policy", "reference"), ("policy", "retriever"), ("reference", "retrie
 def paired_t_test(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
   """(t, two-sided p) of the paired t-test of mean(a - b) = 0; (0, 1) when all differences are 0."""
   from scipy import stats as scipy_stats  # pylint: disable=import-outside-toplevel  (slow import)
+
   d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
   if d.size < 2:
     return float("nan"), float("nan")
@@ -32,8 +33,9 @@ def paired_t_test(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]
   return float(res.statistic), float(res.pvalue)
 
 
-def paired_bootstrap(a: Sequence[float], b: Sequence[float], *, resamples: int = RESAMPLES, seed: int = 0,
-                     level: float = 0.95) -> tuple[float, float, float]:
+def paired_bootstrap(
+    a: Sequence[float], b: Sequence[float], *, resamples: int = RESAMPLES, seed: int = 0, level: float = 0.95
+) -> tuple[float, float, float]:
   """(mean(a - b), lo, hi): the percentile interval of the mean paired difference."""
   d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
   if d.size == 0:
@@ -43,32 +45,47 @@ def paired_bootstrap(a: Sequence[float], b: Sequence[float], *, resamples: int =
   chunk = max(1, 2_000_000 // d.size)  # bounded memory for large n
   for lo in range(0, resamples, chunk):
     m = min(chunk, resamples - lo)
-    means[lo:lo + m] = d[rng.integers(0, d.size, size=(m, d.size))].mean(axis=1)
+    means[lo : lo + m] = d[rng.integers(0, d.size, size=(m, d.size))].mean(axis=1)
   tail = (1.0 - level) / 2
   lo_q, hi_q = np.quantile(means, [tail, 1.0 - tail])
   return float(d.mean()), float(lo_q), float(hi_q)
 
 
-def compare(a: Sequence[float], b: Sequence[float], *, scale: float = 100.0, resamples: int = RESAMPLES,
-            seed: int = 0) -> dict:
+def compare(
+    a: Sequence[float], b: Sequence[float], *, scale: float = 100.0, resamples: int = RESAMPLES, seed: int = 0
+) -> dict:
   """{"diff", "ci95": [lo, hi], "p", "t", "n", "differ"} for per-question scores a vs b (scaled)."""
   a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
   if a.shape != b.shape:
     raise ValueError(f"paired scores need the same questions: {a.shape} vs {b.shape}")
   diff, lo, hi = paired_bootstrap(a, b, resamples=resamples, seed=seed)
   t, p = paired_t_test(a, b)
-  return {"diff": scale * diff, "ci95": [scale * lo, scale * hi], "p": p, "t": t, "n": int(a.size),
-          "differ": float(np.mean(a != b)) if a.size else float("nan")}
+  return {
+      "diff": scale * diff,
+      "ci95": [scale * lo, scale * hi],
+      "p": p,
+      "t": t,
+      "n": int(a.size),
+      "differ": float(np.mean(a != b)) if a.size else float("nan"),
+  }
 
 
-def compare_rows(rows_a: Sequence[Mapping], rows_b: Sequence[Mapping], *, metrics: Sequence[str] = ("em", "f1"),
-                 resamples: int = RESAMPLES, seed: int = 0) -> dict:
+def compare_rows(
+    rows_a: Sequence[Mapping],
+    rows_b: Sequence[Mapping],
+    *,
+    metrics: Sequence[str] = ("em", "f1"),
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+) -> dict:
   """Paired comparison of two per-question row lists ({"qid", metric: value in [0, 1]}) on their
   common qids, per metric; the result also says how many questions each side had."""
   by_b = {str(r["qid"]): r for r in rows_b}
   common = [r for r in rows_a if str(r["qid"]) in by_b]
-  out = {m: compare([r[m] for r in common], [by_b[str(r["qid"])][m] for r in common], resamples=resamples,
-                    seed=seed) for m in metrics}
+  out = {
+      m: compare([r[m] for r in common], [by_b[str(r["qid"])][m] for r in common], resamples=resamples, seed=seed)
+      for m in metrics
+  }
   out["questions"] = {"a": len(rows_a), "b": len(rows_b), "common": len(common)}
   return out
 

@@ -67,8 +67,7 @@ class PairEncoder:
     """The smallest bucket >= length."""
     return smallest_bucket(length, self.buckets)
 
-  def tokenize(self, queries: Sequence[str], passages: Sequence[Passage]
-               ) -> tuple[list[list[int]], list[list[int]]]:
+  def tokenize(self, queries: Sequence[str], passages: Sequence[Passage]) -> tuple[list[list[int]], list[list[int]]]:
     """Unpadded token ids and token types for pairs (queries[i], passages[i])."""
     texts = [join_title(p) for p in passages]
     try:
@@ -90,25 +89,30 @@ class PairEncoder:
     return ids, types
 
   def _call(self, queries, texts, truncation):
-    enc = self.tokenizer(list(queries), list(texts), truncation=truncation, max_length=self.max_length,
-                         padding=False, return_token_type_ids=True, return_attention_mask=False)
+    enc = self.tokenizer(
+        list(queries),
+        list(texts),
+        truncation=truncation,
+        max_length=self.max_length,
+        padding=False,
+        return_token_type_ids=True,
+        return_attention_mask=False,
+    )
     return list(enc["input_ids"]), list(enc["token_type_ids"])
 
-  def pad(self, ids: Sequence[Sequence[int]], types: Sequence[Sequence[int]], length: int
-          ) -> dict[str, np.ndarray]:
+  def pad(self, ids: Sequence[Sequence[int]], types: Sequence[Sequence[int]], length: int) -> dict[str, np.ndarray]:
     """Lists of token ids -> input_ids, attention_mask, token_type_ids int32[len(ids), length]."""
     m = len(ids)
     out_ids = np.full((m, length), self.pad_id, np.int32)
     out_mask = np.zeros((m, length), np.int32)
     out_types = np.zeros((m, length), np.int32)
     for i, (x, t) in enumerate(zip(ids, types)):
-      out_ids[i, :len(x)] = x
-      out_mask[i, :len(x)] = 1
-      out_types[i, :len(t)] = t
+      out_ids[i, : len(x)] = x
+      out_mask[i, : len(x)] = 1
+      out_types[i, : len(t)] = t
     return {"input_ids": out_ids, "attention_mask": out_mask, "token_type_ids": out_types}
 
-  def encode(self, questions: Sequence[str], passages: Sequence[Sequence[Passage]], *, n: int
-             ) -> dict[str, np.ndarray]:
+  def encode(self, questions: Sequence[str], passages: Sequence[Sequence[Passage]], *, n: int) -> dict[str, np.ndarray]:
     """B questions, passages[b] a list of <= n (title, text) -> arrays [B, n, L] and where bool[B, n].
 
     Missing candidate slots (len(passages[b]) < n) are padding: where=False, attention_mask all 0.
@@ -139,7 +143,8 @@ class PairEncoder:
 
 QWEN3_RERANKER_PREFIX = (
     "<|im_start|>system\nJudge whether the Document meets the requirements based on the Query and the "
-    "Instruct provided. Note that the answer can only be \"yes\" or \"no\".<|im_end|>\n<|im_start|>user\n")
+    'Instruct provided. Note that the answer can only be "yes" or "no".<|im_end|>\n<|im_start|>user\n'
+)
 QWEN3_RERANKER_SUFFIX = "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
 QWEN3_DEFAULT_INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
 
@@ -156,35 +161,48 @@ class PromptEncoder(PairEncoder):
   the card's default. Raises ValueError if prefix and suffix leave no room for the body.
   """
 
-  def __init__(self, tokenizer, *, max_length: int = 256, buckets: Sequence[int] = DEFAULT_BUCKETS,
-               instruction: str | None = None, prefix: str = QWEN3_RERANKER_PREFIX,
-               suffix: str = QWEN3_RERANKER_SUFFIX):
+  def __init__(
+      self,
+      tokenizer,
+      *,
+      max_length: int = 256,
+      buckets: Sequence[int] = DEFAULT_BUCKETS,
+      instruction: str | None = None,
+      prefix: str = QWEN3_RERANKER_PREFIX,
+      suffix: str = QWEN3_RERANKER_SUFFIX,
+  ):
     super().__init__(tokenizer, max_length=max_length, buckets=buckets)
     self.instruction = instruction or QWEN3_DEFAULT_INSTRUCTION
     self.prefix_ids = list(tokenizer.encode(prefix, add_special_tokens=False))
     self.suffix_ids = list(tokenizer.encode(suffix, add_special_tokens=False))
     self.body_length = self.max_length - len(self.prefix_ids) - len(self.suffix_ids)
     if self.body_length <= 0:
-      raise ValueError(f"max_length {self.max_length} leaves no room after the prompt's "
-                       f"{len(self.prefix_ids) + len(self.suffix_ids)} template tokens")
+      raise ValueError(
+          f"max_length {self.max_length} leaves no room after the prompt's "
+          f"{len(self.prefix_ids) + len(self.suffix_ids)} template tokens"
+      )
 
-  def tokenize(self, queries: Sequence[str], passages: Sequence[Passage]
-               ) -> tuple[list[list[int]], list[list[int]]]:
+  def tokenize(self, queries: Sequence[str], passages: Sequence[Passage]) -> tuple[list[list[int]], list[list[int]]]:
     """Unpadded prompt ids (prefix + body cut to body_length + suffix) and all-zero token types."""
     bodies = [qwen3_body(self.instruction, q, p) for q, p in zip(queries, passages)]
-    enc = self.tokenizer(bodies, add_special_tokens=False, truncation=True, max_length=self.body_length,
-                         padding=False, return_attention_mask=False)
-    ids = [self.prefix_ids + list(x)[:self.body_length] + self.suffix_ids for x in enc["input_ids"]]
+    enc = self.tokenizer(
+        bodies,
+        add_special_tokens=False,
+        truncation=True,
+        max_length=self.body_length,
+        padding=False,
+        return_attention_mask=False,
+    )
+    ids = [self.prefix_ids + list(x)[: self.body_length] + self.suffix_ids for x in enc["input_ids"]]
     return ids, [[0] * len(x) for x in ids]
 
-  def pad(self, ids: Sequence[Sequence[int]], types: Sequence[Sequence[int]], length: int
-          ) -> dict[str, np.ndarray]:
+  def pad(self, ids: Sequence[Sequence[int]], types: Sequence[Sequence[int]], length: int) -> dict[str, np.ndarray]:
     """Lists of token ids -> int32[len(ids), length] arrays, padded on the left."""
     m = len(ids)
     out_ids = np.full((m, length), self.pad_id, np.int32)
     out_mask = np.zeros((m, length), np.int32)
     for i, x in enumerate(ids):
       if len(x):
-        out_ids[i, length - len(x):] = x
-        out_mask[i, length - len(x):] = 1
+        out_ids[i, length - len(x) :] = x
+        out_mask[i, length - len(x) :] = 1
     return {"input_ids": out_ids, "attention_mask": out_mask, "token_type_ids": np.zeros((m, length), np.int32)}

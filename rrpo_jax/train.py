@@ -54,25 +54,40 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
   results = None
   t0 = time.perf_counter()
   with Readers(config, workdir) as readers:
-    evaluate = functools.partial(report.run_eval, config, workdir, reranker=reranker, dp=dp, readers=readers,
-                                 writer=writer)
+    evaluate = functools.partial(
+        report.run_eval, config, workdir, reranker=reranker, dp=dp, readers=readers, writer=writer
+    )
 
     def periodic_eval(step, policy_params, ref_params):  # RRPO's evaluations on eval.select_split
       nonlocal results
       split = select_split(config)
-      results = evaluate(examples=examples(split), split=split, step=step, policy_params=policy_params,
-                         ref_params=ref_params, quiet=True)
+      results = evaluate(
+          examples=examples(split),
+          split=split,
+          step=step,
+          policy_params=policy_params,
+          ref_params=ref_params,
+          quiet=True,
+      )
       return evaluation.flat_metrics(results)
 
     try:
       for mode in modes:
         t = time.perf_counter()
         if mode == "sft":
-          params = sft.run(config, workdir, params, reranker=reranker, examples=examples("train"), dp=dp,
-                           writer=writer)
+          params = sft.run(config, workdir, params, reranker=reranker, examples=examples("train"), dp=dp, writer=writer)
         elif mode == "rrpo":
-          params = rrpo.run(config, workdir, params, reranker=reranker, examples=examples("train"), dp=dp,
-                            writer=writer, readers=readers, evaluate=periodic_eval)
+          params = rrpo.run(
+              config,
+              workdir,
+              params,
+              reranker=reranker,
+              examples=examples("train"),
+              dp=dp,
+              writer=writer,
+              readers=readers,
+              evaluate=periodic_eval,
+          )
         elif mode == "eval":
           results = run_eval(config, workdir, params, evaluate=evaluate, examples=examples)
         else:
@@ -83,8 +98,10 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
   if jax.process_index() == 0:
     metrics_lib.plot(workdir)
     if results is not None and "eval" in modes:
-      print("\n" + evaluation.table(results, title=f"evaluation (step {results.get('step', '')}) in {workdir}"),
-            flush=True)
+      print(
+          "\n" + evaluation.table(results, title=f"evaluation (step {results.get('step', '')}) in {workdir}"),
+          flush=True,
+      )
     print(f"total {time.perf_counter() - t0:.1f} s", flush=True)
   return results
 

@@ -60,8 +60,9 @@ class TrainState:
     return cls(jnp.zeros((), jnp.int32), params, tx.init(params), objective.window_init(window_capacity))
 
 
-def make_schedule(*, learning_rate: float, total_steps: int, warmup_steps: int = 0,
-                  end_learning_rate: float = 0.0) -> optax.Schedule:
+def make_schedule(
+    *, learning_rate: float, total_steps: int, warmup_steps: int = 0, end_learning_rate: float = 0.0
+) -> optax.Schedule:
   """Linear warm-up 0 -> lr over warmup_steps, then linear decay to end_learning_rate at total_steps.
 
   Steps count optimiser updates (after gradient accumulation).
@@ -73,10 +74,20 @@ def make_schedule(*, learning_rate: float, total_steps: int, warmup_steps: int =
   return optax.join_schedules([warmup, decay], [warmup_steps])
 
 
-def make_optimizer(*, learning_rate: float, total_steps: int, warmup_steps: int = 0,
-                   end_learning_rate: float = 0.0, weight_decay: float = 0.01, b1: float = 0.9,
-                   b2: float = 0.999, eps: float = 1e-8, max_grad_norm: float | None = 1.0,
-                   accumulation_steps: int = 1, weight_decay_mask: Any = None) -> optax.GradientTransformation:
+def make_optimizer(
+    *,
+    learning_rate: float,
+    total_steps: int,
+    warmup_steps: int = 0,
+    end_learning_rate: float = 0.0,
+    weight_decay: float = 0.01,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    max_grad_norm: float | None = 1.0,
+    accumulation_steps: int = 1,
+    weight_decay_mask: Any = None,
+) -> optax.GradientTransformation:
   """AdamW with global-norm clipping and a linear warm-up/decay schedule, accumulated over
   `accumulation_steps` calls by optax.MultiSteps (clipping applies to the accumulated mean gradient).
 
@@ -85,8 +96,12 @@ def make_optimizer(*, learning_rate: float, total_steps: int, warmup_steps: int 
   batches and end_learning_rate after total_steps batches, whatever the accumulation.
   """
   updates = lambda calls: -(-calls // accumulation_steps)  # noqa: E731  ceil division
-  schedule = make_schedule(learning_rate=learning_rate, total_steps=updates(total_steps),
-                           warmup_steps=updates(warmup_steps), end_learning_rate=end_learning_rate)
+  schedule = make_schedule(
+      learning_rate=learning_rate,
+      total_steps=updates(total_steps),
+      warmup_steps=updates(warmup_steps),
+      end_learning_rate=end_learning_rate,
+  )
   parts = [] if max_grad_norm is None else [optax.clip_by_global_norm(max_grad_norm)]
   parts.append(optax.adamw(schedule, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay, mask=weight_decay_mask))
   tx = optax.chain(*parts)
@@ -113,10 +128,22 @@ def device_key(key_data: Array, step: Array) -> Array:
   return jax.random.fold_in(key, jax.lax.axis_index(AXIS))
 
 
-def make_update_step(apply_fn: Callable, tx: optax.GradientTransformation, dp: DataParallel, *,
-                     advantage: str = "gae", gamma: float = 1.0, lam: float = 1.0, eps: float = 0.2,
-                     beta: float = 0.0, kl: str = "log_ratio", estimator: str = "clipped",
-                     temperature: float = 1.0, std_eps: float = 1e-8, standardize: str = "mean_std") -> Callable:
+def make_update_step(
+    apply_fn: Callable,
+    tx: optax.GradientTransformation,
+    dp: DataParallel,
+    *,
+    advantage: str = "gae",
+    gamma: float = 1.0,
+    lam: float = 1.0,
+    eps: float = 0.2,
+    beta: float = 0.0,
+    kl: str = "log_ratio",
+    estimator: str = "clipped",
+    temperature: float = 1.0,
+    std_eps: float = 1e-8,
+    standardize: str = "mean_std",
+) -> Callable:
   """The jitted data-parallel RRPO update: update(state, batch, key) -> (state, metrics).
 
   state: dp.replicate(TrainState) (donated); batch: dp.shard(RolloutBatch); key: a typed PRNG key,
@@ -153,8 +180,9 @@ def make_update_step(apply_fn: Callable, tx: optax.GradientTransformation, dp: D
     def loss_fn(params):
       scores = apply_fn(params, batch.inputs, key=key)
       lp = plackett_luce.log_prob(scores, actions, temperature=temperature, where=batch.where)
-      value, diag = objective.loss(lp, batch.ref_log_prob, adv, where=valid, eps=eps, beta=beta, kl=kl,
-                                   estimator=estimator, normalizer=n_steps)
+      value, diag = objective.loss(
+          lp, batch.ref_log_prob, adv, where=valid, eps=eps, beta=beta, kl=kl, estimator=estimator, normalizer=n_steps
+      )
       ent = plackett_luce.entropy(jax.lax.stop_gradient(scores), temperature=temperature, where=batch.where)
       diag["entropy"] = jnp.sum(jnp.where(batch.query_mask, ent, 0.0)) / jnp.maximum(n_queries, 1)
       return value, diag
@@ -184,8 +212,9 @@ def make_update_step(apply_fn: Callable, tx: optax.GradientTransformation, dp: D
     new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, window=window)
     return new_state, metrics
 
-  mapped = dp.map(per_device, in_specs=(REPLICATED, SHARDED, BROADCAST), out_specs=(REPLICATED, REPLICATED),
-                  donate_argnums=(0,))
+  mapped = dp.map(
+      per_device, in_specs=(REPLICATED, SHARDED, BROADCAST), out_specs=(REPLICATED, REPLICATED), donate_argnums=(0,)
+  )
 
   def update(state: TrainState, batch: RolloutBatch, key: Array):
     state, metrics = mapped(state, batch, np.asarray(jax.random.key_data(key)))
@@ -222,12 +251,20 @@ def make_sft_step(apply_fn: Callable, tx: optax.GradientTransformation, dp: Data
     grads = jax.lax.psum(grads, AXIS)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = {"loss": jax.lax.psum(loss, AXIS), "grad_norm": optax.global_norm(grads),
-               "param_norm": optax.global_norm(params), "queries": count}
+    metrics = {
+        "loss": jax.lax.psum(loss, AXIS),
+        "grad_norm": optax.global_norm(grads),
+        "param_norm": optax.global_norm(params),
+        "queries": count,
+    }
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
-  mapped = dp.map(per_device, in_specs=(REPLICATED,) + (SHARDED,) * 4 + (BROADCAST,),
-                  out_specs=(REPLICATED, REPLICATED), donate_argnums=(0,))
+  mapped = dp.map(
+      per_device,
+      in_specs=(REPLICATED,) + (SHARDED,) * 4 + (BROADCAST,),
+      out_specs=(REPLICATED, REPLICATED),
+      donate_argnums=(0,),
+  )
 
   def step(state: TrainState, inputs, where, labels, query_mask, key: Array):
     state, metrics = mapped(state, inputs, where, labels, query_mask, np.asarray(jax.random.key_data(key)))

@@ -16,8 +16,10 @@ def _state(seed=0):
   state = update.TrainState.create(params, tx, window_capacity=5)
   grads = jax.tree.map(jnp.ones_like, params)
   updates, opt_state = tx.update(grads, state.opt_state, params)
-  return jax.tree.map(np.asarray, state.replace(step=jnp.int32(1), opt_state=opt_state,
-                                                params=jax.tree.map(lambda p, u: p + u, params, updates)))
+  return jax.tree.map(
+      np.asarray,
+      state.replace(step=jnp.int32(1), opt_state=opt_state, params=jax.tree.map(lambda p, u: p + u, params, updates)),
+  )
 
 
 def test_round_trip_is_exact(tmp_path):

@@ -8,8 +8,18 @@ import pytest
 from rrpo_jax import config as config_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = ["default.py", "nq.py", "nq.py:paper", "nq.py:qwen3", "nq.py:modernbert", "hotpotqa.py",
-           "hotpotqa.py:paper", "hotpotqa.py:qwen3", "hotpotqa.py:modernbert", "smoke.py"]
+CONFIGS = [
+    "default.py",
+    "nq.py",
+    "nq.py:paper",
+    "nq.py:qwen3",
+    "nq.py:modernbert",
+    "hotpotqa.py",
+    "hotpotqa.py:paper",
+    "hotpotqa.py:qwen3",
+    "hotpotqa.py:modernbert",
+    "smoke.py",
+]
 
 
 def load(spec):
@@ -32,8 +42,12 @@ def test_config_builds_with_comments(spec):
     text = open(os.path.join(ROOT, "rrpo_jax", "config.py"), encoding="utf-8").read()
     for line in text.splitlines():
       stripped = line.strip()
-      if stripped.startswith(("c.", "r.")) and " = " in stripped and "ConfigDict()" not in stripped \
-          and "reader_config" not in stripped:
+      if (
+          stripped.startswith(("c.", "r."))
+          and " = " in stripped
+          and "ConfigDict()" not in stripped
+          and "reader_config" not in stripped
+      ):
         assert "#" in stripped, f"field without a comment: {stripped}"
 
 
@@ -68,25 +82,28 @@ def test_unknown_variant():
     load("nq.py:huge")
 
 
-@pytest.mark.parametrize("field,value,named", [
-    ("rrpo.k", 99, "rrpo.k"),
-    ("eval.k", 0, "eval.k"),
-    ("rrpo.batch_size", 6, "rrpo.batch_size"),
-    ("mode", "sft,train", "mode"),
-    ("rrpo.advantage", "critic", "rrpo.advantage"),
-    ("eval.best_metric", "policy_accuracy", "eval.best_metric"),
-    ("data.buckets", (64, 512), "data.buckets"),
-    ("data.eval_path", "/nonexistent/dev.jsonl", "data.eval_path"),
-    ("model.init", "/nonexistent/model", "model.init"),
-    ("reader.backend", "vllm", "reader.backend"),
-    ("eval.reader.backend", "openai", "eval.reader.base_url"),
-    ("data.eval_split", "train", "data.eval_split"),
-    ("eval.select_split", "val", "eval.select_split"),  # val_size is 0 in the default
-    ("rrpo.standardize", "zscore", "rrpo.standardize"),
-    ("rrpo.ref_mode", "train", "rrpo.ref_mode"),
-    ("eval.checkpoint", "first", "eval.checkpoint"),
-    ("eval.name", "../x", "eval.name"),
-])
+@pytest.mark.parametrize(
+    "field,value,named",
+    [
+        ("rrpo.k", 99, "rrpo.k"),
+        ("eval.k", 0, "eval.k"),
+        ("rrpo.batch_size", 6, "rrpo.batch_size"),
+        ("mode", "sft,train", "mode"),
+        ("rrpo.advantage", "critic", "rrpo.advantage"),
+        ("eval.best_metric", "policy_accuracy", "eval.best_metric"),
+        ("data.buckets", (64, 512), "data.buckets"),
+        ("data.eval_path", "/nonexistent/dev.jsonl", "data.eval_path"),
+        ("model.init", "/nonexistent/model", "model.init"),
+        ("reader.backend", "vllm", "reader.backend"),
+        ("eval.reader.backend", "openai", "eval.reader.base_url"),
+        ("data.eval_split", "train", "data.eval_split"),
+        ("eval.select_split", "val", "eval.select_split"),  # val_size is 0 in the default
+        ("rrpo.standardize", "zscore", "rrpo.standardize"),
+        ("rrpo.ref_mode", "train", "rrpo.ref_mode"),
+        ("eval.checkpoint", "first", "eval.checkpoint"),
+        ("eval.name", "../x", "eval.name"),
+    ],
+)
 def test_bad_values_name_the_field(field, value, named):
   config = load("default.py")
   section, _, key = field.rpartition(".")
@@ -98,9 +115,13 @@ def test_bad_values_name_the_field(field, value, named):
     config_lib.validate(config, num_devices=4)
 
 
-EXPERIMENTS = ["experiments/nq_rrpo.py:sft", "experiments/nq_rrpo.py:seed=1",
-               "experiments/nq_rrpo.py:seed=0,transfer", "experiments/hotpotqa_rrpo.py:sft",
-               "experiments/hotpotqa_rrpo.py:seed=1"]
+EXPERIMENTS = [
+    "experiments/nq_rrpo.py:sft",
+    "experiments/nq_rrpo.py:seed=1",
+    "experiments/nq_rrpo.py:seed=0,transfer",
+    "experiments/hotpotqa_rrpo.py:sft",
+    "experiments/hotpotqa_rrpo.py:seed=1",
+]
 
 
 @pytest.mark.parametrize("spec", EXPERIMENTS)
@@ -133,6 +154,7 @@ def test_every_reader_field_is_settable_with_the_readers_default():
   """One source of reader defaults (reader.DEFAULTS); every field make_reader reads is a config field."""
   import dataclasses  # pylint: disable=import-outside-toplevel
   from rrpo_jax import reader as reader_lib  # pylint: disable=import-outside-toplevel
+
   r = load("default.py").reader
   assert set(r.keys()) == set(reader_lib.DEFAULTS)
   assert {k: r[k] for k in r.keys()} == reader_lib.DEFAULTS

@@ -26,8 +26,7 @@ def test_hand_checked_ranking():
   np.testing.assert_array_equal(idx[0], [1, 0, 2])  # d2 and d3 tie at 0: lower index first
   np.testing.assert_allclose(scores[0], [2 * math.log(2) / 2.972, math.log(2) / 1.828, 0.0], rtol=1e-6)
   np.testing.assert_array_equal(idx[1][:2], [2, 1])
-  np.testing.assert_allclose(scores[1][:2], [(math.log(2) + math.log(10 / 3)) / 1.972, math.log(2) / 1.972],
-                             rtol=1e-6)
+  np.testing.assert_allclose(scores[1][:2], [(math.log(2) + math.log(10 / 3)) / 1.972, math.log(2) / 1.972], rtol=1e-6)
   assert idx[2][0] == 3
 
 
@@ -41,6 +40,7 @@ def test_more_slots_than_passages_are_minus_one():
 @pytest.fixture(scope="module")
 def paragraphs(request):
   from rrpo_jax.data import load_sample
+
   examples = load_sample("hotpotqa", "dev", cache_dir=request.config.cache.mkdir("rrpo_jax_data"))
   texts = list(dict.fromkeys(f"{c.title} {c.text}" for e in examples for c in e.candidates))
   return texts, [e.question for e in examples[:40]]
@@ -49,8 +49,7 @@ def paragraphs(request):
 @pytest.mark.parametrize("chunk_size, spill", [(10_000, False), (97, True)])
 def test_matches_bm25s_in_memory_index(paragraphs, tmp_path, chunk_size, spill):
   texts, questions = paragraphs
-  index = BM25Index.build(texts, chunk_size=chunk_size, spill_dir=str(tmp_path) if spill else None,
-                          show_progress=False)
+  index = BM25Index.build(texts, chunk_size=chunk_size, spill_dir=str(tmp_path) if spill else None, show_progress=False)
   idx, scores = index.search(questions, k=10)
   tokenizer = bm25s.tokenization.Tokenizer(stopwords="en")
   ref = bm25s.BM25(k1=0.9, b=0.4, method="lucene")
@@ -64,14 +63,28 @@ def test_matches_bm25s_in_memory_index(paragraphs, tmp_path, chunk_size, spill):
 
 def test_cli_end_to_end(tmp_path):
   corpus, questions, out = tmp_path / "psgs.tsv", tmp_path / "q.jsonl", tmp_path / "out.jsonl"
-  corpus.write_text("id\ttext\ttitle\n"
-                    "w1\t\"Paris is the capital of France.\"\tParis\n"
-                    "w2\tBerlin is the capital of Germany.\tBerlin\n"
-                    "w3\tThe Seine flows through the city.\tSeine\n")
+  corpus.write_text(
+      "id\ttext\ttitle\n"
+      'w1\t"Paris is the capital of France."\tParis\n'
+      "w2\tBerlin is the capital of Germany.\tBerlin\n"
+      "w3\tThe Seine flows through the city.\tSeine\n"
+  )
   questions.write_text(json.dumps({"question": "capital of France", "answer": ["Paris"]}) + "\n")
-  proc = subprocess.run([sys.executable, "-m", "rrpo_jax.data.bm25", f"--corpus={corpus}",
-                         f"--questions={questions}", "--questions_format=nq_open", "--top_n=2",
-                         f"--out={out}", "--chunk_size=2"], capture_output=True, text=True)
+  proc = subprocess.run(
+      [
+          sys.executable,
+          "-m",
+          "rrpo_jax.data.bm25",
+          f"--corpus={corpus}",
+          f"--questions={questions}",
+          "--questions_format=nq_open",
+          "--top_n=2",
+          f"--out={out}",
+          "--chunk_size=2",
+      ],
+      capture_output=True,
+      text=True,
+  )
   assert proc.returncode == 0, proc.stderr
   assert "indexed 3 passages" in proc.stderr and "peak memory" in proc.stderr
   row = json.loads(out.read_text())

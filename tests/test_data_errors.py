@@ -9,8 +9,12 @@ import pytest
 
 from rrpo_jax.data import DataError, read_examples
 
-GOOD = {"id": "q0", "question": "who wrote hamlet", "answers": ["Shakespeare"],
-        "ctxs": [{"id": "p1", "title": "Hamlet", "text": "A play by Shakespeare."}]}
+GOOD = {
+    "id": "q0",
+    "question": "who wrote hamlet",
+    "answers": ["Shakespeare"],
+    "ctxs": [{"id": "p1", "title": "Hamlet", "text": "A play by Shakespeare."}],
+}
 
 
 def _line(**changes):
@@ -64,8 +68,10 @@ def test_convert_cli_exit_code_no_traceback(tmp_path, name, bad, field, fragment
 
 
 def test_json_document_record_errors(tmp_path):
-  rows = [{"_id": "a", "question": "q?", "answer": "x", "supporting_facts": [], "context": [["T", ["x y"]]]},
-          {"_id": "b", "question": "q?", "answer": 3, "supporting_facts": [], "context": [["T", ["x"]]]}]
+  rows = [
+      {"_id": "a", "question": "q?", "answer": "x", "supporting_facts": [], "context": [["T", ["x y"]]]},
+      {"_id": "b", "question": "q?", "answer": 3, "supporting_facts": [], "context": [["T", ["x"]]]},
+  ]
   path = tmp_path / "hotpot.json"
   path.write_text(json.dumps(rows))
   with pytest.raises(DataError, match=r"hotpot.json: record 2: field 'answer': expected a string"):
@@ -94,8 +100,16 @@ def test_bm25_cli_bad_corpus_row(tmp_path):
   corpus, questions, out = tmp_path / "c.tsv", tmp_path / "q.jsonl", tmp_path / "o.jsonl"
   corpus.write_text("id\ttext\ttitle\n1\tapple pie\tA\n2\tonly two columns\n3\tbanana\tB\n")
   questions.write_text('{"question": "apple", "answer": ["pie"]}\n')
-  cmd = [sys.executable, "-m", "rrpo_jax.data.bm25", f"--corpus={corpus}", f"--questions={questions}",
-         "--questions_format=nq_open", "--top_n=2", f"--out={out}"]
+  cmd = [
+      sys.executable,
+      "-m",
+      "rrpo_jax.data.bm25",
+      f"--corpus={corpus}",
+      f"--questions={questions}",
+      "--questions_format=nq_open",
+      "--top_n=2",
+      f"--out={out}",
+  ]
   proc = subprocess.run(cmd, capture_output=True, text=True)
   assert proc.returncode == 2 and "Traceback" not in proc.stderr
   assert f"{corpus}: line 3: field 'columns'" in proc.stderr

@@ -68,10 +68,22 @@ def test_dpr_real_rows_and_round_trip(nq_sample_dev, tmp_path):
 
 def test_dpr_original_layout_json_list(tmp_path):
   # DPR's dense_retriever.py output: a JSON list, scores as strings, its own has_answer labels
-  rows = [{"question": "who wrote hamlet", "answers": ["Shakespeare"], "ctxs": [
-      {"id": "123", "title": "Hamlet", "text": "Hamlet is a tragedy by William Shakespeare.", "score": "81.5",
-       "has_answer": False},
-      {"id": 7, "title": "Othello", "text": "Othello is a play.", "score": 70.25, "has_answer": True}]}]
+  rows = [
+      {
+          "question": "who wrote hamlet",
+          "answers": ["Shakespeare"],
+          "ctxs": [
+              {
+                  "id": "123",
+                  "title": "Hamlet",
+                  "text": "Hamlet is a tragedy by William Shakespeare.",
+                  "score": "81.5",
+                  "has_answer": False,
+              },
+              {"id": 7, "title": "Othello", "text": "Othello is a play.", "score": 70.25, "has_answer": True},
+          ],
+      }
+  ]
   path = tmp_path / "dpr.json"
   path.write_text(json.dumps(rows), encoding="utf-8")
   (ex,), _ = read_examples(path, format="dpr")
@@ -82,12 +94,19 @@ def test_dpr_original_layout_json_list(tmp_path):
 
 
 def test_musique_fixture(tmp_path):
-  row = {"id": "2hop__1_2", "question": "Who founded the label of Artist X?", "answer": "John Smith",
-         "answer_aliases": ["J. Smith"], "answerable": True, "paragraphs": [
-             {"idx": 0, "title": "Artist X", "paragraph_text": "Artist X is signed to Label Y.", "is_supporting": True},
-             {"idx": 1, "title": "Label Y", "paragraph_text": "Label Y was founded by J. Smith.", "is_supporting": True},
-             {"idx": 2, "title": "Other", "paragraph_text": "Unrelated text.", "is_supporting": False}],
-         "question_decomposition": []}
+  row = {
+      "id": "2hop__1_2",
+      "question": "Who founded the label of Artist X?",
+      "answer": "John Smith",
+      "answer_aliases": ["J. Smith"],
+      "answerable": True,
+      "paragraphs": [
+          {"idx": 0, "title": "Artist X", "paragraph_text": "Artist X is signed to Label Y.", "is_supporting": True},
+          {"idx": 1, "title": "Label Y", "paragraph_text": "Label Y was founded by J. Smith.", "is_supporting": True},
+          {"idx": 2, "title": "Other", "paragraph_text": "Unrelated text.", "is_supporting": False},
+      ],
+      "question_decomposition": [],
+  }
   path = tmp_path / "musique.jsonl"
   path.write_text(json.dumps(row) + "\n", encoding="utf-8")
   (ex,), _ = read_examples(path, format="musique")
@@ -98,11 +117,22 @@ def test_musique_fixture(tmp_path):
 
 
 def test_ambignq_fixture(tmp_path):
-  rows = [{"id": "a1", "question": "when did the simpsons first air", "annotations": [
-      {"type": "multipleQAs", "qaPairs": [
-          {"question": "as a short?", "answer": ["April 19, 1987"]},
-          {"question": "as a series?", "answer": ["December 17, 1989", "1989"]}]},
-      {"type": "singleAnswer", "answer": ["December 17, 1989"]}]}]
+  rows = [
+      {
+          "id": "a1",
+          "question": "when did the simpsons first air",
+          "annotations": [
+              {
+                  "type": "multipleQAs",
+                  "qaPairs": [
+                      {"question": "as a short?", "answer": ["April 19, 1987"]},
+                      {"question": "as a series?", "answer": ["December 17, 1989", "1989"]},
+                  ],
+              },
+              {"type": "singleAnswer", "answer": ["December 17, 1989"]},
+          ],
+      }
+  ]
   path = tmp_path / "dev_light.json"
   path.write_text(json.dumps(rows), encoding="utf-8")
   (ex,), _ = read_examples(path, format="ambignq")
@@ -112,8 +142,10 @@ def test_ambignq_fixture(tmp_path):
 
 def test_triviaqa_dpr_fixture(tmp_path):
   # the real file's layout: CRLF, a Python-literal list, csv quote-doubling on some rows
-  text = ("Which planet is the Red Planet?\t['Mars', 'Planet Mars']\r\n"
-          "What is \"\"Bh\"\" short for?\t\"['Bh', \"\"Bh'\"\"]\"\r\n")
+  text = (
+      "Which planet is the Red Planet?\t['Mars', 'Planet Mars']\r\n"
+      'What is ""Bh"" short for?\t"[\'Bh\', ""Bh\'""]"\r\n'
+  )
   path = tmp_path / "trivia.txt"
   path.write_bytes(text.encode("utf-8"))
   a, b = read_examples(path, format="triviaqa_dpr")[0]
@@ -121,25 +153,38 @@ def test_triviaqa_dpr_fixture(tmp_path):
   assert b.answers == ["Bh", "Bh'"]
 
 
-@pytest.mark.parametrize("text, answers, expected", [
-    ("The Eiffel Tower is in Paris.", ["paris"], True),  # case and punctuation
-    ("Paris Hilton stayed", ["Paris, France"], False),  # every answer token must be there, in order
-    ("It was built by the Beatles", ["The Beatles"], True),  # articles dropped on both sides
-    ("Won in 1990 and 1991.", ["1"], False),  # token boundaries: "1" is not inside "1990"
-    ("Sold 1,000 copies", ["1000"], True),  # punctuation removed inside tokens
-    ("Wilhelm Conrad Röntgen won it", ["Wilhelm Conrad Röntgen"], True),  # unicode kept
-    ("ＰＡＲＩＳ is big", ["Paris"], True),  # full-width folded by NFKC
-    ("Anything", ["the"], False),  # empty after normalisation never matches
-    ("yes it is", ["no"], False),
-])
+@pytest.mark.parametrize(
+    "text, answers, expected",
+    [
+        ("The Eiffel Tower is in Paris.", ["paris"], True),  # case and punctuation
+        ("Paris Hilton stayed", ["Paris, France"], False),  # every answer token must be there, in order
+        ("It was built by the Beatles", ["The Beatles"], True),  # articles dropped on both sides
+        ("Won in 1990 and 1991.", ["1"], False),  # token boundaries: "1" is not inside "1990"
+        ("Sold 1,000 copies", ["1000"], True),  # punctuation removed inside tokens
+        ("Wilhelm Conrad Röntgen won it", ["Wilhelm Conrad Röntgen"], True),  # unicode kept
+        ("ＰＡＲＩＳ is big", ["Paris"], True),  # full-width folded by NFKC
+        ("Anything", ["the"], False),  # empty after normalisation never matches
+        ("yes it is", ["no"], False),
+    ],
+)
 def test_has_answer_hand_cases(text, answers, expected):
   assert candidate("p", "title", text, answers).has_answer is expected
 
 
 def test_convert_cli(tmp_path):
   out = tmp_path / "out.jsonl"
-  proc = subprocess.run([sys.executable, "-m", "rrpo_jax.data.convert", "--format=hotpotqa_ircot",
-                         str(HP / "dev.ircot.jsonl.gz"), str(out)], capture_output=True, text=True)
+  proc = subprocess.run(
+      [
+          sys.executable,
+          "-m",
+          "rrpo_jax.data.convert",
+          "--format=hotpotqa_ircot",
+          str(HP / "dev.ircot.jsonl.gz"),
+          str(out),
+      ],
+      capture_output=True,
+      text=True,
+  )
   assert proc.returncode == 0, proc.stderr
   assert "100 examples read, 0 invalid records skipped" in proc.stderr
   examples, _ = read_examples(out, format="dpr")
@@ -157,28 +202,61 @@ def test_question_only_round_trip(tmp_path):
 # One hand-written record per JSON format (two queries each), for the layout tests.
 def _records(fmt):
   if fmt == "dpr":
-    return [{"id": f"q{i}", "question": f"who wrote play {i}", "answers": ["Shakespeare"],
-             "ctxs": [{"id": f"p{i}", "title": "Hamlet", "text": "A play by Shakespeare.", "score": 1.5}]}
-            for i in range(2)]
+    return [
+        {
+            "id": f"q{i}",
+            "question": f"who wrote play {i}",
+            "answers": ["Shakespeare"],
+            "ctxs": [{"id": f"p{i}", "title": "Hamlet", "text": "A play by Shakespeare.", "score": 1.5}],
+        }
+        for i in range(2)
+    ]
   if fmt == "hotpotqa":
-    return [{"_id": f"q{i}", "question": "which river?", "answer": "Seine", "supporting_facts": [["Paris", 0]],
-             "context": [["Paris", ["Paris is on the ", "Seine."]], ["Rome", ["Rome is not."]]], "type": "bridge",
-             "level": "easy"} for i in range(2)]
+    return [
+        {
+            "_id": f"q{i}",
+            "question": "which river?",
+            "answer": "Seine",
+            "supporting_facts": [["Paris", 0]],
+            "context": [["Paris", ["Paris is on the ", "Seine."]], ["Rome", ["Rome is not."]]],
+            "type": "bridge",
+            "level": "easy",
+        }
+        for i in range(2)
+    ]
   if fmt == "hotpotqa_ircot":
-    return [{"question_id": f"q{i}", "question_text": "which river?", "answers_objects": [
-        {"number": "", "date": {"day": "", "month": "", "year": ""}, "spans": ["Seine"]}],
-        "contexts": [{"idx": 0, "title": "Paris", "paragraph_text": "Paris is on the Seine.", "is_supporting": True}]}
-        for i in range(2)]
+    return [
+        {
+            "question_id": f"q{i}",
+            "question_text": "which river?",
+            "answers_objects": [{"number": "", "date": {"day": "", "month": "", "year": ""}, "spans": ["Seine"]}],
+            "contexts": [
+                {"idx": 0, "title": "Paris", "paragraph_text": "Paris is on the Seine.", "is_supporting": True}
+            ],
+        }
+        for i in range(2)
+    ]
   if fmt == "musique":
-    return [{"id": f"2hop__{i}", "question": "Who founded Label Y?", "answer": "John Smith", "answer_aliases": [],
-             "answerable": True, "paragraphs": [
-                 {"idx": 0, "title": "Label Y", "paragraph_text": "Founded by John Smith.", "is_supporting": True}]}
-            for i in range(2)]
+    return [
+        {
+            "id": f"2hop__{i}",
+            "question": "Who founded Label Y?",
+            "answer": "John Smith",
+            "answer_aliases": [],
+            "answerable": True,
+            "paragraphs": [
+                {"idx": 0, "title": "Label Y", "paragraph_text": "Founded by John Smith.", "is_supporting": True}
+            ],
+        }
+        for i in range(2)
+    ]
   if fmt == "nq_open":
     return [{"question": f"who sang song {i}", "answer": ["Elvis"]} for i in range(2)]
   assert fmt == "ambignq"
-  return [{"id": f"a{i}", "question": "when?", "annotations": [{"type": "singleAnswer", "answer": ["1989"]}]}
-          for i in range(2)]
+  return [
+      {"id": f"a{i}", "question": "when?", "annotations": [{"type": "singleAnswer", "answer": ["1989"]}]}
+      for i in range(2)
+  ]
 
 
 JSON_FORMATS = ["dpr", "hotpotqa", "hotpotqa_ircot", "musique", "nq_open", "ambignq"]

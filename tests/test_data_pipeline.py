@@ -12,8 +12,10 @@ from rrpo_jax.data import Candidate, Example, Loader, make_encode_fn
 def _examples(m, max_cands=5):
   out = []
   for i in range(m):
-    cands = [Candidate(f"p{i}.{j}", "t", f"text {j}", float(-j), j == 0, (j == 1) if i % 2 else None)
-             for j in range(1 + i % max_cands)]
+    cands = [
+        Candidate(f"p{i}.{j}", "t", f"text {j}", float(-j), j == 0, (j == 1) if i % 2 else None)
+        for j in range(1 + i % max_cands)
+    ]
     out.append(Example(f"q{i}", f"question {i}", ["a"], cands))
   return out
 
@@ -32,8 +34,19 @@ def _encode(examples):
 def test_two_processes_four_devices_cover_every_example_once(m):
   processes, devices, global_batch = 2, 4, 16
   data = _examples(m)
-  loaders = [Loader(data, _encode, batch_size=global_batch, n=4, seed=3, process_index=p,
-                    process_count=processes, local_device_count=devices) for p in range(processes)]
+  loaders = [
+      Loader(
+          data,
+          _encode,
+          batch_size=global_batch,
+          n=4,
+          seed=3,
+          process_index=p,
+          process_count=processes,
+          local_device_count=devices,
+      )
+      for p in range(processes)
+  ]
   assert len(loaders[0]) == -(-m // global_batch)
   orders = []
   for epoch in range(2):
@@ -115,6 +128,7 @@ def test_make_encode_fn_calls_the_pair_encoder():
   calls = []
 
   class FakeEncoder:
+
     def encode(self, questions, passages, *, n):
       calls.append((questions, passages, n))
       return {"input_ids": np.zeros((len(questions), n, 2), np.int32)}
@@ -130,16 +144,19 @@ def test_make_encode_fn_calls_the_pair_encoder():
 def test_tfds_array_record_source(tmp_path, request):
   from rrpo_jax.data import read_examples, write_examples
   from rrpo_jax.data import tfds_builder
+
   data = _examples(13)
   write_examples(tmp_path / "train.jsonl", data)
-  builder = tfds_builder.make_builder("toy", data_dir=str(tmp_path / "tfds"),
-                                      files={"train": (str(tmp_path / "train.jsonl"), "dpr")})
+  builder = tfds_builder.make_builder(
+      "toy", data_dir=str(tmp_path / "tfds"), files={"train": (str(tmp_path / "train.jsonl"), "dpr")}
+  )
   builder.download_and_prepare()
   source = builder.as_data_source("train")
   assert len(source) == 13
   ordered = tfds_builder.in_source_order(source)
-  assert [tfds_builder.from_record(ordered[i]) for i in range(13)] == read_examples(tmp_path / "train.jsonl",
-                                                                                     format="dpr")[0]
+  assert [tfds_builder.from_record(ordered[i]) for i in range(13)] == read_examples(
+      tmp_path / "train.jsonl", format="dpr"
+  )[0]
   loader = Loader(source, _encode, batch_size=4, n=4, seed=0, num_epochs=1)
   qids = [e.qid for b in loader for e, ok in zip(b["examples"], b["query_mask"]) if ok]
   assert sorted(qids) == sorted(e.qid for e in data)

@@ -8,16 +8,32 @@ from rrpo_jax.data.example import Candidate, Example
 
 
 def data_config(**kw):
-  c = ml_collections.ConfigDict({"sample": "nq", "train_path": "", "eval_path": "", "format": "dpr",
-                                 "skip_invalid": False, "num_candidates": 4, "max_train_queries": 0,
-                                 "max_eval_queries": 0, "val_size": 0, "eval_split": "dev"})
+  c = ml_collections.ConfigDict(
+      {
+          "sample": "nq",
+          "train_path": "",
+          "eval_path": "",
+          "format": "dpr",
+          "skip_invalid": False,
+          "num_candidates": 4,
+          "max_train_queries": 0,
+          "max_eval_queries": 0,
+          "val_size": 0,
+          "eval_split": "dev",
+      }
+  )
   c.update(kw)
   return c
 
 
 def write(path, qids):
-  write_examples(path, [Example(q, f"question {q}?", ["a"], [Candidate(f"{q}-{j}", "t", "text a", None, True)
-                                                               for j in range(6)]) for q in qids])
+  write_examples(
+      path,
+      [
+          Example(q, f"question {q}?", ["a"], [Candidate(f"{q}-{j}", "t", "text a", None, True) for j in range(6)])
+          for q in qids
+      ],
+  )
   return str(path)
 
 

@@ -38,10 +38,44 @@ def _parse(config_arg: str, overrides: list[str]):
 DEFAULT = _parse(CONFIGS[0], [])
 FIELDS = _leaves(DEFAULT)
 texts = st.one_of(
-    st.text(max_size=12), st.integers(-10**6, 10**6).map(str), st.floats().map(str),
-    st.sampled_from(["", "0", "-1", "1e309", "nan", "-inf", "True", "false", "None", "()", "(1,)", "(0, 512)",
-                     "(1, 2, 3)", "[3]", "{}", "a,b", "sft,,rrpo", "eval", "export", "default", "random",
-                     "/nonexistent", ".", "./x", "\x00", "é" * 3, "9" * 400, "0x10", "1_000", " 3 "]))
+    st.text(max_size=12),
+    st.integers(-(10**6), 10**6).map(str),
+    st.floats().map(str),
+    st.sampled_from(
+        [
+            "",
+            "0",
+            "-1",
+            "1e309",
+            "nan",
+            "-inf",
+            "True",
+            "false",
+            "None",
+            "()",
+            "(1,)",
+            "(0, 512)",
+            "(1, 2, 3)",
+            "[3]",
+            "{}",
+            "a,b",
+            "sft,,rrpo",
+            "eval",
+            "export",
+            "default",
+            "random",
+            "/nonexistent",
+            ".",
+            "./x",
+            "\x00",
+            "é" * 3,
+            "9" * 400,
+            "0x10",
+            "1_000",
+            " 3 ",
+        ]
+    ),
+)
 
 
 def _typed(default):
@@ -67,8 +101,14 @@ def _get(config, field):
 def overrides(draw):
   out = [("model.init", "random")] if draw(st.booleans()) else []
   for field in draw(st.lists(st.sampled_from(FIELDS), min_size=1, max_size=4)):
-    out.append((field, draw(st.one_of(_typed(_get(DEFAULT, field)), texts) if draw(st.booleans()) else
-                       _typed(_get(DEFAULT, field)))))
+    out.append(
+        (
+            field,
+            draw(
+                st.one_of(_typed(_get(DEFAULT, field)), texts) if draw(st.booleans()) else _typed(_get(DEFAULT, field))
+            ),
+        )
+    )
   return out
 
 
@@ -76,8 +116,9 @@ def _known_validate_bug(config) -> bool:
   """Inputs where train.validate (the trainer's module, fixed separately) is known to raise something
   other than ConfigError; found by this test. Remove each entry when its fix lands."""
   random = config.model.init == "random"
-  return ((random and config.model.random.num_attention_heads == 0)  # ZeroDivisionError
-          or not all(isinstance(b, int) for b in config.data.buckets))  # TypeError ('' -> a str of buckets)
+  return (random and config.model.random.num_attention_heads == 0) or not all(  # ZeroDivisionError
+      isinstance(b, int) for b in config.data.buckets
+  )  # TypeError ('' -> a str of buckets)
 
 
 @settings(suppress_health_check=[HealthCheck.too_slow])

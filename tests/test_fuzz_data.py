@@ -29,8 +29,9 @@ from rrpo_jax.data.formats import FORMATS
 
 JSON_FORMATS = [f for f in FORMATS if f != "triviaqa_dpr"]
 HUGE = "x" * 300_000  # a huge field (kept moderate: each example writes and parses it)
-FUZZ = settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                       HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture]
+)
 CLI = settings(FUZZ, max_examples=max(10, settings.default.max_examples // 2))  # slower per example
 
 STATS = collections.Counter()  # per test: inputs, clear_errors, valid_records, valid_arrived
@@ -56,17 +57,32 @@ def _count(test: str, *, error: bool, valid: int = 0, arrived: int = 0) -> None:
 
 # ------------------------------------------------------------------------------ strategies
 words = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=12).filter(
-    lambda s: s.strip())
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70),
-                    st.floats(allow_nan=False, allow_infinity=False),
-                    st.text(max_size=10), st.just(""), st.just(HUGE), st.just(10**4000), st.just("\ud800"),
-                    st.just("\udfff tail"), st.just(float("nan")), st.just(float("inf")))
-json_values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
-                                                            st.dictionaries(st.text(max_size=6), inner, max_size=3)),
-                           max_leaves=6)
-plain_values = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=10)),
-                            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
-                                                                                       max_size=3), max_leaves=6)
+    lambda s: s.strip()
+)
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=10),
+    st.just(""),
+    st.just(HUGE),
+    st.just(10**4000),
+    st.just("\ud800"),
+    st.just("\udfff tail"),
+    st.just(float("nan")),
+    st.just(float("inf")),
+)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)),
+    max_leaves=6,
+)
+plain_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=10)),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=6,
+)
 
 
 @st.composite
@@ -76,30 +92,62 @@ def valid_record(draw, fmt, i):
   answer = draw(words)
   texts = draw(st.lists(st.text(max_size=40), min_size=1, max_size=4))
   if fmt == "dpr":
-    return {"id": qid, "question": question, "answers": [answer, *draw(st.lists(st.text(max_size=8), max_size=2))],
-            "ctxs": [{"id": f"p{j}", "title": draw(st.text(max_size=8)), "text": t,
-                      "score": draw(st.one_of(st.none(), st.floats(-1e6, 1e6), st.just("12.5")))}
-                     for j, t in enumerate(texts)]}
+    return {
+        "id": qid,
+        "question": question,
+        "answers": [answer, *draw(st.lists(st.text(max_size=8), max_size=2))],
+        "ctxs": [
+            {
+                "id": f"p{j}",
+                "title": draw(st.text(max_size=8)),
+                "text": t,
+                "score": draw(st.one_of(st.none(), st.floats(-1e6, 1e6), st.just("12.5"))),
+            }
+            for j, t in enumerate(texts)
+        ],
+    }
   if fmt == "hotpotqa":
     titles = [f"T{j}{draw(st.text(max_size=4))}" for j in range(len(texts))]
-    return {"_id": qid, "question": question, "answer": answer, "supporting_facts": [[titles[0], 0]],
-            "context": [[t, [x, "."]] for t, x in zip(titles, texts)], "type": "bridge"}
+    return {
+        "_id": qid,
+        "question": question,
+        "answer": answer,
+        "supporting_facts": [[titles[0], 0]],
+        "context": [[t, [x, "."]] for t, x in zip(titles, texts)],
+        "type": "bridge",
+    }
   if fmt == "hotpotqa_ircot":
-    return {"question_id": qid, "question_text": question,
-            "answers_objects": [{"number": draw(st.sampled_from(["", 3, None])), "spans": [answer]}],
-            "contexts": [{"idx": j, "title": f"T{j}", "paragraph_text": t, "is_supporting": j == 0}
-                         for j, t in enumerate(texts)]}
+    return {
+        "question_id": qid,
+        "question_text": question,
+        "answers_objects": [{"number": draw(st.sampled_from(["", 3, None])), "spans": [answer]}],
+        "contexts": [
+            {"idx": j, "title": f"T{j}", "paragraph_text": t, "is_supporting": j == 0} for j, t in enumerate(texts)
+        ],
+    }
   if fmt == "musique":
-    return {"id": qid, "question": question, "answer": answer, "answer_aliases": draw(st.lists(st.text(max_size=6))),
-            "answerable": draw(st.booleans()),
-            "paragraphs": [{"idx": j, "title": "T", "paragraph_text": t, "is_supporting": draw(st.booleans())}
-                           for j, t in enumerate(texts)]}
+    return {
+        "id": qid,
+        "question": question,
+        "answer": answer,
+        "answer_aliases": draw(st.lists(st.text(max_size=6))),
+        "answerable": draw(st.booleans()),
+        "paragraphs": [
+            {"idx": j, "title": "T", "paragraph_text": t, "is_supporting": draw(st.booleans())}
+            for j, t in enumerate(texts)
+        ],
+    }
   if fmt == "nq_open":
     return {"id": qid, "question": question, "answer": [answer], "extra": draw(plain_values)}
   assert fmt == "ambignq"
-  return {"id": qid, "question": question, "annotations": [
-      {"type": "singleAnswer", "answer": [answer]},
-      {"type": "multipleQAs", "qaPairs": [{"question": "q", "answer": [draw(words)]}]}]}
+  return {
+      "id": qid,
+      "question": question,
+      "annotations": [
+          {"type": "singleAnswer", "answer": [answer]},
+          {"type": "multipleQAs", "qaPairs": [{"question": "q", "answer": [draw(words)]}]},
+      ],
+  }
 
 
 def _paths(obj, prefix=()):
@@ -140,8 +188,13 @@ def mutated(draw, record, i):
     if kind == "delete":
       _set(obj, path, None, delete=True)
     else:
-      _set(obj, path, {"replace": None, "empty_list": [], "huge": HUGE, "surrogate": "a\udc80b"}.get(kind)
-           if kind != "replace" else draw(json_values))
+      _set(
+          obj,
+          path,
+          {"replace": None, "empty_list": [], "huge": HUGE, "surrogate": "a\udc80b"}.get(kind)
+          if kind != "replace"
+          else draw(json_values),
+      )
   if draw(st.booleans()) and draw(st.booleans()):
     obj = draw(json_values)  # not a record at all
   return obj
@@ -156,8 +209,11 @@ def data_file(draw, fmt, *, layout=None):
   items = [("valid", v) for v in valid]
   for i in range(draw(st.integers(0, 5))):
     base = draw(valid_record(fmt, 100 + i))
-    kind = draw(st.sampled_from(["mutate", "mutate", "duplicate", "raw"] if layout == "lines" else
-                                ["mutate", "mutate", "duplicate"]))
+    kind = draw(
+        st.sampled_from(
+            ["mutate", "mutate", "duplicate", "raw"] if layout == "lines" else ["mutate", "mutate", "duplicate"]
+        )
+    )
     if kind == "duplicate" and items:
       at = draw(st.integers(0, len(items) - 1))
       if items[at][0] == "valid":
@@ -177,7 +233,7 @@ def data_file(draw, fmt, *, layout=None):
           at = draw(st.integers(0, len(line)))
           line = line[:at] + draw(st.sampled_from([b"\xff", b"\xc3", b"\xed\xa0\x80", b"\x80\x80"])) + line[at:]
         elif how == "truncate":
-          line = line[:draw(st.integers(1, max(1, len(line) - 1)))]
+          line = line[: draw(st.integers(1, max(1, len(line) - 1)))]
         elif how == "bigint":
           line = line[:-1] + b', "n": 1' + b"0" * 5000 + b"}"
         else:
@@ -229,13 +285,27 @@ def test_adapters_only_raise_data_errors_and_keep_every_valid_record(tmp_path, f
 
 
 @FUZZ
-@given(rows=st.lists(st.one_of(
-    st.tuples(words, st.lists(words, min_size=1, max_size=3)).map(lambda qa: ("valid", qa)),
-    st.binary(max_size=40).map(lambda b: ("raw", b)),
-    st.text(max_size=40).map(lambda t: ("raw", t.encode("utf-8", "surrogatepass"))),
-    st.sampled_from([b"q\t" + b"[" * 5000, b"q\t" + b"1" * 5000, b"q\t{[]: 1}", b"q\t" + b"a" * 200_000,
-                     b'q\t"unterminated', b"q\t['a']\t3", b"\x00\t['a']"]).map(lambda b: ("raw", b))),
-    max_size=8))
+@given(
+    rows=st.lists(
+        st.one_of(
+            st.tuples(words, st.lists(words, min_size=1, max_size=3)).map(lambda qa: ("valid", qa)),
+            st.binary(max_size=40).map(lambda b: ("raw", b)),
+            st.text(max_size=40).map(lambda t: ("raw", t.encode("utf-8", "surrogatepass"))),
+            st.sampled_from(
+                [
+                    b"q\t" + b"[" * 5000,
+                    b"q\t" + b"1" * 5000,
+                    b"q\t{[]: 1}",
+                    b"q\t" + b"a" * 200_000,
+                    b'q\t"unterminated',
+                    b"q\t['a']\t3",
+                    b"\x00\t['a']",
+                ]
+            ).map(lambda b: ("raw", b)),
+        ),
+        max_size=8,
+    )
+)
 def test_triviaqa_tsv_fuzz(tmp_path, rows):
   lines, n_valid = [], 0
   for kind, row in rows:
@@ -311,12 +381,18 @@ def corpus_file(draw):
   rows, good = [b"id\ttext\ttitle"] if draw(st.booleans()) else [], 0
   for j in range(draw(st.integers(0, 8))):
     kind = draw(st.sampled_from(["good", "good", "good", "columns", "utf8", "empty_id", "huge", "raw", "stop"]))
-    text = " ".join(draw(st.lists(st.sampled_from(["apple", "pie", "the", "of", "paris", "x", "Ünïcode", "42"]),
-                                  max_size=6)))
-    row = {"good": f"p{j}\t{text}\tT{j}".encode(), "columns": f"p{j}\t{text}".encode(),
-           "utf8": f"p{j}\t{text}\tT".encode() + b"\xff", "empty_id": f" \t{text}\tT".encode(),
-           "huge": f"p{j}\t".encode() + b"y " * 100_000 + b"\tT", "stop": f"p{j}\tthe of a\tthe".encode(),
-           "raw": draw(st.binary(max_size=30)).replace(b"\n", b" ").replace(b"\r", b" ")}[kind]
+    text = " ".join(
+        draw(st.lists(st.sampled_from(["apple", "pie", "the", "of", "paris", "x", "Ünïcode", "42"]), max_size=6))
+    )
+    row = {
+        "good": f"p{j}\t{text}\tT{j}".encode(),
+        "columns": f"p{j}\t{text}".encode(),
+        "utf8": f"p{j}\t{text}\tT".encode() + b"\xff",
+        "empty_id": f" \t{text}\tT".encode(),
+        "huge": f"p{j}\t".encode() + b"y " * 100_000 + b"\tT",
+        "stop": f"p{j}\tthe of a\tthe".encode(),
+        "raw": draw(st.binary(max_size=30)).replace(b"\n", b" ").replace(b"\r", b" "),
+    }[kind]
     good += kind in ("good", "huge", "stop")
     rows.append(row)
   data = b"".join(r + b"\n" for r in rows)
@@ -324,16 +400,26 @@ def corpus_file(draw):
 
 
 @CLI
-@given(corpus=corpus_file(), questions=st.lists(st.one_of(words, st.just("the of"), st.just("apple pie")),
-                                                 max_size=3), top_n=st.integers(1, 4))
+@given(
+    corpus=corpus_file(),
+    questions=st.lists(st.one_of(words, st.just("the of"), st.just("apple pie")), max_size=3),
+    top_n=st.integers(1, 4),
+)
 def test_bm25_cli_fuzz(tmp_path, corpus, questions, top_n):
   blob, good = corpus
   src, qs, out = tmp_path / "c.tsv", tmp_path / "q.jsonl", tmp_path / "o.jsonl"
   src.write_bytes(blob)
   qs.write_text("".join(json.dumps({"question": q, "answer": ["pie"]}) + "\n" for q in questions))
   out.unlink(missing_ok=True)
-  argv = [f"--corpus={src}", f"--questions={qs}", "--questions_format=nq_open", f"--top_n={top_n}",
-          f"--out={out}", "--chunk_size=3", f"--tmp_dir={tmp_path}"]
+  argv = [
+      f"--corpus={src}",
+      f"--questions={qs}",
+      "--questions_format=nq_open",
+      f"--top_n={top_n}",
+      f"--out={out}",
+      "--chunk_size=3",
+      f"--tmp_dir={tmp_path}",
+  ]
   code, stderr = _cli(bm25.main, argv)
   if code:
     _clean_failure(code, stderr, src)
@@ -355,29 +441,66 @@ def test_bm25_cli_fuzz(tmp_path, corpus, questions, top_n):
 
 # ------------------------------------------------------------------------------ regressions
 # Bugs the fuzzing found, each pinned by its smallest input.
-@pytest.mark.parametrize("fmt, line, field, fragment", [
-    ("dpr", '{"question": "q", "answers": ["a"], "id": 1' + "0" * 5000 + "}", None, "integer string conversion"),
-    ("dpr", "[" * 100_000, None, "nested too deeply"),  # was RecursionError
-    ("dpr", '{"question": "q", "answers": ["a"], "ctxs": [{"text": "t", "score": 1e999}]}', "ctxs[0].score",
-     "not a finite number"),
-    ("dpr", '{"question": "q", "answers": ["a"], "ctxs": [{"text": "t", "score": ' + "9" * 400 + "}]}",
-     "ctxs[0].score", "not a number: 9999"),  # float(int) was OverflowError
-    ("dpr", '{"question": "q\\ud800", "answers": ["a"], "ctxs": [{"text": "t"}]}', "question",
-     "unpaired UTF-16 surrogate"),  # was UnicodeEncodeError when the converter wrote it
-    ("dpr", '{"question": "q", "answers": ["a"], "ctxs": [{"text": "t", "title": "\\udfff"}]}', "ctxs[0].title",
-     "unpaired UTF-16 surrogate"),
-    ("ambignq", '[{"id": "a", "question": "q", "annotations": [{"type": "singleAnswer", "answer": ["x"], '
-     '"qaPairs": 3}]}]', None, None),  # was TypeError: object of type 'int' has no len()
-    ("musique", '{"id": "m", "question": "q", "answer": "a", "paragraphs": [{"idx": {"a": 1}, '
-     '"paragraph_text": "t"}]}', "paragraphs[0].idx", "must be a string or integer"),
-    ("hotpotqa_ircot", '{"question_id": "i", "question_text": "q", "answers_objects": [{"spans": ["a", 3]}], '
-     '"contexts": [{"title": "T", "paragraph_text": "t"}]}', "answers_objects[0].spans[1]", "expected a string"),
-    ("triviaqa_dpr", "q\t" + "[" * 5000, "answers", "not a Python list literal"),  # was RecursionError
-    ("triviaqa_dpr", "q\t{[]: 1}", "answers", "not a Python list literal"),  # was TypeError
-    ("triviaqa_dpr", "q\t['" + "a" * 2000 + "']", None, "unreadable TSV row"),  # was csv.Error (limit below)
-    ("dpr", '{"question": "q", "answers": [[' + ", ".join(["1"] * 5000) + "]]}", "answers[0]",
-     "answer is not a string: <list of 5000 items>"),  # messages stay short whatever the value
-])
+@pytest.mark.parametrize(
+    "fmt, line, field, fragment",
+    [
+        ("dpr", '{"question": "q", "answers": ["a"], "id": 1' + "0" * 5000 + "}", None, "integer string conversion"),
+        ("dpr", "[" * 100_000, None, "nested too deeply"),  # was RecursionError
+        (
+            "dpr",
+            '{"question": "q", "answers": ["a"], "ctxs": [{"text": "t", "score": 1e999}]}',
+            "ctxs[0].score",
+            "not a finite number",
+        ),
+        (
+            "dpr",
+            '{"question": "q", "answers": ["a"], "ctxs": [{"text": "t", "score": ' + "9" * 400 + "}]}",
+            "ctxs[0].score",
+            "not a number: 9999",
+        ),  # float(int) was OverflowError
+        (
+            "dpr",
+            '{"question": "q\\ud800", "answers": ["a"], "ctxs": [{"text": "t"}]}',
+            "question",
+            "unpaired UTF-16 surrogate",
+        ),  # was UnicodeEncodeError when the converter wrote it
+        (
+            "dpr",
+            '{"question": "q", "answers": ["a"], "ctxs": [{"text": "t", "title": "\\udfff"}]}',
+            "ctxs[0].title",
+            "unpaired UTF-16 surrogate",
+        ),
+        (
+            "ambignq",
+            '[{"id": "a", "question": "q", "annotations": [{"type": "singleAnswer", "answer": ["x"], '
+            '"qaPairs": 3}]}]',
+            None,
+            None,
+        ),  # was TypeError: object of type 'int' has no len()
+        (
+            "musique",
+            '{"id": "m", "question": "q", "answer": "a", "paragraphs": [{"idx": {"a": 1}, ' '"paragraph_text": "t"}]}',
+            "paragraphs[0].idx",
+            "must be a string or integer",
+        ),
+        (
+            "hotpotqa_ircot",
+            '{"question_id": "i", "question_text": "q", "answers_objects": [{"spans": ["a", 3]}], '
+            '"contexts": [{"title": "T", "paragraph_text": "t"}]}',
+            "answers_objects[0].spans[1]",
+            "expected a string",
+        ),
+        ("triviaqa_dpr", "q\t" + "[" * 5000, "answers", "not a Python list literal"),  # was RecursionError
+        ("triviaqa_dpr", "q\t{[]: 1}", "answers", "not a Python list literal"),  # was TypeError
+        ("triviaqa_dpr", "q\t['" + "a" * 2000 + "']", None, "unreadable TSV row"),  # was csv.Error (limit below)
+        (
+            "dpr",
+            '{"question": "q", "answers": [[' + ", ".join(["1"] * 5000) + "]]}",
+            "answers[0]",
+            "answer is not a string: <list of 5000 items>",
+        ),  # messages stay short whatever the value
+    ],
+)
 def test_fuzz_regressions(tmp_path, fmt, line, field, fragment):
   path = tmp_path / "bad.data"
   path.write_text(line + "\n", encoding="utf-8", errors="surrogatepass")
@@ -400,7 +523,7 @@ def test_corrupt_gzip_is_a_data_error(tmp_path):
   rows = "".join(json.dumps({"question": f"q{i * 7919 % 100_003}", "answer": ["a"]}) + "\n" for i in range(2000))
   blob = gzip.compress(rows.encode(), mtime=0)
   path = tmp_path / "q.jsonl.gz"
-  path.write_bytes(blob[:len(blob) // 2])  # truncated: was EOFError out of the reader
+  path.write_bytes(blob[: len(blob) // 2])  # truncated: was EOFError out of the reader
   with pytest.raises(DataError, match=r"q.jsonl.gz: line \d+: record: corrupt or truncated gzip"):
     read_examples(path, format="nq_open", skip_invalid=True)
   path.write_bytes(blob[:40] + bytes(b ^ 0xFF for b in blob[40:80]) + blob[80:])  # was zlib.error
@@ -408,17 +531,29 @@ def test_corrupt_gzip_is_a_data_error(tmp_path):
     read_examples(path, format="nq_open", skip_invalid=True)
   corpus, questions = tmp_path / "c.tsv.gz", tmp_path / "q.jsonl"
   blob = gzip.compress("".join(f"p{i}\tapple {i * 7919 % 100_003}\tA\n" for i in range(5000)).encode(), mtime=0)
-  corpus.write_bytes(blob[:len(blob) // 2])
+  corpus.write_bytes(blob[: len(blob) // 2])
   questions.write_text("".join(rows.splitlines(keepends=True)[:20]))
-  code, stderr = _cli(bm25.main, [f"--corpus={corpus}", f"--questions={questions}", "--questions_format=nq_open",
-                                  f"--out={tmp_path / 'o.jsonl'}", "--skip_invalid"])
+  code, stderr = _cli(
+      bm25.main,
+      [
+          f"--corpus={corpus}",
+          f"--questions={questions}",
+          "--questions_format=nq_open",
+          f"--out={tmp_path / 'o.jsonl'}",
+          "--skip_invalid",
+      ],
+  )
   _clean_failure(code, stderr, corpus)
 
 
 def test_duplicate_passage_ids_with_different_texts(tmp_path):
   # the reader cache keys passages by id: two texts under one id would share cached answers
-  row = {"id": "q", "question": "q?", "answers": ["a"], "ctxs": [{"id": "p1", "text": "one"}, {"id": "p2", "text": "x"},
-                                                                  {"id": "p1", "text": "two"}]}
+  row = {
+      "id": "q",
+      "question": "q?",
+      "answers": ["a"],
+      "ctxs": [{"id": "p1", "text": "one"}, {"id": "p2", "text": "x"}, {"id": "p1", "text": "two"}],
+  }
   path = tmp_path / "d.jsonl"
   path.write_text(json.dumps(row) + "\n")
   with pytest.raises(DataError, match=r"line 1: field 'ctxs\[2\]': passage id 'p1' is also ctxs\[0\]"):

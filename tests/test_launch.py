@@ -14,8 +14,9 @@ SCRIPTS = ["local.sh", "tpu_pod.sh", "slurm_gpu.sbatch", "reader_vllm.sh"]
 
 
 def bash(*args, env=None):
-  return subprocess.run(["bash", *args], cwd=ROOT, capture_output=True, text=True, timeout=600,
-                        env={**os.environ, **(env or {})})
+  return subprocess.run(
+      ["bash", *args], cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, **(env or {})}
+  )
 
 
 def parse_main_args(argv):
@@ -35,15 +36,27 @@ def test_scripts_parse(script):
 
 
 def test_tpu_pod_dry_run_prints_the_worker_command():
-  proc = bash("launch/tpu_pod.sh", "--dry_run", "my-v4-32", "us-central2-b", "configs/nq.py:paper",
-              "gs://bucket/runs/nq", "--config.reader.base_url=http://reader-host:8000/v1", "--config.rrpo.steps=5")
+  proc = bash(
+      "launch/tpu_pod.sh",
+      "--dry_run",
+      "my-v4-32",
+      "us-central2-b",
+      "configs/nq.py:paper",
+      "gs://bucket/runs/nq",
+      "--config.reader.base_url=http://reader-host:8000/v1",
+      "--config.rrpo.steps=5",
+  )
   assert proc.returncode == 0, proc.stderr
   lines = proc.stdout.splitlines()
   assert lines[0].startswith("gcloud compute tpus tpu-vm ssh my-v4-32 --zone=us-central2-b --worker=all")
   assert lines[1] == "environment (every worker): TOKENIZERS_PARALLELISM=false"
   cmd = shlex.split(lines[2].split("every worker runs: ", 1)[1])
-  assert cmd[:3] == ["cd", "~/rrpo_jax", "&&"] and cmd[3:7] == ["TOKENIZERS_PARALLELISM=false", "python", "-m",
-                                                                 "rrpo_jax.main"]
+  assert cmd[:3] == ["cd", "~/rrpo_jax", "&&"] and cmd[3:7] == [
+      "TOKENIZERS_PARALLELISM=false",
+      "python",
+      "-m",
+      "rrpo_jax.main",
+  ]
   config, workdir = parse_main_args(cmd[7:])
   assert workdir == "gs://bucket/runs/nq" and config.distributed.enabled
   assert config.rrpo.steps == 5 and config.reader.base_url == "http://reader-host:8000/v1"
@@ -51,8 +64,14 @@ def test_tpu_pod_dry_run_prints_the_worker_command():
 
 
 def test_slurm_dry_run_prints_every_rank():
-  proc = bash("launch/slurm_gpu.sbatch", "--dry_run", "configs/hotpotqa.py:paper", "/shared/runs/h",
-              "--config.rrpo.batch_size=64", env={"SLURM_NNODES": "2", "SLURM_NTASKS_PER_NODE": "4"})
+  proc = bash(
+      "launch/slurm_gpu.sbatch",
+      "--dry_run",
+      "configs/hotpotqa.py:paper",
+      "/shared/runs/h",
+      "--config.rrpo.batch_size=64",
+      env={"SLURM_NNODES": "2", "SLURM_NTASKS_PER_NODE": "4"},
+  )
   assert proc.returncode == 0, proc.stderr
   lines = proc.stdout.splitlines()
   assert lines[0].startswith("srun --gpus-per-task=1 --gpu-bind=single:1 ")
@@ -70,7 +89,13 @@ def test_slurm_dry_run_prints_every_rank():
 def test_local_sh_runs_the_entry_point(tmp_path):
   """A one-step warm-up of the smoke config through launch/local.sh (no reader needed)."""
   workdir = tmp_path / "run"
-  proc = bash("launch/local.sh", "configs/smoke.py", str(workdir), "--config.mode=sft", "--config.sft.steps=1",
-              env={"JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=1"})
+  proc = bash(
+      "launch/local.sh",
+      "configs/smoke.py",
+      str(workdir),
+      "--config.mode=sft",
+      "--config.sft.steps=1",
+      env={"JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=1"},
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert (workdir / "checkpoints" / "sft").is_dir() and (workdir / "config.json").is_file()

@@ -8,8 +8,14 @@ from test_train_smoke import ROOT, env_for, main_cmd
 
 
 def _run(workdir, *overrides, config="configs/smoke.py", timeout=600):
-  return subprocess.run(main_cmd(workdir, *overrides, config=config), cwd=ROOT, env=env_for(2),
-                        capture_output=True, text=True, timeout=timeout)
+  return subprocess.run(
+      main_cmd(workdir, *overrides, config=config),
+      cwd=ROOT,
+      env=env_for(2),
+      capture_output=True,
+      text=True,
+      timeout=timeout,
+  )
 
 
 def test_overrides_apply_and_errors_name_the_field(tmp_path):
@@ -26,18 +32,26 @@ def test_overrides_apply_and_errors_name_the_field(tmp_path):
 
 def test_unreachable_reader_stops_with_checkpoint_intact(tmp_path):
   workdir = tmp_path / "w"
-  proc = _run(workdir, "mode=sft,rrpo", "reader.backend=openai", "reader.base_url=http://127.0.0.1:9/v1",
-              "reader.max_retries=1", "reader.timeout_s=2.0")
+  proc = _run(
+      workdir,
+      "mode=sft,rrpo",
+      "reader.backend=openai",
+      "reader.base_url=http://127.0.0.1:9/v1",
+      "reader.max_retries=1",
+      "reader.timeout_s=2.0",
+  )
   assert proc.returncode == 1, proc.stderr[-3000:]
   assert "Traceback" not in proc.stderr
   assert "reader" in proc.stderr.lower() and "rerun the same command to resume" in proc.stderr
   sft = workdir / "checkpoints" / "sft"
   assert "4" in os.listdir(sft)  # the warm-up finished and its checkpoint survives
   assert not (workdir / "checkpoints" / "rrpo").exists() or not any(
-      n.isdigit() for n in os.listdir(workdir / "checkpoints" / "rrpo"))
+      n.isdigit() for n in os.listdir(workdir / "checkpoints" / "rrpo")
+  )
 
 
 def test_default_workdir_names_config_and_variant():
   from rrpo_jax.main import default_workdir  # pylint: disable=import-outside-toplevel
+
   assert default_workdir("configs/nq.py") == os.path.join("runs", "nq")
   assert default_workdir("configs/nq.py:paper") == os.path.join("runs", "nq_paper")

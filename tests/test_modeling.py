@@ -20,14 +20,16 @@ VOCAB, L = 100, 32
 def tiny_torch(family, seed=0):
   """A random tiny HF classification model (2 layers, hidden 64) and its weights as numpy."""
   torch.manual_seed(seed)
-  common = dict(vocab_size=VOCAB, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                intermediate_size=128, num_labels=1)
+  common = dict(
+      vocab_size=VOCAB, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, num_labels=1
+  )
   if family == "bert":
     cfg = transformers.BertConfig(max_position_embeddings=64, **common)
     model = transformers.BertForSequenceClassification(cfg)
   else:
-    cfg = transformers.XLMRobertaConfig(max_position_embeddings=66, type_vocab_size=1, pad_token_id=1,
-                                        layer_norm_eps=1e-5, **common)
+    cfg = transformers.XLMRobertaConfig(
+        max_position_embeddings=66, type_vocab_size=1, pad_token_id=1, layer_norm_eps=1e-5, **common
+    )
     model = transformers.XLMRobertaForSequenceClassification(cfg)
   model.eval()
   state = {k: v.detach().numpy() for k, v in model.state_dict().items()}
@@ -85,12 +87,10 @@ def test_blocked_eval_forward_equals_one_pass(row_block):
   cfg = config.replace(row_block=row_block)
   got = jax.jit(lambda p: modeling.scores(cfg, p, ids, mask, types))(params)
   assert got.shape == (2, 3)
-  np.testing.assert_allclose(got, ours(config.replace(row_block=0), params, ids, mask, types),
-                             atol=1e-6, rtol=0)
+  np.testing.assert_allclose(got, ours(config.replace(row_block=0), params, ids, mask, types), atol=1e-6, rtol=0)
   np.testing.assert_allclose(got, torch_scores(model, ids, mask, types), atol=1e-5, rtol=0)
   no_types = jax.jit(lambda p: modeling.scores(cfg, p, ids, mask))(params)
-  np.testing.assert_allclose(no_types, ours(config, params, ids, mask, np.zeros_like(types)),
-                             atol=1e-6, rtol=0)
+  np.testing.assert_allclose(no_types, ours(config, params, ids, mask, np.zeros_like(types)), atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("family", ["bert", "xlm-roberta"])
@@ -146,8 +146,13 @@ def test_padding_invariance_and_fully_masked_rows(family):
   np.testing.assert_allclose(ours(config, params, junk, mask, types), base, atol=1e-6)
   np.testing.assert_allclose(ours(config, params, ids[1:2], mask[1:2], types[1:2]), base[1:2], atol=1e-6)
   # A fully masked candidate row gives a finite score (callers mask it with `where`).
-  empty = ours(config, params, np.full((1, L), config.pad_token_id, np.int32),
-               np.zeros((1, L), np.int32), np.zeros((1, L), np.int32))
+  empty = ours(
+      config,
+      params,
+      np.full((1, L), config.pad_token_id, np.int32),
+      np.zeros((1, L), np.int32),
+      np.zeros((1, L), np.int32),
+  )
   assert np.all(np.isfinite(empty))
 
 
@@ -169,9 +174,8 @@ def test_remat_gives_the_same_gradients_and_dropout_follows_the_key():
   key = jax.random.key(0)
 
   def loss(p, cfg):
-    s = CrossEncoder(cfg).apply({"params": p}, ids, mask, types, deterministic=False,
-                                rngs={"dropout": key})
-    return jnp.sum(s ** 2)
+    s = CrossEncoder(cfg).apply({"params": p}, ids, mask, types, deterministic=False, rngs={"dropout": key})
+    return jnp.sum(s**2)
 
   g = jax.jit(jax.grad(loss), static_argnums=1)(params, config)
   g_remat = jax.jit(jax.grad(loss), static_argnums=1)(params, config.replace(remat=True))
@@ -179,8 +183,11 @@ def test_remat_gives_the_same_gradients_and_dropout_follows_the_key():
     assert np.all(np.isfinite(a))
     np.testing.assert_allclose(a, b, atol=1e-6, rtol=1e-5)
 
-  run = jax.jit(lambda k: CrossEncoder(config).apply({"params": params}, ids, mask, types,
-                                                     deterministic=False, rngs={"dropout": k}))
+  run = jax.jit(
+      lambda k: CrossEncoder(config).apply(
+          {"params": params}, ids, mask, types, deterministic=False, rngs={"dropout": k}
+      )
+  )
   np.testing.assert_array_equal(run(key), run(key))
   assert not np.allclose(run(key), run(jax.random.key(1)))
   assert not np.allclose(run(key), ours(config, params, ids, mask, types))
@@ -189,6 +196,7 @@ def test_remat_gives_the_same_gradients_and_dropout_follows_the_key():
 @pytest.mark.parametrize("width", [256, 255])  # byte-field path and the odd-width fallback
 def test_dropout_keeps_230_of_256_and_preserves_the_mean(width):
   from rrpo_jax.modeling import dropout
+
   x = jnp.ones((64, width))
   y = np.asarray(dropout(x, 0.1, jax.random.key(0)))
   keep = 230 / 256  # round(256 * 0.9) / 256

@@ -24,11 +24,23 @@ def tiny_torch(pooling="cls", bias=False, seed=0):
   """A random tiny ModernBertForSequenceClassification: 3 layers (full, sliding, sliding), hidden 64,
   4 heads, window |i - j| <= 4; weights N(0, 0.1) (norms 1 + N(0, 0.1)), wider than HF's init."""
   torch.manual_seed(seed)
-  cfg = transformers.ModernBertConfig(vocab_size=VOCAB, hidden_size=64, intermediate_size=96, num_hidden_layers=3,
-                                      num_attention_heads=4, max_position_embeddings=128, local_attention=8,
-                                      global_attn_every_n_layers=3, pad_token_id=PAD, num_labels=1,
-                                      classifier_pooling=pooling, norm_bias=bias, attention_bias=bias, mlp_bias=bias,
-                                      classifier_bias=bias)
+  cfg = transformers.ModernBertConfig(
+      vocab_size=VOCAB,
+      hidden_size=64,
+      intermediate_size=96,
+      num_hidden_layers=3,
+      num_attention_heads=4,
+      max_position_embeddings=128,
+      local_attention=8,
+      global_attn_every_n_layers=3,
+      pad_token_id=PAD,
+      num_labels=1,
+      classifier_pooling=pooling,
+      norm_bias=bias,
+      attention_bias=bias,
+      mlp_bias=bias,
+      classifier_bias=bias,
+  )
   cfg._attn_implementation = "eager"
   model = transformers.ModernBertForSequenceClassification(cfg).eval()
   with torch.no_grad():
@@ -96,19 +108,41 @@ def test_table_round_trip_gradients_bf16():
 def tiny_pair_tokenizer():
   """Word-level tokenizer with BERT-style pair template: [CLS] a [SEP] b [SEP]."""
   from tokenizers import Tokenizer, models, pre_tokenizers, processors
-  words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "who", "wrote", "hamlet", "is", "a", "tragedy", "by",
-           "shakespeare", "paris", "the", "capital", "of", "france", "."]
+
+  words = [
+      "[PAD]",
+      "[UNK]",
+      "[CLS]",
+      "[SEP]",
+      "who",
+      "wrote",
+      "hamlet",
+      "is",
+      "a",
+      "tragedy",
+      "by",
+      "shakespeare",
+      "paris",
+      "the",
+      "capital",
+      "of",
+      "france",
+      ".",
+  ]
   tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
   tok.pre_tokenizer = pre_tokenizers.Whitespace()
-  tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-                                                     special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
-  return transformers.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]",
-                                              cls_token="[CLS]", sep_token="[SEP]")
+  tok.post_processor = processors.TemplateProcessing(
+      single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+  )
+  return transformers.PreTrainedTokenizerFast(
+      tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]"
+  )
 
 
 def test_reranker_round_trip_through_hf_dir_and_cross_encoder(tmp_path):
   from rrpo_jax.reranker import Reranker
   from rrpo_jax.tokenization import join_title
+
   model, _, _ = tiny_torch()
   path, out = str(tmp_path / "hf"), str(tmp_path / "ours")
   model.save_pretrained(path)
@@ -127,6 +161,7 @@ def test_reranker_round_trip_through_hf_dir_and_cross_encoder(tmp_path):
   assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
   assert os.path.exists(os.path.join(out, "README.md"))
   st = pytest.importorskip("sentence_transformers")
-  got = st.CrossEncoder(out, device="cpu").predict([(query, join_title(p)) for p in passages],
-                                                   activation_fn=torch.nn.Identity())
+  got = st.CrossEncoder(out, device="cpu").predict(
+      [(query, join_title(p)) for p in passages], activation_fn=torch.nn.Identity()
+  )
   np.testing.assert_allclose(got, ref, atol=1e-5, rtol=0)

@@ -22,10 +22,20 @@ def tiny_torch(tied=True, bias=False, seed=0):
   """A random tiny Qwen3ForCausalLM (2 layers, hidden 64, 4 query / 2 kv heads of 16) whose weights
   are drawn wider than HF's init (N(0, 0.2), norms 1 + N(0, 0.1)) so scores are O(1)."""
   torch.manual_seed(seed)
-  cfg = transformers.Qwen3Config(vocab_size=VOCAB, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
-                                 num_attention_heads=4, num_key_value_heads=2, head_dim=16,
-                                 max_position_embeddings=128, tie_word_embeddings=tied, attention_bias=bias,
-                                 pad_token_id=PAD, rope_parameters={"rope_type": "default", "rope_theta": 10000.0})
+  cfg = transformers.Qwen3Config(
+      vocab_size=VOCAB,
+      hidden_size=64,
+      intermediate_size=96,
+      num_hidden_layers=2,
+      num_attention_heads=4,
+      num_key_value_heads=2,
+      head_dim=16,
+      max_position_embeddings=128,
+      tie_word_embeddings=tied,
+      attention_bias=bias,
+      pad_token_id=PAD,
+      rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+  )
   cfg._attn_implementation = "eager"
   model = transformers.Qwen3ForCausalLM(cfg).eval()
   with torch.no_grad():
@@ -58,8 +68,9 @@ def torch_scores(model, ids, mask, *, positions=False):
 def torch_unpadded(model, ids, mask):
   """HF scores of each row alone, its padding cut off (no mask at all)."""
   flat_ids, flat_mask = ids.reshape(-1, ids.shape[-1]), mask.reshape(-1, ids.shape[-1])
-  out = [torch_scores(model, i[m > 0][None], np.ones((1, int(m.sum())), np.int32))[0]
-         for i, m in zip(flat_ids, flat_mask)]
+  out = [
+      torch_scores(model, i[m > 0][None], np.ones((1, int(m.sum())), np.int32))[0] for i, m in zip(flat_ids, flat_mask)
+  ]
   return np.array(out).reshape(ids.shape[:-1])
 
 
@@ -84,8 +95,7 @@ def test_parity_with_transformers_left_padding_several_lengths(tied, bias):
     # HF's default positions (arange, shifted by the padding): RoPE sees the same differences.
     np.testing.assert_allclose(got, torch_scores(model, ids, mask), atol=1e-5, rtol=0)
     full = np.ones_like(mask)  # no padding at all
-    np.testing.assert_allclose(ours(config, params, ids, full), torch_scores(model, ids, full), atol=1e-5,
-                               rtol=0)
+    np.testing.assert_allclose(ours(config, params, ids, full), torch_scores(model, ids, full), atol=1e-5, rtol=0)
 
 
 def test_padding_invariance_row_blocks_and_masked_rows():
@@ -175,6 +185,16 @@ def test_unsupported_configs_are_refused():
   with pytest.raises(ValueError, match="sliding"):
     hf_io.config_from_hf({**hf, "use_sliding_window": True})
   with pytest.raises(ValueError, match="head"):
-    hf_io.config_to_hf(hf_io.config_from_hf({"model_type": "bert", "vocab_size": 10, "hidden_size": 8,
-                                             "num_hidden_layers": 1, "num_attention_heads": 2,
-                                             "intermediate_size": 8}), head="seq_cls")
+    hf_io.config_to_hf(
+        hf_io.config_from_hf(
+            {
+                "model_type": "bert",
+                "vocab_size": 10,
+                "hidden_size": 8,
+                "num_hidden_layers": 1,
+                "num_attention_heads": 2,
+                "intermediate_size": 8,
+            }
+        ),
+        head="seq_cls",
+    )

@@ -23,11 +23,18 @@ def test_two_processes_match_one_process(tmp_path_factory, tmp_path):
   workdir, port = tmp_path / "run", _free_port()
   procs = []
   for pid in range(2):
-    cmd = main_cmd(workdir, "mode=sft,rrpo", f"reader.cache_path={cache}", "distributed.enabled=True",
-                   f"distributed.coordinator_address=127.0.0.1:{port}", "distributed.num_processes=2",
-                   f"distributed.process_id={pid}")
-    procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env_for(1), stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE, text=True))
+    cmd = main_cmd(
+        workdir,
+        "mode=sft,rrpo",
+        f"reader.cache_path={cache}",
+        "distributed.enabled=True",
+        f"distributed.coordinator_address=127.0.0.1:{port}",
+        "distributed.num_processes=2",
+        f"distributed.process_id={pid}",
+    )
+    procs.append(
+        subprocess.Popen(cmd, cwd=ROOT, env=env_for(1), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    )
   errors = []
   for p in procs:
     try:

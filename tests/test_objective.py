@@ -74,10 +74,12 @@ def test_window_standardise_kinds():
   w = objective.window_push(objective.window_init(4), jnp.array([2.0, 3.0, 4.0, 5.0]))
   adv, where = jnp.array([0.0, 2.0, 7.0]), jnp.array([True, True, False])
   s = math.sqrt(1.25)
-  np.testing.assert_allclose(objective.window_standardise(w, adv, where=where, kind="mean_std"),
-                             [-3.5 / s, -1.5 / s, 0.0], rtol=1e-6)
-  np.testing.assert_allclose(objective.window_standardise(w, adv, where=where, kind="std"), [0.0, 2.0 / s, 0.0],
-                             rtol=1e-6)
+  np.testing.assert_allclose(
+      objective.window_standardise(w, adv, where=where, kind="mean_std"), [-3.5 / s, -1.5 / s, 0.0], rtol=1e-6
+  )
+  np.testing.assert_allclose(
+      objective.window_standardise(w, adv, where=where, kind="std"), [0.0, 2.0 / s, 0.0], rtol=1e-6
+  )
   np.testing.assert_array_equal(objective.window_standardise(w, adv, where=where, kind="none"), [0.0, 2.0, 0.0])
   empty = objective.window_init(4)
   np.testing.assert_array_equal(objective.window_standardise(empty, adv, kind="std"), 0.0)

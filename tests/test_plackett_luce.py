@@ -68,9 +68,12 @@ def test_sample_frequencies_chi_square(temperature):
   n, k, draws = 5, 3, 40_000
   scores = jnp.array([1.0, 0.5, 0.0, -0.5, -1.0])
   acts = _ordered_selections(np.arange(n), k)  # 60 ordered selections
-  probs = np.exp(np.asarray(pl.log_prob(jnp.broadcast_to(scores, (len(acts), n)), acts, temperature=temperature).sum(-1)))
-  samples = np.asarray(pl.sample(jnp.broadcast_to(scores, (draws, n)), key=jax.random.key(7), k=k,
-                                 temperature=temperature))
+  probs = np.exp(
+      np.asarray(pl.log_prob(jnp.broadcast_to(scores, (len(acts), n)), acts, temperature=temperature).sum(-1))
+  )
+  samples = np.asarray(
+      pl.sample(jnp.broadcast_to(scores, (draws, n)), key=jax.random.key(7), k=k, temperature=temperature)
+  )
   assert np.all([len(set(row)) == k for row in samples[:1000]])
   code = lambda a: (a[..., 0] * n + a[..., 1]) * n + a[..., 2]
   counts = np.bincount(code(samples), minlength=n**3)[code(acts)]
@@ -132,7 +135,9 @@ def test_gradient_matches_finite_differences_float64():
     s = jnp.asarray(rng.normal(size=6), jnp.float64)
     where = jnp.array([True, True, False, True, True, True])
     acts = jnp.array([4, 0, -1, 3])
-    f = jax.jit(lambda x: jnp.sum(pl.log_prob(x, acts, temperature=0.7, where=where) * jnp.array([1.0, -2.0, 3.0, 0.5])))
+    f = jax.jit(
+        lambda x: jnp.sum(pl.log_prob(x, acts, temperature=0.7, where=where) * jnp.array([1.0, -2.0, 3.0, 0.5]))
+    )
     g = jax.grad(f)(s)
     h = 1e-6
     fd = np.array([(f(s.at[i].add(h)) - f(s.at[i].add(-h))) / (2 * h) for i in range(6)])
@@ -154,10 +159,14 @@ def test_score_function_estimator_matches_exact_gradient():
   table = jnp.asarray(rng.uniform(size=(n, n)), jnp.float32)
   reward = lambda a: table[a[..., 0], a[..., 1]]
   acts = jnp.asarray(_ordered_selections(np.arange(n), k))
-  expected_reward = lambda x: jnp.sum(jnp.exp(pl.log_prob(jnp.broadcast_to(x, (len(acts), n)), acts).sum(-1)) * reward(acts))
+  expected_reward = lambda x: jnp.sum(
+      jnp.exp(pl.log_prob(jnp.broadcast_to(x, (len(acts), n)), acts).sum(-1)) * reward(acts)
+  )
   exact = jax.jit(jax.grad(expected_reward))(s)
   samples = pl.sample(jnp.broadcast_to(s, (draws, n)), key=jax.random.key(5), k=k)
-  per_sample = jax.jit(jax.vmap(jax.grad(lambda x, a: reward(a) * pl.log_prob(x, a).sum()), in_axes=(None, 0)))(s, samples)
+  per_sample = jax.jit(jax.vmap(jax.grad(lambda x, a: reward(a) * pl.log_prob(x, a).sum()), in_axes=(None, 0)))(
+      s, samples
+  )
   mean, se = per_sample.mean(0), per_sample.std(0) / math.sqrt(draws)
   assert np.all(np.abs(mean - exact) < 5 * se + 1e-5), (mean, exact, se)
   np.testing.assert_allclose(exact.sum(), 0.0, atol=1e-6)  # shift invariance of the softmax
@@ -190,8 +199,9 @@ def _chi_square_pvalue(samples, scores, k, temperature, where=None):
   valid_idx = np.arange(n) if where is None else np.flatnonzero(where)
   acts = _ordered_selections(valid_idx, k)
   w = None if where is None else jnp.broadcast_to(where, (len(acts), n))
-  probs = np.exp(np.asarray(pl.log_prob(jnp.broadcast_to(scores, (len(acts), n)), acts, temperature=temperature,
-                                        where=w).sum(-1)))
+  probs = np.exp(
+      np.asarray(pl.log_prob(jnp.broadcast_to(scores, (len(acts), n)), acts, temperature=temperature, where=w).sum(-1))
+  )
   code = lambda a: (a[..., 0] * n + a[..., 1]) * n + a[..., 2]
   counts = np.bincount(code(samples), minlength=n**3)[code(acts)]
   assert counts.sum() == len(samples)  # nothing outside the valid ordered selections
@@ -206,8 +216,9 @@ def _chi_square_pvalue(samples, scores, k, temperature, where=None):
 _sample_sequential_jit = jax.jit(pl._sample_sequential, static_argnames=("k", "block"))
 
 
-@pytest.mark.parametrize("temperature,block,masked", [(0.5, 2, False), (1.0, 1, False), (2.0, 5, False),
-                                                      (1.0, 4, True), (1.0, 3, True)])
+@pytest.mark.parametrize(
+    "temperature,block,masked", [(0.5, 2, False), (1.0, 1, False), (2.0, 5, False), (1.0, 4, True), (1.0, 3, True)]
+)
 def test_sequential_sample_frequencies_chi_square(temperature, block, masked):
   # The sequential two-level sampler (sample() uses it for k <= min(32, N/4)), forced on N = 6 with
   # several block lengths (block 4 pads 6 to 8; block 1 and 5 are the degenerate cases).
@@ -256,8 +267,11 @@ def test_sample_large_n_first_pick_frequencies():
   n, draws, temperature = 1000, 20_000, 0.5
   rng = np.random.default_rng(6)
   scores = jnp.asarray(rng.normal(size=n), jnp.float32)
-  a = np.asarray(jax.jit(lambda x, key: pl.sample(x, key=key, k=2, temperature=temperature))(
-      jnp.broadcast_to(scores, (draws, n)), jax.random.key(8)))
+  a = np.asarray(
+      jax.jit(lambda x, key: pl.sample(x, key=key, k=2, temperature=temperature))(
+          jnp.broadcast_to(scores, (draws, n)), jax.random.key(8)
+      )
+  )
   assert np.all(a[:, 0] != a[:, 1])
   p = np.asarray(jax.nn.softmax(scores / temperature), np.float64)
   order = np.argsort(-p)
@@ -270,8 +284,12 @@ def test_sample_large_n_first_pick_frequencies():
 
 def test_threefry_known_answer_and_key_types():
   # Threefry-2x32, 20 rounds: the Random123 known-answer vector (also what jax's threefry gives).
-  y = pl._threefry2x32(jnp.uint32(0x13198A2E), jnp.uint32(0x03707344), jnp.array([0x243F6A88], jnp.uint32),
-                       jnp.array([0x85A308D3], jnp.uint32))
+  y = pl._threefry2x32(
+      jnp.uint32(0x13198A2E),
+      jnp.uint32(0x03707344),
+      jnp.array([0x243F6A88], jnp.uint32),
+      jnp.array([0x85A308D3], jnp.uint32),
+  )
   assert [int(v[0]) for v in y] == [0xC4923A9C, 0x483DF7A0]
   bits = np.asarray(pl._random_bits(jax.random.key(0), (4, 1000)))
   assert bits.dtype == np.uint32 and len(np.unique(bits)) > 3990  # no repeated counters

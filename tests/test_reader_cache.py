@@ -9,8 +9,18 @@ import numpy as np
 import pytest
 
 from rrpo_jax import scoring
-from rrpo_jax.reader import (CacheError, Passage, PromptTemplate, Request, Response, ResponseCache, cache_key,
-                             make_cache, make_template, postprocess)
+from rrpo_jax.reader import (
+    CacheError,
+    Passage,
+    PromptTemplate,
+    Request,
+    Response,
+    ResponseCache,
+    cache_key,
+    make_cache,
+    make_template,
+    postprocess,
+)
 from test_scoring import LastTitleReader, make_example
 
 
@@ -21,9 +31,14 @@ def _req(qid="q", question="who?", pids=("p1", "p2")):
 def test_key_covers_identity_template_qid_question_and_order():
   base = cache_key("reader-a", "t1", _req())
   assert base == cache_key("reader-a", "t1", _req())
-  others = [cache_key("reader-b", "t1", _req()), cache_key("reader-a", "t2", _req()),
-            cache_key("reader-a", "t1", _req(qid="q2")), cache_key("reader-a", "t1", _req(question="what?")),
-            cache_key("reader-a", "t1", _req(pids=("p2", "p1"))), cache_key("reader-a", "t1", _req(pids=("p1",)))]
+  others = [
+      cache_key("reader-b", "t1", _req()),
+      cache_key("reader-a", "t2", _req()),
+      cache_key("reader-a", "t1", _req(qid="q2")),
+      cache_key("reader-a", "t1", _req(question="what?")),
+      cache_key("reader-a", "t1", _req(pids=("p2", "p1"))),
+      cache_key("reader-a", "t1", _req(pids=("p1",))),
+  ]
   assert len({base, *others}) == 1 + len(others)
 
 

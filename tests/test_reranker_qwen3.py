@@ -9,25 +9,66 @@ import numpy as np
 import pytest
 
 from rrpo_jax.reranker import Reranker
-from rrpo_jax.tokenization import (QWEN3_DEFAULT_INSTRUCTION, QWEN3_RERANKER_PREFIX, QWEN3_RERANKER_SUFFIX,
-                                   PromptEncoder, join_title, qwen3_body)
+from rrpo_jax.tokenization import (
+    QWEN3_DEFAULT_INSTRUCTION,
+    QWEN3_RERANKER_PREFIX,
+    QWEN3_RERANKER_SUFFIX,
+    PromptEncoder,
+    join_title,
+    qwen3_body,
+)
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
-WORDS = ["[UNK]"] + SPECIAL + ["yes", "no", "system", "user", "assistant", "Instruct", "Query", "Document",
-                               "<", ">", ">:", ".", "who", "wrote", "hamlet", "is", "a", "tragedy", "by",
-                               "shakespeare", "paris", "capital", "of", "france", "the", "city", "Hamlet"]
+WORDS = (
+    ["[UNK]"]
+    + SPECIAL
+    + [
+        "yes",
+        "no",
+        "system",
+        "user",
+        "assistant",
+        "Instruct",
+        "Query",
+        "Document",
+        "<",
+        ">",
+        ">:",
+        ".",
+        "who",
+        "wrote",
+        "hamlet",
+        "is",
+        "a",
+        "tragedy",
+        "by",
+        "shakespeare",
+        "paris",
+        "capital",
+        "of",
+        "france",
+        "the",
+        "city",
+        "Hamlet",
+    ]
+)
 QUERY = "who wrote hamlet"
-PASSAGES = [("Hamlet", "hamlet is a tragedy by shakespeare"), ("", "paris is the capital of france"),
-            ("", "the city " * 40), "a plain string passage"]
+PASSAGES = [
+    ("Hamlet", "hamlet is a tragedy by shakespeare"),
+    ("", "paris is the capital of france"),
+    ("", "the city " * 40),
+    "a plain string passage",
+]
 
 
 def tiny_tokenizer():
   """A word-level tokenizer (whitespace/punctuation split, Qwen's chat specials as added tokens)."""
   from tokenizers import Tokenizer, models, pre_tokenizers
+
   tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="[UNK]"))
   tok.pre_tokenizer = pre_tokenizers.Whitespace()
   tok.add_special_tokens(SPECIAL)
@@ -39,10 +80,18 @@ def hf_dir(tmp_path_factory):
   """A tiny random Qwen3ForCausalLM (untied head) and the tokenizer, saved as a sharded HF directory."""
   tok = tiny_tokenizer()
   torch.manual_seed(0)
-  cfg = transformers.Qwen3Config(vocab_size=len(WORDS), hidden_size=64, intermediate_size=96, num_hidden_layers=2,
-                                 num_attention_heads=4, num_key_value_heads=2, head_dim=16,
-                                 max_position_embeddings=256, tie_word_embeddings=False,
-                                 pad_token_id=tok.pad_token_id)
+  cfg = transformers.Qwen3Config(
+      vocab_size=len(WORDS),
+      hidden_size=64,
+      intermediate_size=96,
+      num_hidden_layers=2,
+      num_attention_heads=4,
+      num_key_value_heads=2,
+      head_dim=16,
+      max_position_embeddings=256,
+      tie_word_embeddings=False,
+      pad_token_id=tok.pad_token_id,
+  )
   model = transformers.Qwen3ForCausalLM(cfg).eval()
   with torch.no_grad():
     for name, p in model.named_parameters():
@@ -76,7 +125,7 @@ def test_prompt_template_left_padding_and_buckets():
   assert "<Document>: Hamlet. hamlet is" in qwen3_body("i", "q", PASSAGES[0])  # "title. text"
   # A long passage is cut at its end: exactly max_length tokens, still ending with the suffix.
   long_ids, _ = enc.tokenize([QUERY], [PASSAGES[2]])
-  assert len(long_ids[0]) == 128 and long_ids[0][-len(suf):] == suf and long_ids[0][:len(pre)] == pre
+  assert len(long_ids[0]) == 128 and long_ids[0][-len(suf) :] == suf and long_ids[0][: len(pre)] == pre
   # [B, n, L]: left padding, L = the smallest bucket >= the longest prompt, missing slots empty.
   out = enc.encode([QUERY, "paris"], [PASSAGES[:2], [PASSAGES[3]]], n=3)
   lengths = [len(x) for x in enc.tokenize([QUERY, QUERY, "paris"], PASSAGES[:2] + [PASSAGES[3]])[0]]

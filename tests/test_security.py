@@ -30,8 +30,15 @@ class _Payload:
 def _model_dir(tmp_path, name="model"):
   path = tmp_path / name
   path.mkdir(parents=True)
-  cfg = transformers.BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                                intermediate_size=64, max_position_embeddings=64, num_labels=1)
+  cfg = transformers.BertConfig(
+      vocab_size=30522,
+      hidden_size=32,
+      num_hidden_layers=1,
+      num_attention_heads=2,
+      intermediate_size=64,
+      max_position_embeddings=64,
+      num_labels=1,
+  )
   cfg.to_json_file(str(path / "config.json"))
   transformers.AutoTokenizer.from_pretrained(minilm.get_model_path()).save_pretrained(str(path))
   return path, cfg
@@ -68,8 +75,10 @@ def test_not_a_checkpoint_is_a_clear_error(tmp_path):
 
 
 def test_public_text_cuts_absolute_paths():
-  assert public_text("rrpo_jax: rrpo step 4 (best); reader llama_cpp:/home/ann/m/x.gguf; data /srv/d/train.jsonl"
-                     ) == "rrpo_jax: rrpo step 4 (best); reader llama_cpp:x.gguf; data train.jsonl"
+  assert (
+      public_text("rrpo_jax: rrpo step 4 (best); reader llama_cpp:/home/ann/m/x.gguf; data /srv/d/train.jsonl")
+      == "rrpo_jax: rrpo step 4 (best); reader llama_cpp:x.gguf; data train.jsonl"
+  )
   assert public_text("C:\\Users\\ann\\data\\t.json and ~/q.jsonl") == "t.json and q.jsonl"
   kept = "http://127.0.0.1:8000/v1, sentence-transformers/all-MiniLM-L6-v2, ./rel/x, bundled nq sample"
   assert public_text(kept) == kept
@@ -80,6 +89,7 @@ def test_export_holds_no_paths_or_user_name_of_the_machine(tmp_path):
   src, cfg = _model_dir(tmp_path, f"home/{user}/models/my-reranker")
   model = transformers.BertForSequenceClassification(cfg)
   from safetensors.torch import save_file
+
   save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(src / "model.safetensors"))
   hf = json.loads((src / "config.json").read_text())
   hf["_name_or_path"] = str(src)  # what transformers records for a model loaded from a local dir
@@ -87,12 +97,20 @@ def test_export_holds_no_paths_or_user_name_of_the_machine(tmp_path):
   reranker = Reranker.from_pretrained(str(src), max_length=32)
   assert reranker.base_model == str(src)
   out = tmp_path / "workdir" / "export"
-  reranker.save_pretrained(str(out), training=f"rrpo_jax: rrpo step 4 (best); reader llama_cpp:{tmp_path}/r.gguf; "
-                                              f"data {tmp_path}/data/train.jsonl")
+  reranker.save_pretrained(
+      str(out),
+      training=f"rrpo_jax: rrpo step 4 (best); reader llama_cpp:{tmp_path}/r.gguf; "
+      f"data {tmp_path}/data/train.jsonl",
+  )
   needles = {str(tmp_path), f"/{user}/", os.path.expanduser("~") + os.sep}
   files = sorted(p for p in out.rglob("*") if p.is_file())
-  assert {p.name for p in files} >= {"config.json", "model.safetensors", "README.md", "rrpo_jax.json",
-                                     "tokenizer_config.json"}
+  assert {p.name for p in files} >= {
+      "config.json",
+      "model.safetensors",
+      "README.md",
+      "rrpo_jax.json",
+      "tokenizer_config.json",
+  }
   for p in files:
     data = p.read_bytes()
     for needle in needles:

@@ -37,8 +37,11 @@ def test_bootstrap_interval_is_seeded_and_covers_the_mean():
 
 
 def test_compare_rows_pairs_by_qid_and_scales():
-  rows_a = [{"qid": "q1", "em": 1.0, "f1": 1.0}, {"qid": "q2", "em": 0.0, "f1": 0.5},
-            {"qid": "q3", "em": 1.0, "f1": 1.0}]
+  rows_a = [
+      {"qid": "q1", "em": 1.0, "f1": 1.0},
+      {"qid": "q2", "em": 0.0, "f1": 0.5},
+      {"qid": "q3", "em": 1.0, "f1": 1.0},
+  ]
   rows_b = [{"qid": "q3", "em": 0.0, "f1": 0.0}, {"qid": "q1", "em": 1.0, "f1": 1.0}]  # no q2, other order
   c = stats.compare_rows(rows_a, rows_b, resamples=1000)
   assert c["questions"] == {"a": 3, "b": 2, "common": 2}
@@ -51,10 +54,13 @@ def test_compare_rows_pairs_by_qid_and_scales():
 
 
 class _Ex:
+
   def __init__(self, qid, answers, n=3):
     self.qid, self.question, self.answers = qid, f"q {qid}", answers
-    self.candidates = [type("C", (), {"pid": f"{qid}-{j}", "title": f"t{j}", "text": f"x{j}", "has_answer": j == 1})()
-                       for j in range(n)]
+    self.candidates = [
+        type("C", (), {"pid": f"{qid}-{j}", "title": f"t{j}", "text": f"x{j}", "has_answer": j == 1})()
+        for j in range(n)
+    ]
 
 
 def _fake_answer(requests):
@@ -65,8 +71,11 @@ def _fake_answer(requests):
 
 def _results(policy_first, n_questions=40):
   examples = [_Ex(f"q{i}", ["t1"]) for i in range(n_questions)]
-  orders = {"retriever": [[0, 1, 2]] * n_questions, "reference": [[0, 1, 2]] * n_questions,
-            "policy": [[1, 0, 2] if i < policy_first else [0, 1, 2] for i in range(n_questions)]}
+  orders = {
+      "retriever": [[0, 1, 2]] * n_questions,
+      "reference": [[0, 1, 2]] * n_questions,
+      "policy": [[1, 0, 2] if i < policy_first else [0, 1, 2] for i in range(n_questions)],
+  }
   return examples, evaluation.evaluate(examples, orders, answer_fn=_fake_answer, k=1, resamples=2000, oracle=True)
 
 
@@ -100,8 +109,9 @@ def test_compare_cli_between_two_runs(tmp_path, capsys):
   _write_run(tmp_path / "b", b)
   out = compare.run([str(tmp_path / "a"), str(tmp_path / "b")])
   assert "paired over the 40 questions" in out and "EM  +50.00" in out and "(significant" in out
-  parsed = json.loads(compare.run([str(tmp_path / "a" / "results.json"), str(tmp_path / "b"), "--json",
-                                   "--system_b=reference"]))
+  parsed = json.loads(
+      compare.run([str(tmp_path / "a" / "results.json"), str(tmp_path / "b"), "--json", "--system_b=reference"])
+  )
   assert parsed["em"]["diff"] == pytest.approx(75.0)
   with pytest.raises(SystemExit) as e:
     compare.main([str(tmp_path / "a"), str(tmp_path / "b"), "--system_a=nope"])

@@ -11,6 +11,7 @@ from test_train_smoke import ROOT, env_for, main_cmd
 def test_fake_reader_is_deterministic_and_never_the_default():
   assert "fake" in BACKENDS
   from rrpo_jax import config as config_lib  # pylint: disable=import-outside-toplevel
+
   assert config_lib.get_config().reader.backend != "fake"
   reader = make_reader({"backend": "fake", "max_tokens": 2})
   request = Request("q1", "where?", (Passage("1", "Eiffel Tower", "a"), Passage("2", "Louvre Museum Paris", "b")))
@@ -21,8 +22,15 @@ def test_fake_reader_is_deterministic_and_never_the_default():
 
 def test_trainer_with_the_fake_reader(tmp_path):
   workdir = tmp_path / "run"
-  cmd = main_cmd(workdir, "mode=sft,rrpo,eval,export", "reader.backend=fake", f"reader.cache_path={tmp_path / 'c.sqlite'}",
-                 "rrpo.batch_size=1", "eval.batch_size=1", "sft.batch_size=1")
+  cmd = main_cmd(
+      workdir,
+      "mode=sft,rrpo,eval,export",
+      "reader.backend=fake",
+      f"reader.cache_path={tmp_path / 'c.sqlite'}",
+      "rrpo.batch_size=1",
+      "eval.batch_size=1",
+      "sft.batch_size=1",
+  )
   proc = subprocess.run(cmd, cwd=ROOT, env=env_for(1), capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stderr[-4000:]
   assert "evaluation (step 2)" in proc.stdout and "exported rrpo step 2" in proc.stdout

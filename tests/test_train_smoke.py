@@ -27,14 +27,21 @@ def env_for(devices: int) -> dict:
 
 
 def main_cmd(workdir, *overrides, config="configs/smoke.py"):
-  return [sys.executable, "-m", "rrpo_jax.main", f"--config={config}", f"--workdir={workdir}",
-          *[f"--config.{o}" for o in overrides]]
+  return [
+      sys.executable,
+      "-m",
+      "rrpo_jax.main",
+      f"--config={config}",
+      f"--workdir={workdir}",
+      *[f"--config.{o}" for o in overrides],
+  ]
 
 
 def run_main(workdir, *overrides, devices=2, timeout=600):
   start = time.perf_counter()
-  proc = subprocess.run(main_cmd(workdir, *overrides), cwd=ROOT, env=env_for(devices), capture_output=True,
-                        text=True, timeout=timeout)
+  proc = subprocess.run(
+      main_cmd(workdir, *overrides), cwd=ROOT, env=env_for(devices), capture_output=True, text=True, timeout=timeout
+  )
   return proc, time.perf_counter() - start
 
 
@@ -55,6 +62,7 @@ def smoke_run(tmp_path_factory):
 
 def rrpo_params(workdir, step=None):
   from rrpo_jax import checkpoint as ckpt_lib  # pylint: disable=import-outside-toplevel
+
   ck = ckpt_lib.Checkpointer(str(workdir / "checkpoints" / "rrpo"), keep=10, async_save=False)
   params = ck.restore_params(step)
   ck.close()
@@ -63,6 +71,7 @@ def rrpo_params(workdir, step=None):
 
 def leaves(tree):
   import jax  # pylint: disable=import-outside-toplevel
+
   return jax.tree.leaves(tree)
 
 
@@ -89,14 +98,28 @@ def test_smoke_end_to_end(tmp_path_factory):
   assert phases == {"sft", "rrpo", "eval"}
   rrpo = [r for r in rows if r["phase"] == "rrpo"]
   assert [r["step"] for r in rrpo] == [1, 2]
-  for key in ("reward_t1", "value_t2", "adv_mean", "zero_adv_frac", "clip_frac", "kl", "entropy", "overlap@2",
-              "kendall_tau", "reader_reader_calls", "reader_cache_hit_rate", "time_reader", "time_update"):
+  for key in (
+      "reward_t1",
+      "value_t2",
+      "adv_mean",
+      "zero_adv_frac",
+      "clip_frac",
+      "kl",
+      "entropy",
+      "overlap@2",
+      "kendall_tau",
+      "reader_reader_calls",
+      "reader_cache_hit_rate",
+      "time_reader",
+      "time_update",
+  ):
     assert key in rrpo[0], key
   assert (workdir / "config.json").exists() and (workdir / "plots.png").exists()
   assert any(name.startswith("events") for name in os.listdir(workdir / "tb"))
   export = workdir / "export"
   assert (export / "config.json").exists() and (export / "model.safetensors").exists()
   from rrpo_jax.reranker import Reranker  # pylint: disable=import-outside-toplevel
+
   reranker = Reranker.from_pretrained(str(export))
   for a, b in zip(leaves(reranker.params), leaves(rrpo_params(workdir, 2))):
     np.testing.assert_array_equal(np.asarray(a), b)  # `best` is the latest here: no eval during RRPO
@@ -109,8 +132,14 @@ def test_kill_and_resume_is_bit_exact(tmp_path_factory, tmp_path):
   shutil.copy(smoke_cache, cache)
   overrides = ("mode=sft,rrpo", "rrpo.steps=4", f"reader.cache_path={cache}")
   killed = tmp_path / "killed"
-  proc = subprocess.Popen(main_cmd(killed, *overrides), cwd=ROOT, env=env_for(2), stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True)
+  proc = subprocess.Popen(
+      main_cmd(killed, *overrides),
+      cwd=ROOT,
+      env=env_for(2),
+      stdout=subprocess.DEVNULL,
+      stderr=subprocess.PIPE,
+      text=True,
+  )
   ckpt_dir = killed / "checkpoints" / "rrpo"
   deadline = time.time() + 600
   try:

@@ -35,10 +35,18 @@ def make_batch(seed=0, ref_params=None):
   values = rng.random((B, K)).astype(np.float32)
   values[7] = rewards[7]  # policy reward = reference reward: zero advantage under "ref_diff"
   query_mask = np.arange(B) < B - 2  # two padding queries
-  return U.RolloutBatch(
-      inputs={"features": features}, where=where, actions=actions,
-      ref_log_prob=np.asarray(pl.log_prob(ref_scores, actions, where=where)), rewards=rewards, values=values,
-      query_mask=query_mask), ref_params
+  return (
+      U.RolloutBatch(
+          inputs={"features": features},
+          where=where,
+          actions=actions,
+          ref_log_prob=np.asarray(pl.log_prob(ref_scores, actions, where=where)),
+          rewards=rewards,
+          values=values,
+          query_mask=query_mask,
+      ),
+      ref_params,
+  )
 
 
 def run(kind, devices, *, steps=3, accumulation_steps=1, tx=None, **kw):
@@ -78,8 +86,11 @@ def test_gradient_is_the_global_mean_gradient():
   # whole batch (sum over all valid steps / their total count), whatever the device count.
   batch, _ = make_batch()
   init = {"w": make_batch()[1]["w"] + 0.3}
-  valid = ((batch.actions >= 0) & batch.query_mask[:, None]
-           & np.take_along_axis(batch.where, np.clip(batch.actions, 0, N - 1), axis=-1))
+  valid = (
+      (batch.actions >= 0)
+      & batch.query_mask[:, None]
+      & np.take_along_axis(batch.where, np.clip(batch.actions, 0, N - 1), axis=-1)
+  )
 
   @jax.jit
   def standardised(rewards, values):
@@ -100,7 +111,8 @@ def test_gradient_is_the_global_mean_gradient():
     tx = optax.sgd(1.0)
     state = dp.replicate(U.TrainState.create(init, tx, window_capacity=40))
     state, metrics = U.make_update_step(linear_scorer, tx, dp, beta=0.05, gamma=0.9, lam=0.95)(
-        state, dp.shard(batch), jax.random.key(0))
+        state, dp.shard(batch), jax.random.key(0)
+    )
     np.testing.assert_allclose(dp.unreplicate(state.params)["w"], expected, atol=1e-6)
     assert float(metrics["loss"]) == pytest.approx(float(full_loss(init)), rel=1e-5)
     assert float(metrics["valid_steps"]) == float(valid.sum())
@@ -110,10 +122,31 @@ def test_gradient_is_the_global_mean_gradient():
 def test_metrics_content():
   _, hist = run("shard_map", jax.devices(), steps=1, advantage="ref_diff")
   m = hist[0]
-  expected = {"loss", "surrogate", "kl", "clip_frac", "ratio_mean", "ratio_min", "ratio_max", "log_ratio_mean",
-              "adv_mean", "adv_std", "adv_norm_mean", "adv_norm_std", "zero_adv_frac", "window_mean",
-              "window_std", "window_count", "reward_mean", "value_mean", "entropy", "grad_norm", "param_norm",
-              "valid_steps", "queries"}
+  expected = {
+      "loss",
+      "surrogate",
+      "kl",
+      "clip_frac",
+      "ratio_mean",
+      "ratio_min",
+      "ratio_max",
+      "log_ratio_mean",
+      "adv_mean",
+      "adv_std",
+      "adv_norm_mean",
+      "adv_norm_std",
+      "zero_adv_frac",
+      "window_mean",
+      "window_std",
+      "window_count",
+      "reward_mean",
+      "value_mean",
+      "entropy",
+      "grad_norm",
+      "param_norm",
+      "valid_steps",
+      "queries",
+  }
   assert expected <= set(m)
   assert all(np.isfinite(v) for v in m.values())
   # 14 real queries, one (row 3) has no valid step and one (row 7) has r = V: 2 / 14 all-zero.
@@ -155,8 +188,9 @@ def test_schedule_counts_batches_under_accumulation():
   schedule is 0 at update 0 (warm-up start) and the peak 1.0 at update 1. Adam with a constant
   gradient moves by exactly the rate, so the non-zero updates are [1.0]. A schedule counting
   batches as updates (8 total, 4 warm-up) would still be warming up: [0.25]."""
-  tx = U.make_optimizer(learning_rate=1.0, total_steps=8, warmup_steps=4, accumulation_steps=4, weight_decay=0.0,
-                        max_grad_norm=None)
+  tx = U.make_optimizer(
+      learning_rate=1.0, total_steps=8, warmup_steps=4, accumulation_steps=4, weight_decay=0.0, max_grad_norm=None
+  )
   params = {"w": jnp.zeros(1)}
   opt_state = tx.init(params)
   seen = []
@@ -172,14 +206,21 @@ def test_data_parallel_map_for_scoring_and_sft():
   full = np.asarray(linear_scorer(params, batch.inputs, key=None))
   for kind in ("shard_map", "pmap"):
     dp = sharding.DataParallel(kind, jax.devices())
-    score = dp.map(functools.partial(linear_scorer, key=None), in_specs=(sharding.REPLICATED, sharding.SHARDED),
-                   out_specs=sharding.SHARDED)
+    score = dp.map(
+        functools.partial(linear_scorer, key=None),
+        in_specs=(sharding.REPLICATED, sharding.SHARDED),
+        out_specs=sharding.SHARDED,
+    )
     out = np.asarray(score(dp.replicate(params), dp.shard(batch.inputs)))
     np.testing.assert_allclose(out.reshape(full.shape), full, rtol=1e-6)
+
     # a supervised-style step: global mean over the batch with a broadcast scalar.
     def mean_times(p, x, c):
       return jax.lax.psum(jnp.sum(linear_scorer(p, x, key=None)), sharding.AXIS) * c
-    f = dp.map(mean_times, in_specs=(sharding.REPLICATED, sharding.SHARDED, sharding.BROADCAST), out_specs=sharding.REPLICATED)
+
+    f = dp.map(
+        mean_times, in_specs=(sharding.REPLICATED, sharding.SHARDED, sharding.BROADCAST), out_specs=sharding.REPLICATED
+    )
     got = f(dp.replicate(params), dp.shard(batch.inputs), np.float32(2.0))
     got = dp.unreplicate(got) if kind == "pmap" else got
     assert float(got) == pytest.approx(2 * full.sum(), rel=1e-5)
@@ -216,6 +257,7 @@ def test_sft_step_same_on_1_and_8_devices_and_the_global_listwise_loss():
   usable = batch.query_mask & np.any((labels > 0) & batch.where, axis=-1)
   scores = linear_scorer(start, batch.inputs, key=None)
   import rax  # pylint: disable=import-outside-toplevel
+
   per_query = np.asarray(rax.softmax_loss(scores, labels, where=batch.where, reduce_fn=None))
   assert m1["queries"] == usable.sum() and m1["loss"] == pytest.approx(per_query[usable].mean(), rel=1e-5)
   assert np.abs(w1 - np.asarray(start["w"])).max() > 1e-3

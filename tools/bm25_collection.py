@@ -15,8 +15,10 @@ import json
 import numpy as np
 import tqdm
 
-STOP = ("the of and in to a was is for as on by with he that at from his it an were are which this "
-        "be also or had first one their its new after but who not they have her she two been").split()
+STOP = (
+    "the of and in to a was is for as on by with he that at from his it an were are which this "
+    "be also or had first one their its new after but who not they have her she two been"
+).split()
 
 
 def word(i: int) -> str:
@@ -48,8 +50,10 @@ def main():
       stop = rng.random((m, 100)) < 0.4
       stops = rng.integers(0, len(STOP), size=(m, 100))
       for r in range(m):
-        words = [STOP[s] if st else (cache.get(w) or cache.setdefault(w, word(w)))
-                 for w, st, s in zip(ids[r].tolist(), stop[r].tolist(), stops[r].tolist())]
+        words = [
+            STOP[s] if st else (cache.get(w) or cache.setdefault(w, word(w)))
+            for w, st, s in zip(ids[r].tolist(), stop[r].tolist(), stops[r].tolist())
+        ]
         f.write(f"{start + r}\t{' '.join(words[1:])}\t{words[0]}\n")
         if len(questions) < args.n_questions and rng.random() < 0.01:
           questions.append({"question": " ".join(words[10:18]), "answer": [words[12]]})

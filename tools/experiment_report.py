@@ -68,14 +68,18 @@ def collect(runs: str, out: str) -> list[str]:
         res = _per_query(run, name)
         if res is None:
           continue
-        shutil.copy(os.path.join(run, f"results_{name}.json" if name else "results.json"),
-                    os.path.join(dest, f"{kind}{'_' + name if name else ''}_summary.json"))
+        shutil.copy(
+            os.path.join(run, f"results_{name}.json" if name else "results.json"),
+            os.path.join(dest, f"{kind}{'_' + name if name else ''}_summary.json"),
+        )
         with open(os.path.join(dest, f"{kind}{'_' + name if name else ''}.json"), "w", encoding="utf-8") as f:
           json.dump(res, f)
         reader = res.get("reader", {}).get("identity", "")
         reader = json.loads(reader).get("model", reader) if reader.startswith("{") else reader
-        lines.append(f"{kind}{' (transfer)' if name else ''}: split {res.get('split')}, step {res.get('step')}, "
-                     f"{next(iter(res['systems'].values()))['queries']} questions, reader {reader}")
+        lines.append(
+            f"{kind}{' (transfer)' if name else ''}: split {res.get('split')}, step {res.get('step')}, "
+            f"{next(iter(res['systems'].values()))['queries']} questions, reader {reader}"
+        )
         lines.append("")
         lines.append("| system | EM | F1 | hit | answer recall@k |")
         lines.append("|---|---|---|---|---|")
@@ -84,8 +88,10 @@ def collect(runs: str, out: str) -> list[str]:
         lines.append("")
         for pair, c in res.get("comparisons", {}).items():
           verdict = "significant" if stats.significant(c["f1"]) else "not significant"
-          lines.append(f"- {pair}: EM {_fmt(c['em'])}; F1 {_fmt(c['f1'])} ({verdict}; F1 differs on "
-                       f"{100 * c['f1']['differ']:.0f}% of questions)")
+          lines.append(
+              f"- {pair}: EM {_fmt(c['em'])}; F1 {_fmt(c['f1'])} ({verdict}; F1 differs on "
+              f"{100 * c['f1']['differ']:.0f}% of questions)"
+          )
         lines.append("")
     if curves:
       _plot(curves, os.path.join(dest, "training.png"), dataset)
@@ -96,22 +102,30 @@ def collect(runs: str, out: str) -> list[str]:
 
 def _plot(curves, path, title):
   import matplotlib  # pylint: disable=import-outside-toplevel
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+
   fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
   for kind, rows in curves.items():
     train = [r for r in rows if r.get("phase") == "rrpo" and "reward" in r]
     if train:
       steps = [r["step"] for r in train]
       gap = [r["reward"] - r["value"] for r in train]
-      line, = axes[0].plot(steps, gap, alpha=0.35)
+      (line,) = axes[0].plot(steps, gap, alpha=0.35)
       window = 8  # trailing mean over 8 steps
-      smooth = [sum(gap[max(0, i - window + 1):i + 1]) / len(gap[max(0, i - window + 1):i + 1]) for i in range(len(gap))]
+      smooth = [
+          sum(gap[max(0, i - window + 1) : i + 1]) / len(gap[max(0, i - window + 1) : i + 1]) for i in range(len(gap))
+      ]
       axes[0].plot(steps, smooth, color=line.get_color(), label=f"{kind} (8-step mean)")
     val = [r for r in rows if r.get("phase") == "val" and "policy_f1" in r]
     if val:  # step 0: the policy is the reference
-      axes[1].plot([0] + [r["step"] for r in val], [val[0]["reference_f1"]] + [r["policy_f1"] for r in val], marker="o",
-                   label=f"{kind} policy")
+      axes[1].plot(
+          [0] + [r["step"] for r in val],
+          [val[0]["reference_f1"]] + [r["policy_f1"] for r in val],
+          marker="o",
+          label=f"{kind} policy",
+      )
       axes[1].axhline(val[0]["reference_f1"], linestyle=":", color="grey")
       if "retriever_f1" in val[0]:
         axes[1].axhline(val[0]["retriever_f1"], linestyle="--", color="grey", linewidth=0.8)

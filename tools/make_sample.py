@@ -82,7 +82,7 @@ def main():
         seen_titles.add(c["title"])
         add("hp", c["title"], c["paragraph_text"].strip())
   random.Random(0).shuffle(rows)
-  splits = {"dev": rows[:N_DEV], "test": rows[N_DEV:N_DEV + N_TEST], "train": rows[N_DEV + N_TEST:]}
+  splits = {"dev": rows[:N_DEV], "test": rows[N_DEV : N_DEV + N_TEST], "train": rows[N_DEV + N_TEST :]}
   for split, rs in splits.items():
     with open(os.path.join(nq_dir, f"questions.{split}.jsonl"), "w", encoding="utf-8", newline="\n") as f:
       for r in rs:
@@ -93,8 +93,13 @@ def main():
   for pid, text, title in passages:
     w.writerow([pid, " ".join(text.split()), " ".join(title.split())])
   write_gz(os.path.join(nq_dir, "passages.tsv.gz"), buf.getvalue().encode("utf-8"))
-  print({k: len(v) for k, v in splits.items()}, "passages:", len(passages),
-        "gold:", sum(p[0].startswith("nq") for p in passages))
+  print(
+      {k: len(v) for k, v in splits.items()},
+      "passages:",
+      len(passages),
+      "gold:",
+      sum(p[0].startswith("nq") for p in passages),
+  )
 
 
 if __name__ == "__main__":

@@ -8,7 +8,19 @@ from rrpo_jax.data.pipeline import Loader, make_encode_fn
 from rrpo_jax.data.sample import SPLITS, load_sample, recall_at_k, sample_path
 
 __all__ = [
-    "Candidate", "DataError", "Example", "FORMATS", "Loader", "ReadReport", "SPLITS", "candidate",
-    "load_sample", "make_encode_fn", "read_examples", "recall_at_k", "relabel", "sample_path",
+    "Candidate",
+    "DataError",
+    "Example",
+    "FORMATS",
+    "Loader",
+    "ReadReport",
+    "SPLITS",
+    "candidate",
+    "load_sample",
+    "make_encode_fn",
+    "read_examples",
+    "recall_at_k",
+    "relabel",
+    "sample_path",
     "write_examples",
 ]

@@ -35,11 +35,13 @@ DEFAULT_K1, DEFAULT_B = 0.9, 0.4
 csv.field_size_limit(1 << 24)
 
 
-def read_corpus(path: str, *, skip_invalid: bool = False,
-                report: ReadReport | None = None) -> Iterator[tuple[str, str, str]]:
+def read_corpus(
+    path: str, *, skip_invalid: bool = False, report: ReadReport | None = None
+) -> Iterator[tuple[str, str, str]]:
   """Streams (pid, text, title) from a psgs_w100-style TSV (gzip accepted); bad rows raise DataError
   naming file, line and field, or are counted in `report` with `skip_invalid`."""
   from rrpo_jax.data.formats import open_lines  # pylint: disable=import-outside-toplevel
+
   with open_lines(path) as f:
     for n, raw in f:
       try:
@@ -84,9 +86,17 @@ class BM25Index:
     self.stats: dict[str, float] = {}
 
   @classmethod
-  def build(cls, texts: Iterable[str], *, k1: float = DEFAULT_K1, b: float = DEFAULT_B,
-            chunk_size: int = 100_000, spill_dir: str | None = None, show_progress: bool = True,
-            total: int | None = None) -> "BM25Index":
+  def build(
+      cls,
+      texts: Iterable[str],
+      *,
+      k1: float = DEFAULT_K1,
+      b: float = DEFAULT_B,
+      chunk_size: int = 100_000,
+      spill_dir: str | None = None,
+      show_progress: bool = True,
+      total: int | None = None,
+  ) -> "BM25Index":
     """Indexes `texts` in chunks of `chunk_size`; per-chunk arrays go to `spill_dir` if given."""
     self = cls(k1=k1, b=b)
     t0 = time.perf_counter()
@@ -115,11 +125,17 @@ class BM25Index:
           self.num_docs += len(chunk)
           bar.update(len(chunk))
       t1 = time.perf_counter()
-      self._assemble(parts, np.concatenate(doc_lens) if doc_lens else np.zeros(0, np.int32), df,
-                     show_progress=show_progress)
-    self.stats = {"passages": self.num_docs, "vocab": len(self.tokenizer.word_to_id),
-                  "nnz": int(df.sum()), "tokenise_s": t1 - t0, "assemble_s": time.perf_counter() - t1,
-                  "index_bytes": sum(v.nbytes for v in self.retriever.scores.values() if hasattr(v, "nbytes"))}
+      self._assemble(
+          parts, np.concatenate(doc_lens) if doc_lens else np.zeros(0, np.int32), df, show_progress=show_progress
+      )
+    self.stats = {
+        "passages": self.num_docs,
+        "vocab": len(self.tokenizer.word_to_id),
+        "nnz": int(df.sum()),
+        "tokenise_s": t1 - t0,
+        "assemble_s": time.perf_counter() - t1,
+        "index_bytes": sum(v.nbytes for v in self.retriever.scores.values() if hasattr(v, "nbytes")),
+    }
     return self
 
   def _assemble(self, parts, doc_len, df, *, show_progress):
@@ -155,8 +171,9 @@ class BM25Index:
     self.retriever.unique_token_ids_set = range(len(df))  # term ids are 0..V-1: no set needed
     self.retriever.nonoccurrence_array = None
 
-  def search(self, queries: Sequence[str], k: int, *, show_progress: bool = False,
-             n_threads: int = 0) -> tuple[np.ndarray, np.ndarray]:
+  def search(
+      self, queries: Sequence[str], k: int, *, show_progress: bool = False, n_threads: int = 0
+  ) -> tuple[np.ndarray, np.ndarray]:
     """Top-k passages per query -> (indices int64[Q, k], scores float32[Q, k]), best first;
     ties broken by lower passage index; slots beyond the collection size are -1 / -inf."""
     q = len(queries)
@@ -175,6 +192,7 @@ class BM25Index:
 
 
 class _nullcontext:
+
   def __enter__(self):
     return None
 
@@ -182,17 +200,24 @@ class _nullcontext:
     return False
 
 
-def attach_candidates(examples: Sequence[Example], idx: np.ndarray, scores: np.ndarray,
-                      passages: dict[int, tuple[str, str, str]], *,
-                      show_progress: bool = False) -> list[Example]:
+def attach_candidates(
+    examples: Sequence[Example],
+    idx: np.ndarray,
+    scores: np.ndarray,
+    passages: dict[int, tuple[str, str, str]],
+    *,
+    show_progress: bool = False,
+) -> list[Example]:
   """New examples whose candidates are the retrieved passages (index -> (pid, text, title)),
   labelled with has_answer."""
   out = []
-  rows = tqdm.tqdm(zip(examples, idx, scores), total=len(examples), desc="has_answer labels",
-                   disable=not show_progress)
+  rows = tqdm.tqdm(zip(examples, idx, scores), total=len(examples), desc="has_answer labels", disable=not show_progress)
   for ex, row, srow in rows:
-    cands = [candidate(passages[i][0], passages[i][2], passages[i][1], ex.answers, score=float(s))
-             for i, s in zip(row.tolist(), srow.tolist()) if i >= 0]
+    cands = [
+        candidate(passages[i][0], passages[i][2], passages[i][1], ex.answers, score=float(s))
+        for i, s in zip(row.tolist(), srow.tolist())
+        if i >= 0
+    ]
     out.append(Example(ex.qid, ex.question, list(ex.answers), cands, dict(ex.meta)))
   return out
 
@@ -204,8 +229,10 @@ def peak_rss_mb() -> float:
 
 def main(argv=None) -> int:
   from rrpo_jax.data.formats import FORMATS, read_examples, write_examples
-  p = argparse.ArgumentParser(prog="python -m rrpo_jax.data.bm25", description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+
+  p = argparse.ArgumentParser(
+      prog="python -m rrpo_jax.data.bm25", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
   p.add_argument("--corpus", required=True, help="passages TSV: id, text, title (psgs_w100 layout)")
   p.add_argument("--questions", required=True, help="questions file (any --questions_format)")
   p.add_argument("--questions_format", default="dpr", choices=list(FORMATS))
@@ -221,19 +248,21 @@ def main(argv=None) -> int:
   if args.top_n < 1:
     p.error("--top_n must be >= 1")
   try:
-    questions, qreport = read_examples(args.questions, format=args.questions_format,
-                                       skip_invalid=args.skip_invalid, require_candidates=False)
+    questions, qreport = read_examples(
+        args.questions, format=args.questions_format, skip_invalid=args.skip_invalid, require_candidates=False
+    )
     creport = ReadReport(args.corpus)
     t0 = time.perf_counter()
-    texts = (f"{title} {text}" for _, text, title in
-             read_corpus(args.corpus, skip_invalid=args.skip_invalid, report=creport))
-    index = BM25Index.build(texts, k1=args.k1, b=args.b, chunk_size=args.chunk_size,
-                            spill_dir=args.tmp_dir or tempfile.gettempdir())
+    texts = (
+        f"{title} {text}" for _, text, title in read_corpus(args.corpus, skip_invalid=args.skip_invalid, report=creport)
+    )
+    index = BM25Index.build(
+        texts, k1=args.k1, b=args.b, chunk_size=args.chunk_size, spill_dir=args.tmp_dir or tempfile.gettempdir()
+    )
     if index.num_docs == 0:
       raise DataError(args.corpus, None, None, "no passages to retrieve from (an empty corpus, or every row invalid)")
     t1 = time.perf_counter()
-    idx, scores = index.search([q.question for q in questions], args.top_n, show_progress=True,
-                               n_threads=args.threads)
+    idx, scores = index.search([q.question for q in questions], args.top_n, show_progress=True, n_threads=args.threads)
     t2 = time.perf_counter()
     wanted = set(idx[idx >= 0].tolist())
     passages = {}
@@ -248,10 +277,12 @@ def main(argv=None) -> int:
   report_skipped(qreport)
   report_skipped(creport)
   s = index.stats
-  print(f"indexed {s['passages']} passages ({s['vocab']} terms, {s['nnz']} postings, index "
-        f"{s['index_bytes'] / 2**20:.1f} MiB) in {t1 - t0:.1f} s; searched {len(questions)} questions "
-        f"in {t2 - t1:.1f} s; peak memory {peak_rss_mb():.0f} MiB; wrote {n} examples to {args.out}",
-        file=sys.stderr)
+  print(
+      f"indexed {s['passages']} passages ({s['vocab']} terms, {s['nnz']} postings, index "
+      f"{s['index_bytes'] / 2**20:.1f} MiB) in {t1 - t0:.1f} s; searched {len(questions)} questions "
+      f"in {t2 - t1:.1f} s; peak memory {peak_rss_mb():.0f} MiB; wrote {n} examples to {args.out}",
+      file=sys.stderr,
+  )
   return 0
 
 

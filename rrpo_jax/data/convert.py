@@ -16,8 +16,9 @@ from rrpo_jax.data.formats import FORMATS, read_examples, write_examples
 
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(prog="python -m rrpo_jax.data.convert", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = argparse.ArgumentParser(
+      prog="python -m rrpo_jax.data.convert", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
   parser.add_argument("--format", required=True, choices=list(FORMATS), help="input format")
   parser.add_argument("--skip_invalid", action="store_true", help="skip and count bad records")
   parser.add_argument("input", help="input file (.gz accepted)")

@@ -11,8 +11,7 @@ MAX_LISTED = 20  # skipped records listed one by one on stderr (the count is alw
 class DataError(ValueError):
   """A bad record: `path`, `line` (1-based line, or record for JSON documents), `field`, `message`."""
 
-  def __init__(self, path: str, line: int | None, field: str | None, message: str, *,
-               unit: str = "line"):
+  def __init__(self, path: str, line: int | None, field: str | None, message: str, *, unit: str = "line"):
     self.path, self.line, self.field, self.message = str(path), line, field, message
     where = self.path if line is None else f"{self.path}: {unit} {line}"
     what = f"field '{field}'" if field else "record"

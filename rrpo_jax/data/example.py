@@ -33,8 +33,7 @@ class Candidate:
   is_supporting: bool | None = None
 
   def to_json(self) -> dict[str, Any]:
-    out = {"id": self.pid, "title": self.title, "text": self.text, "score": self.score,
-           "has_answer": self.has_answer}
+    out = {"id": self.pid, "title": self.title, "text": self.text, "score": self.score, "has_answer": self.has_answer}
     if self.is_supporting is not None:
       out["is_supporting"] = self.is_supporting
     return out
@@ -60,8 +59,15 @@ class Example:
     return out
 
 
-def candidate(pid: str, title: str, text: str, answers: Sequence[str], *, score: float | None = None,
-              is_supporting: bool | None = None) -> Candidate:
+def candidate(
+    pid: str,
+    title: str,
+    text: str,
+    answers: Sequence[str],
+    *,
+    score: float | None = None,
+    is_supporting: bool | None = None,
+) -> Candidate:
   """A Candidate whose has_answer is computed from the answers (text.contains_answer)."""
   return Candidate(str(pid), title, text, score, contains_answer(text, answers), is_supporting)
 

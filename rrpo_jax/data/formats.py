@@ -29,6 +29,7 @@ from rrpo_jax.data.errors import DataError, ReadReport
 from rrpo_jax.data.example import LABELLER, Candidate, Example, candidate
 from rrpo_jax.registry import Registry
 
+
 class _Record:
   """Where a record came from, for error messages; `fail(field, message)` raises DataError."""
 
@@ -94,9 +95,12 @@ _MAX_REPR = 60  # characters of a bad value quoted in a message
 
 def short(value: Any) -> str:
   """repr(value), cut to _MAX_REPR characters: messages stay one short line whatever the data."""
-  text = repr(value) if not isinstance(value, (list, dict)) or len(value) < 100 else \
-      f"<{type(value).__name__} of {len(value)} items>"
-  return text if len(text) <= _MAX_REPR else text[:_MAX_REPR - 3] + "..."
+  text = (
+      repr(value)
+      if not isinstance(value, (list, dict)) or len(value) < 100
+      else f"<{type(value).__name__} of {len(value)} items>"
+  )
+  return text if len(text) <= _MAX_REPR else text[: _MAX_REPR - 3] + "..."
 
 
 class _Lines:
@@ -110,8 +114,9 @@ class _Lines:
       try:
         raw = self.f.readline()
       except (OSError, EOFError, zlib.error) as e:
-        raise DataError(self.path, self.n + 1, None, f"corrupt or truncated gzip data ({e}); the rest of the "
-                        "file is unreadable") from None
+        raise DataError(
+            self.path, self.n + 1, None, f"corrupt or truncated gzip data ({e}); the rest of the " "file is unreadable"
+        ) from None
       if not raw:
         return
       self.n += 1
@@ -141,8 +146,9 @@ def _decode(path: str, line: int, data: bytes, unit: str = "line") -> str:
   try:
     return data.decode("utf-8")
   except UnicodeDecodeError as e:
-    raise DataError(path, line, None, f"invalid UTF-8 at byte {e.start}: {data[e.start:e.start + 4]!r}",
-                    unit=unit) from None
+    raise DataError(
+        path, line, None, f"invalid UTF-8 at byte {e.start}: {data[e.start:e.start + 4]!r}", unit=unit
+    ) from None
 
 
 def _loads(text: str):
@@ -182,8 +188,13 @@ def _parse_json(path: str, n: int, text: str, unit: str, whole: bool = False) ->
   try:
     obj = _loads(text)
   except json.JSONDecodeError as e:
-    raise DataError(path, e.lineno if whole else n, None, f"malformed JSON: {e.msg} at column {e.colno}{suffix}",
-                    unit="line" if whole else unit) from None
+    raise DataError(
+        path,
+        e.lineno if whole else n,
+        None,
+        f"malformed JSON: {e.msg} at column {e.colno}{suffix}",
+        unit="line" if whole else unit,
+    ) from None
   except ValueError as e:
     raise DataError(path, None if whole else n, None, f"malformed JSON: {e}{suffix}", unit=unit) from None
   return obj
@@ -194,8 +205,13 @@ def _valid_unicode(path: str, n: int, obj: Any, unit: str) -> Any:
   field = _unpaired_surrogate(obj)
   if field is None:
     return obj
-  return DataError(path, n, None if field == "record" else field,
-                   "string holds an unpaired UTF-16 surrogate escape (not valid Unicode)", unit=unit)
+  return DataError(
+      path,
+      n,
+      None if field == "record" else field,
+      "string holds an unpaired UTF-16 surrogate escape (not valid Unicode)",
+      unit=unit,
+  )
 
 
 def _json_lines(path: str) -> Iterator[tuple[int, Any]]:
@@ -221,9 +237,10 @@ def _json_document(path: str) -> Iterator[tuple[int, Any]]:
   try:
     text = data.decode("utf-8")
   except UnicodeDecodeError as e:
-    line = data[:e.start].count(b"\n") + 1
-    raise DataError(path, line, None, f"invalid UTF-8 at byte {e.start} (the whole JSON file is "
-                    "unreadable)") from None
+    line = data[: e.start].count(b"\n") + 1
+    raise DataError(
+        path, line, None, f"invalid UTF-8 at byte {e.start} (the whole JSON file is " "unreadable)"
+    ) from None
   doc = _parse_json(path, 0, text, "record", whole=True)
   if isinstance(doc, dict) and isinstance(doc.get("data"), list):  # {"data": [...]} wrappers
     doc = doc["data"]
@@ -315,9 +332,11 @@ FORMATS: Registry[Format] = Registry("format")
 
 def register_format(name: str, *, candidates: bool, records=_json):
   """Decorator: registers parse(record, _Record) -> Example as the format `name`."""
+
   def add(parse):
     FORMATS.register(name, Format(parse, candidates, records))
     return parse
+
   return add
 
 
@@ -551,12 +570,16 @@ def _check_passage_ids(ex: Example, r: _Record, format: str) -> None:
     i = first.setdefault(c.pid, j)
     if i != j and (ex.candidates[i].title, ex.candidates[i].text) != (c.title, c.text):
       f = _CANDIDATES_FIELD.get(format, "ctxs")
-      r.fail(f"{f}[{j}]", f"passage id {short(c.pid)} is also {f}[{i}], with a different text (the reader "
-             "cache keys passages by id)")
+      r.fail(
+          f"{f}[{j}]",
+          f"passage id {short(c.pid)} is also {f}[{i}], with a different text (the reader "
+          "cache keys passages by id)",
+      )
 
 
-def read_examples(path: str | os.PathLike, *, format: str, skip_invalid: bool = False,
-                  require_candidates: bool | None = None) -> tuple[list[Example], ReadReport]:
+def read_examples(
+    path: str | os.PathLike, *, format: str, skip_invalid: bool = False, require_candidates: bool | None = None
+) -> tuple[list[Example], ReadReport]:
   """Reads a file in `format` (one of FORMATS) -> (examples, report).
 
   A bad record (malformed JSON, invalid UTF-8, missing field, non-string answer, empty candidate

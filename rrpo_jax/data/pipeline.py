@@ -25,9 +25,12 @@ EncodeFn = Callable[[list[Example]], dict[str, np.ndarray]]
 
 def make_encode_fn(encoder, *, n: int) -> EncodeFn:
   """Adapts a tokenization.PairEncoder: examples -> encoder.encode(questions, passages, n=n)."""
+
   def encode(examples: list[Example]) -> dict[str, np.ndarray]:
-    return encoder.encode([e.question for e in examples],
-                          [[(c.title, c.text) for c in e.candidates[:n]] for e in examples], n=n)
+    return encoder.encode(
+        [e.question for e in examples], [[(c.title, c.text) for c in e.candidates[:n]] for e in examples], n=n
+    )
+
   return encode
 
 
@@ -36,6 +39,7 @@ def _as_example(item: Any) -> Example:
     return item
   if isinstance(item, dict):  # a TFDS record
     from rrpo_jax.data.tfds_builder import from_record
+
     return from_record(item)
   raise TypeError(f"source items must be Example or TFDS record dicts, got {type(item).__name__}")
 
@@ -54,15 +58,29 @@ class Loader:
                   int32[b, n, L]); its own `where` is and-ed with the one above.
   """
 
-  def __init__(self, source: Sequence, encode_fn: EncodeFn | None = None, *, batch_size: int, n: int,
-               seed: int = 0, process_index: int = 0, process_count: int = 1, local_device_count: int = 1,
-               shuffle: bool = True, num_epochs: int | None = None, drop_remainder: bool = False,
-               prefetch: int = 0):
+  def __init__(
+      self,
+      source: Sequence,
+      encode_fn: EncodeFn | None = None,
+      *,
+      batch_size: int,
+      n: int,
+      seed: int = 0,
+      process_index: int = 0,
+      process_count: int = 1,
+      local_device_count: int = 1,
+      shuffle: bool = True,
+      num_epochs: int | None = None,
+      drop_remainder: bool = False,
+      prefetch: int = 0,
+  ):
     if batch_size % process_count:
       raise ValueError(f"batch_size {batch_size} is not divisible by process_count {process_count}")
     if (batch_size // process_count) % local_device_count:
-      raise ValueError(f"per-process batch {batch_size // process_count} is not divisible by "
-                       f"local_device_count {local_device_count}")
+      raise ValueError(
+          f"per-process batch {batch_size // process_count} is not divisible by "
+          f"local_device_count {local_device_count}"
+      )
     if not 0 <= process_index < process_count:
       raise ValueError(f"process_index {process_index} not in [0, {process_count})")
     if len(source) == 0:
@@ -90,16 +108,17 @@ class Loader:
 
   def state(self) -> dict[str, int]:
     """The position of the next batch, for checkpoints (plain ints)."""
-    return {"seed": self.seed, "epoch": self.epoch, "step": self.step, "size": self.size,
-            "batch_size": self.batch_size}
+    return {"seed": self.seed, "epoch": self.epoch, "step": self.step, "size": self.size, "batch_size": self.batch_size}
 
   def restore(self, state: dict[str, Any]) -> None:
     """Continues from a saved position; the data, seed and batch size must be the same."""
     state = {k: int(v) for k, v in state.items()}
     for key in ("seed", "size", "batch_size"):
       if key in state and state[key] != getattr(self, key):
-        raise ValueError(f"cannot restore: saved {key}={state[key]} but this loader has "
-                         f"{key}={getattr(self, key)} (the order would differ)")
+        raise ValueError(
+            f"cannot restore: saved {key}={state[key]} but this loader has "
+            f"{key}={getattr(self, key)} (the order would differ)"
+        )
     if not 0 <= state["step"] <= self.steps_per_epoch:
       raise ValueError(f"cannot restore: step {state['step']} outside [0, {self.steps_per_epoch}]")
     self.epoch, self.step = state["epoch"], state["step"]
@@ -108,8 +127,7 @@ class Loader:
   def order(self, epoch: int) -> np.ndarray:
     """The source positions in the order epoch `epoch` visits them."""
     if self._order_cache is None or self._order_cache[0] != epoch:
-      order = (np.random.default_rng([self.seed, epoch]).permutation(self.size) if self.shuffle
-               else np.arange(self.size))
+      order = np.random.default_rng([self.seed, epoch]).permutation(self.size) if self.shuffle else np.arange(self.size)
       self._order_cache = (epoch, order)
     return self._order_cache[1]
 
@@ -128,7 +146,7 @@ class Loader:
     examples = []
     for i in idx.tolist():
       ex = _as_example(self.source[i if i >= 0 else filler])
-      examples.append(dataclasses.replace(ex, candidates=ex.candidates[:self.n]))
+      examples.append(dataclasses.replace(ex, candidates=ex.candidates[: self.n]))
     b, n = len(examples), self.n
     where = np.zeros((b, n), bool)
     has_answer = np.zeros((b, n), bool)
@@ -145,8 +163,9 @@ class Loader:
       out.update(self.encode_fn(examples))
       if "where" in out:
         where &= np.asarray(out["where"], bool)
-    out.update(examples=examples, index=idx, query_mask=mask, where=where, has_answer=has_answer,
-               is_supporting=supporting)
+    out.update(
+        examples=examples, index=idx, query_mask=mask, where=where, has_answer=has_answer, is_supporting=supporting
+    )
     return out
 
   def _positions(self) -> Iterator[tuple[int, int]]:

@@ -26,8 +26,10 @@ from rrpo_jax.data.formats import read_examples, write_examples
 
 SAMPLE_DIR = pathlib.Path(__file__).resolve().parent.parent / "sample_data"
 SPLITS = {"nq": ("train", "dev", "test"), "hotpotqa": ("train", "dev")}
-_HOTPOT_FILES = {"train": (("train.hotpotqa.json.gz", "hotpotqa"), ("train.ircot.jsonl.gz", "hotpotqa_ircot")),
-                 "dev": (("dev.ircot.jsonl.gz", "hotpotqa_ircot"),)}
+_HOTPOT_FILES = {
+    "train": (("train.hotpotqa.json.gz", "hotpotqa"), ("train.ircot.jsonl.gz", "hotpotqa_ircot")),
+    "dev": (("dev.ircot.jsonl.gz", "hotpotqa_ircot"),),
+}
 _VERSION = "2"  # bump when the cached files' content would change for the same inputs
 _K1, _B = 0.9, 0.4  # BM25 parameters of the sample (bm25.DEFAULT_K1 / DEFAULT_B; bm25s loads lazily)
 
@@ -47,8 +49,9 @@ def _fingerprint(name: str, n: int) -> str:
   return h.hexdigest()[:12]
 
 
-def sample_path(name: str, split: str, *, n: int = 20, cache_dir: str | os.PathLike | None = None,
-                show_progress: bool = True) -> str:
+def sample_path(
+    name: str, split: str, *, n: int = 20, cache_dir: str | os.PathLike | None = None, show_progress: bool = True
+) -> str:
   """Path of the bundled sample `name` / `split` as DPR-style JSONL with candidates (read it with
   read_examples(path, format="dpr")); built on first use and cached."""
   if name not in SPLITS:
@@ -69,8 +72,9 @@ def sample_path(name: str, split: str, *, n: int = 20, cache_dir: str | os.PathL
   return str(path)
 
 
-def load_sample(name: str, split: str, *, n: int = 20, limit: int | None = None,
-                cache_dir: str | os.PathLike | None = None) -> list[Example]:
+def load_sample(
+    name: str, split: str, *, n: int = 20, limit: int | None = None, cache_dir: str | os.PathLike | None = None
+) -> list[Example]:
   """The examples of sample_path(name, split, n=n), the first `limit` if given."""
   examples, _ = read_examples(sample_path(name, split, n=n, cache_dir=cache_dir), format="dpr")
   return examples[:limit] if limit else examples
@@ -78,6 +82,7 @@ def load_sample(name: str, split: str, *, n: int = 20, limit: int | None = None,
 
 def _build(name: str, n: int, out: pathlib.Path, *, show_progress: bool) -> None:
   from rrpo_jax.data.bm25 import BM25Index, attach_candidates, read_corpus  # bm25s imports slowly
+
   out.mkdir(parents=True, exist_ok=True)
   d = SAMPLE_DIR / name
   if name == "hotpotqa":
@@ -86,8 +91,9 @@ def _build(name: str, n: int, out: pathlib.Path, *, show_progress: bool) -> None
       write_examples(out / f"{split}.top{n}.jsonl", examples)
     return
   passages = list(read_corpus(str(d / "passages.tsv.gz")))
-  index = BM25Index.build((f"{title} {text}" for _, text, title in passages), k1=_K1, b=_B,
-                          show_progress=show_progress, total=len(passages))
+  index = BM25Index.build(
+      (f"{title} {text}" for _, text, title in passages), k1=_K1, b=_B, show_progress=show_progress, total=len(passages)
+  )
   for split in SPLITS[name]:
     questions, _ = read_examples(d / f"questions.{split}.jsonl", format="nq_open")
     idx, scores = index.search([q.question for q in questions], n)
@@ -103,14 +109,16 @@ def recall_at_k(examples: Sequence[Example], ks: Sequence[int]) -> dict[str, flo
     out[f"has_answer@{k}"] = sum(any(c.has_answer for c in e.candidates[:k]) for e in examples) / len(examples)
   if all("gold_pid" in e.meta for e in examples):
     for k in ks:
-      out[f"gold@{k}"] = sum(any(c.pid == e.meta["gold_pid"] for c in e.candidates[:k])
-                             for e in examples) / len(examples)
+      out[f"gold@{k}"] = sum(any(c.pid == e.meta["gold_pid"] for c in e.candidates[:k]) for e in examples) / len(
+          examples
+      )
   return out
 
 
 def main(argv=None) -> None:
-  p = argparse.ArgumentParser(prog="python -m rrpo_jax.data.sample", description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p = argparse.ArgumentParser(
+      prog="python -m rrpo_jax.data.sample", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
   p.add_argument("--n", type=int, default=20)
   p.add_argument("--cache_dir", default=None)
   args = p.parse_args(argv)

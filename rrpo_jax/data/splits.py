@@ -21,7 +21,7 @@ from rrpo_jax.data.sample import SPLITS, sample_path
 
 
 def names(split: str) -> list[str]:
-  """"dev+test" -> ["dev", "test"]."""
+  """ "dev+test" -> ["dev", "test"]."""
   return [s.strip() for s in str(split).split("+") if s.strip()]
 
 
@@ -63,12 +63,16 @@ def load(data_config, split: str) -> list:
   if split in ("train", "val"):
     examples = _train_file(d)
     if d.val_size >= len(examples):
-      raise DataError(d.train_path or f"the {d.sample} sample", None, "data.val_size",
-                      f"{d.val_size} >= the {len(examples)} training examples")
+      raise DataError(
+          d.train_path or f"the {d.sample} sample",
+          None,
+          "data.val_size",
+          f"{d.val_size} >= the {len(examples)} training examples",
+      )
     cut = len(examples) - d.val_size
     examples = examples[:cut] if split == "train" else examples[cut:]
     if split == "train" and d.max_train_queries:
-      examples = examples[:d.max_train_queries]
+      examples = examples[: d.max_train_queries]
   else:
     why = check(d, split)
     if why:
@@ -76,13 +80,17 @@ def load(data_config, split: str) -> list:
     if d.eval_path:
       examples = _read(d, d.eval_path, d.format, split)
     else:
-      examples = [ex for part in names(split)
-                  for ex in _read(d, sample_path(d.sample, part, n=max(d.num_candidates, 20)), "dpr", part)]
+      examples = [
+          ex
+          for part in names(split)
+          for ex in _read(d, sample_path(d.sample, part, n=max(d.num_candidates, 20)), "dpr", part)
+      ]
     if d.max_eval_queries:
-      examples = examples[:d.max_eval_queries]
+      examples = examples[: d.max_eval_queries]
   for ex in examples:
-    ex.candidates = list(ex.candidates[:d.num_candidates])
+    ex.candidates = list(ex.candidates[: d.num_candidates])
   if not examples:
-    raise DataError(d.train_path if split == "train" else d.eval_path or split, None, None,
-                    f"no usable {split} examples")
+    raise DataError(
+        d.train_path if split == "train" else d.eval_path or split, None, None, f"no usable {split} examples"
+    )
   return examples

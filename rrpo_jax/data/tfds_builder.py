@@ -29,13 +29,18 @@ _SAMPLE_FILES = {"nq": ("train", "dev", "test"), "hotpotqa": ("train", "dev")}
 def to_record(ex: Example, index: int) -> dict[str, Any]:
   """An Example as a TFDS record (score None -> NaN, is_supporting None -> -1, meta as JSON)."""
   return {
-      "index": index, "qid": ex.qid, "question": ex.question, "answers": list(ex.answers),
+      "index": index,
+      "qid": ex.qid,
+      "question": ex.question,
+      "answers": list(ex.answers),
       "candidates": {
-          "pid": [c.pid for c in ex.candidates], "title": [c.title for c in ex.candidates],
+          "pid": [c.pid for c in ex.candidates],
+          "title": [c.title for c in ex.candidates],
           "text": [c.text for c in ex.candidates],
           "score": [math.nan if c.score is None else c.score for c in ex.candidates],
           "has_answer": [c.has_answer for c in ex.candidates],
-          "is_supporting": [-1 if c.is_supporting is None else int(c.is_supporting) for c in ex.candidates]},
+          "is_supporting": [-1 if c.is_supporting is None else int(c.is_supporting) for c in ex.candidates],
+      },
       "meta": json.dumps(ex.meta, ensure_ascii=False, sort_keys=True),
   }
 
@@ -47,19 +52,36 @@ def _str(x) -> str:
 def from_record(rec: dict[str, Any]) -> Example:
   """A TFDS record (as a data source returns it: text as bytes) back to an Example."""
   c = rec["candidates"]
-  cands = [Candidate(_str(pid), _str(title), _str(text), None if np.isnan(score) else float(score),
-                     bool(has), None if sup < 0 else bool(sup))
-           for pid, title, text, score, has, sup in zip(c["pid"], c["title"], c["text"], c["score"],
-                                                       c["has_answer"], c["is_supporting"])]
-  return Example(_str(rec["qid"]), _str(rec["question"]), [_str(a) for a in rec["answers"]], cands,
-                 json.loads(_str(rec["meta"])))
+  cands = [
+      Candidate(
+          _str(pid),
+          _str(title),
+          _str(text),
+          None if np.isnan(score) else float(score),
+          bool(has),
+          None if sup < 0 else bool(sup),
+      )
+      for pid, title, text, score, has, sup in zip(
+          c["pid"], c["title"], c["text"], c["score"], c["has_answer"], c["is_supporting"]
+      )
+  ]
+  return Example(
+      _str(rec["qid"]), _str(rec["question"]), [_str(a) for a in rec["answers"]], cands, json.loads(_str(rec["meta"]))
+  )
 
 
 class RrpoQaConfig(tfds.core.BuilderConfig):
   """`files`: split -> (path, format) of the input files; or `sample`: a bundled sample name."""
 
-  def __init__(self, *, files: dict[str, tuple[str, str]] | None = None, sample: str | None = None,
-               n: int = 20, skip_invalid: bool = False, **kwargs):
+  def __init__(
+      self,
+      *,
+      files: dict[str, tuple[str, str]] | None = None,
+      sample: str | None = None,
+      n: int = 20,
+      skip_invalid: bool = False,
+      **kwargs,
+  ):
     super().__init__(**kwargs)
     self.files, self.sample, self.n, self.skip_invalid = files, sample, n, skip_invalid
 
@@ -79,27 +101,43 @@ class RrpoQa(tfds.core.GeneratorBasedBuilder):
 
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "Initial release."}
-  BUILDER_CONFIGS = [RrpoQaConfig(name="nq", sample="nq", description="bundled NQ sample, BM25 top-20"),
-                     RrpoQaConfig(name="hotpotqa", sample="hotpotqa", description="bundled HotpotQA sample")]
+  BUILDER_CONFIGS = [
+      RrpoQaConfig(name="nq", sample="nq", description="bundled NQ sample, BM25 top-20"),
+      RrpoQaConfig(name="hotpotqa", sample="hotpotqa", description="bundled HotpotQA sample"),
+  ]
 
   def _info(self) -> tfds.core.DatasetInfo:
     text = tfds.features.Text()
     return tfds.core.DatasetInfo(
         builder=self,
         description="Questions, gold answers and candidate passages with has_answer / is_supporting.",
-        features=tfds.features.FeaturesDict({
-            "index": np.int64, "qid": text, "question": text,
-            "answers": tfds.features.Sequence(text),
-            "candidates": tfds.features.Sequence({
-                "pid": text, "title": text, "text": text, "score": np.float32,
-                "has_answer": np.bool_, "is_supporting": np.int8}),
-            "meta": text}),
-        homepage="https://arxiv.org/abs/2604.02091")
+        features=tfds.features.FeaturesDict(
+            {
+                "index": np.int64,
+                "qid": text,
+                "question": text,
+                "answers": tfds.features.Sequence(text),
+                "candidates": tfds.features.Sequence(
+                    {
+                        "pid": text,
+                        "title": text,
+                        "text": text,
+                        "score": np.float32,
+                        "has_answer": np.bool_,
+                        "is_supporting": np.int8,
+                    }
+                ),
+                "meta": text,
+            }
+        ),
+        homepage="https://arxiv.org/abs/2604.02091",
+    )
 
   def _split_generators(self, dl_manager):
     cfg = self.builder_config
     if cfg.sample:
       from rrpo_jax.data.sample import sample_path
+
       files = {s: (sample_path(cfg.sample, s, n=cfg.n), "dpr") for s in _SAMPLE_FILES[cfg.sample]}
     else:
       files = cfg.files or {}
@@ -115,13 +153,20 @@ class RrpoQa(tfds.core.GeneratorBasedBuilder):
       yield ex.qid, to_record(ex, i)
 
 
-def make_builder(name: str, *, data_dir: str, files: dict[str, tuple[str, str]] | None = None,
-                 n: int = 20, skip_invalid: bool = False) -> RrpoQa:
+def make_builder(
+    name: str,
+    *,
+    data_dir: str,
+    files: dict[str, tuple[str, str]] | None = None,
+    n: int = 20,
+    skip_invalid: bool = False,
+) -> RrpoQa:
   """The array_record builder for a bundled sample ("nq", "hotpotqa") or for your `files`."""
   if files is None and name in _SAMPLE_FILES and n == 20:
     return RrpoQa(config=name, data_dir=data_dir, file_format="array_record")
-  config = RrpoQaConfig(name=name, files=files, sample=None if files else name, n=n,
-                        skip_invalid=skip_invalid, version=RrpoQa.VERSION)
+  config = RrpoQaConfig(
+      name=name, files=files, sample=None if files else name, n=n, skip_invalid=skip_invalid, version=RrpoQa.VERSION
+  )
   return RrpoQa(config=config, data_dir=data_dir, file_format="array_record")
 
 

@@ -24,8 +24,15 @@ import dataclasses
 import os
 from typing import Any, Callable
 
-from rrpo_jax.reader.base import (DEFAULTS, Passage, Reader, ReaderError, ReaderUnavailableError,  # noqa: F401
-                                  Request, Response)
+from rrpo_jax.reader.base import (
+    DEFAULTS,
+    Passage,
+    Reader,
+    ReaderError,
+    ReaderUnavailableError,  # noqa: F401
+    Request,
+    Response,
+)
 from rrpo_jax.reader.cache import CacheError, ResponseCache, cache_key  # noqa: F401
 from rrpo_jax.reader.prompts import PromptTemplate, postprocess  # noqa: F401
 from rrpo_jax.registry import Registry, one_of
@@ -100,9 +107,11 @@ BACKENDS: Registry[Backend] = Registry("reader backend")
 
 def register_backend(name: str, *, check: Callable[[Any], tuple[str, str] | None] | None = None):
   """Decorator: registers build(config, *, chat, template, max_tokens) -> Reader as backend `name`."""
+
   def add(build):
     BACKENDS.register(name, Backend(build, check) if check else Backend(build))
     return build
+
   return add
 
 
@@ -118,8 +127,14 @@ def _check_llama_cpp(config):
 @register_backend("llama_cpp", check=_check_llama_cpp)
 def _llama_cpp(config, *, chat, **common) -> Reader:
   from rrpo_jax.reader.llama_cpp import LlamaCppReader  # pylint: disable=import-outside-toplevel
-  return LlamaCppReader(model=_get(config, "model"), n_ctx=_get(config, "n_ctx", DEFAULTS["n_ctx"]),
-                        n_threads=_get(config, "n_threads"), chat=chat, **common)
+
+  return LlamaCppReader(
+      model=_get(config, "model"),
+      n_ctx=_get(config, "n_ctx", DEFAULTS["n_ctx"]),
+      n_threads=_get(config, "n_threads"),
+      chat=chat,
+      **common,
+  )
 
 
 def _check_openai(config):
@@ -130,13 +145,27 @@ def _check_openai(config):
 def _openai(config, *, chat, **common) -> Reader:
   del chat  # the endpoint decides
   from rrpo_jax.reader.openai import OpenAIReader  # pylint: disable=import-outside-toplevel
+
   base_url = _get(config, "base_url")
   if not base_url:
     raise ValueError("reader backend 'openai' needs base_url, e.g. http://127.0.0.1:8000/v1")
-  return OpenAIReader(base_url=base_url, model=_get(config, "model", "default"),
-                      **{name: _get(config, name, DEFAULTS[name]) for name in (
-                          "endpoint", "api_key_env", "concurrency", "timeout_s", "max_retries", "backoff_s",
-                          "max_backoff_s")}, **common)
+  return OpenAIReader(
+      base_url=base_url,
+      model=_get(config, "model", "default"),
+      **{
+          name: _get(config, name, DEFAULTS[name])
+          for name in (
+              "endpoint",
+              "api_key_env",
+              "concurrency",
+              "timeout_s",
+              "max_retries",
+              "backoff_s",
+              "max_backoff_s",
+          )
+      },
+      **common,
+  )
 
 
 def _check_hf(config):
@@ -147,11 +176,18 @@ def _check_hf(config):
 @register_backend("hf", check=_check_hf)
 def _hf(config, *, chat, **common) -> Reader:
   from rrpo_jax.reader.hf import HFReader  # pylint: disable=import-outside-toplevel
+
   model = _get(config, "model")
   if not model:
     raise ValueError("reader backend 'hf' needs model (a local checkpoint path)")
-  return HFReader(model=model, batch_size=_get(config, "batch_size", DEFAULTS["batch_size"]), device=_get(config, "device"),
-                  dtype=_get(config, "dtype"), chat=chat, **common)
+  return HFReader(
+      model=model,
+      batch_size=_get(config, "batch_size", DEFAULTS["batch_size"]),
+      device=_get(config, "device"),
+      dtype=_get(config, "dtype"),
+      chat=chat,
+      **common,
+  )
 
 
 @register_backend("fake")
@@ -159,4 +195,5 @@ def _fake(config, *, chat, **common) -> Reader:
   """Deterministic, no model, no server (tests and benchmarks; reader/fake.py)."""
   del config, chat
   from rrpo_jax.reader.fake import FakeReader  # pylint: disable=import-outside-toplevel
+
   return FakeReader(**common)

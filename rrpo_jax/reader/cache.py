@@ -33,8 +33,11 @@ class CacheError(RuntimeError):
 
 def cache_key(identity: str, template_hash: str, request: Request) -> str:
   """sha256 over reader identity, prompt-template hash, qid, question and ordered passage ids."""
-  blob = json.dumps([identity, template_hash, request.qid, request.question, list(request.pids)],
-                    ensure_ascii=False, separators=(",", ":"))
+  blob = json.dumps(
+      [identity, template_hash, request.qid, request.question, list(request.pids)],
+      ensure_ascii=False,
+      separators=(",", ":"),
+  )
   return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
@@ -61,8 +64,10 @@ class ResponseCache:
       self._guard(lambda: self._check(conn))
 
   def _fail(self, e: Exception) -> CacheError:
-    return CacheError(f"response cache {self.path} is unusable ({type(e).__name__}: {e}); it is not a healthy "
-                      "SQLite database: move it aside or delete it to start an empty cache")
+    return CacheError(
+        f"response cache {self.path} is unusable ({type(e).__name__}: {e}); it is not a healthy "
+        "SQLite database: move it aside or delete it to start an empty cache"
+    )
 
   def _guard(self, fn):
     try:
@@ -97,12 +102,21 @@ class ResponseCache:
     with self._lock:
       conn = self._connection()
       for lo in range(0, len(keys), 500):
-        chunk = keys[lo:lo + 500]
-        sql = ("SELECT key, text, raw, prompt_tokens, completion_tokens, latency_s, malformed FROM responses "
-               f"WHERE key IN ({','.join('?' * len(chunk))})")
+        chunk = keys[lo : lo + 500]
+        sql = (
+            "SELECT key, text, raw, prompt_tokens, completion_tokens, latency_s, malformed FROM responses "
+            f"WHERE key IN ({','.join('?' * len(chunk))})"
+        )
         for k, text, raw, pt, ct, lat, bad in self._guard(lambda: conn.execute(sql, chunk).fetchall()):
-          found[k] = Response(text=text, raw=raw, prompt_tokens=pt, completion_tokens=ct, latency_s=lat,
-                              malformed=bool(bad), cached=True)
+          found[k] = Response(
+              text=text,
+              raw=raw,
+              prompt_tokens=pt,
+              completion_tokens=ct,
+              latency_s=lat,
+              malformed=bool(bad),
+              cached=True,
+          )
       self.hits += len(found)
       self.misses += len(keys) - len(found)
     return found
@@ -112,8 +126,22 @@ class ResponseCache:
 
   def put_many(self, items: Mapping[str, tuple[Request, str, Response]]) -> int:
     """Stores {key: (request, identity, response)}; failed and malformed responses are skipped."""
-    rows = [(k, identity, req.qid, r.text, r.raw, r.prompt_tokens, r.completion_tokens, r.latency_s,
-             int(r.malformed), time.time()) for k, (req, identity, r) in items.items() if r.ok and not r.malformed]
+    rows = [
+        (
+            k,
+            identity,
+            req.qid,
+            r.text,
+            r.raw,
+            r.prompt_tokens,
+            r.completion_tokens,
+            r.latency_s,
+            int(r.malformed),
+            time.time(),
+        )
+        for k, (req, identity, r) in items.items()
+        if r.ok and not r.malformed
+    ]
     if not rows:
       return 0
 

@@ -18,8 +18,13 @@ class FakeReader(Reader):
 
   backend = "fake"
 
-  def __init__(self, *, template: prompts.PromptTemplate | None = None, max_tokens: int = DEFAULTS["max_tokens"],
-               postprocess=prompts.postprocess):
+  def __init__(
+      self,
+      *,
+      template: prompts.PromptTemplate | None = None,
+      max_tokens: int = DEFAULTS["max_tokens"],
+      postprocess=prompts.postprocess,
+  ):
     super().__init__(template=template or prompts.PromptTemplate(), max_tokens=max_tokens, postprocess=postprocess)
 
   def _settings(self) -> dict:
@@ -28,8 +33,9 @@ class FakeReader(Reader):
   def _complete(self, requests: Sequence[Request]) -> list[Response]:
     out = []
     for r in requests:
-      words = (r.passages[-1].title if r.passages else "").split()[:self.max_tokens]
+      words = (r.passages[-1].title if r.passages else "").split()[: self.max_tokens]
       prompt = self.template.render(r.question, r.passages)
-      out.append(Response(text="", raw=" ".join(words), prompt_tokens=len(prompt.split()),
-                          completion_tokens=len(words)))
+      out.append(
+          Response(text="", raw=" ".join(words), prompt_tokens=len(prompt.split()), completion_tokens=len(words))
+      )
     return out

@@ -18,13 +18,23 @@ class HFReader(Reader):
 
   backend = "hf"
 
-  def __init__(self, *, model, tokenizer=None, template: prompts.PromptTemplate | None = None,
-               max_tokens: int = DEFAULTS["max_tokens"], batch_size: int = 8, device: str | None = None,
-               dtype: str | None = None,
-               chat: bool | None = None, postprocess=prompts.postprocess):
+  def __init__(
+      self,
+      *,
+      model,
+      tokenizer=None,
+      template: prompts.PromptTemplate | None = None,
+      max_tokens: int = DEFAULTS["max_tokens"],
+      batch_size: int = 8,
+      device: str | None = None,
+      dtype: str | None = None,
+      chat: bool | None = None,
+      postprocess=prompts.postprocess,
+  ):
     super().__init__(template=template or prompts.PromptTemplate(), max_tokens=max_tokens, postprocess=postprocess)
     import torch  # pylint: disable=import-outside-toplevel
     import transformers  # pylint: disable=import-outside-toplevel
+
     self._torch = torch
     if isinstance(model, str):
       tokenizer = tokenizer or transformers.AutoTokenizer.from_pretrained(model)
@@ -44,8 +54,12 @@ class HFReader(Reader):
     eos = tokenizer.eos_token_id if eos is None else eos
     self._eos = set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
     self._gen = transformers.GenerationConfig(
-        max_new_tokens=self.max_tokens, do_sample=False, num_beams=1, pad_token_id=self.tokenizer.pad_token_id,
-        eos_token_id=sorted(self._eos) or None)
+        max_new_tokens=self.max_tokens,
+        do_sample=False,
+        num_beams=1,
+        pad_token_id=self.tokenizer.pad_token_id,
+        eos_token_id=sorted(self._eos) or None,
+    )
 
   def _settings(self) -> dict:
     return {"model": getattr(self.model.config, "_name_or_path", "") or type(self.model).__name__, "chat": self.chat}
@@ -53,7 +67,8 @@ class HFReader(Reader):
   def _text(self, request: Request) -> str:
     if self.chat:
       return self.tokenizer.apply_chat_template(
-          self.template.messages(request.question, request.passages), add_generation_prompt=True, tokenize=False)
+          self.template.messages(request.question, request.passages), add_generation_prompt=True, tokenize=False
+      )
     return self.template.render(request.question, request.passages)
 
   def _complete(self, requests: Sequence[Request]) -> list[Response]:
@@ -64,13 +79,13 @@ class HFReader(Reader):
     out: list[Response | None] = [None] * len(enc)
     torch = self._torch
     for lo in range(0, len(order), self.batch_size):
-      idx = order[lo:lo + self.batch_size]
+      idx = order[lo : lo + self.batch_size]
       batch = self.tokenizer.pad({"input_ids": [enc[i] for i in idx]}, return_tensors="pt").to(self.device)
       start = time.perf_counter()
       with torch.inference_mode():
         gen = self.model.generate(**batch, generation_config=self._gen)
       latency = (time.perf_counter() - start) / len(idx)
-      new = gen[:, batch["input_ids"].shape[1]:].tolist()
+      new = gen[:, batch["input_ids"].shape[1] :].tolist()
       for i, tokens in zip(idx, new):
         n = next((j for j, t in enumerate(tokens) if t in self._eos), len(tokens))
         raw = self.tokenizer.decode(tokens[:n], skip_special_tokens=True)

@@ -71,25 +71,37 @@ class LlamaCppReader(Reader):
 
   backend = "llama_cpp"
 
-  def __init__(self, *, model: str | None = None, template: prompts.PromptTemplate | None = None,
-               max_tokens: int = DEFAULTS["max_tokens"], n_ctx: int = 2048, n_threads: int | None = None,
-               chat: bool | None = None,
-               seed: int = 0, postprocess=prompts.postprocess):
+  def __init__(
+      self,
+      *,
+      model: str | None = None,
+      template: prompts.PromptTemplate | None = None,
+      max_tokens: int = DEFAULTS["max_tokens"],
+      n_ctx: int = 2048,
+      n_threads: int | None = None,
+      chat: bool | None = None,
+      seed: int = 0,
+      postprocess=prompts.postprocess,
+  ):
     super().__init__(template=template or prompts.PromptTemplate(), max_tokens=max_tokens, postprocess=postprocess)
     import llama_cpp  # pylint: disable=import-outside-toplevel
+
     self.model_name = model or DEFAULT_MODEL
     self.path = gguf_path(model)
     self.n_ctx = n_ctx
-    self._llm = llama_cpp.Llama(model_path=self.path, n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(),
-                                seed=seed, verbose=False)
+    self._llm = llama_cpp.Llama(
+        model_path=self.path, n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(), seed=seed, verbose=False
+    )
     template = self._llm.metadata.get("tokenizer.chat_template")
     self.chat = bool(template) if chat is None else bool(chat)
     self._formatter = None  # the GGUF's chat template, to count the prompt's tokens exactly
     if self.chat and template:
       from llama_cpp import llama_chat_format  # pylint: disable=import-outside-toplevel
+
       special = lambda i: self._llm._model.token_get_text(i) if i != -1 else ""  # pylint: disable=protected-access
       self._formatter = llama_chat_format.Jinja2ChatFormatter(
-          template=template, eos_token=special(self._llm.token_eos()), bos_token=special(self._llm.token_bos()))
+          template=template, eos_token=special(self._llm.token_eos()), bos_token=special(self._llm.token_bos())
+      )
     self.truncated = 0  # requests whose passages were cut to fit n_ctx
 
   def _settings(self) -> dict:
@@ -130,8 +142,10 @@ class LlamaCppReader(Reader):
     budget = self.n_ctx - self.max_tokens
     if not _encodable(request.question):
       request = dataclasses.replace(request, question=_clean(request.question))
-    passages = [p if _encodable(p.text + p.title) else
-                dataclasses.replace(p, title=_clean(p.title), text=_clean(p.text)) for p in request.passages]
+    passages = [
+        p if _encodable(p.text + p.title) else dataclasses.replace(p, title=_clean(p.title), text=_clean(p.text))
+        for p in request.passages
+    ]
     limit = max(budget, 1) * MAX_CHARS_PER_TOKEN
     cut = {i for i, p in enumerate(passages) if len(p.text) > limit}
     passages = [dataclasses.replace(p, text=p.text[:limit]) if i in cut else p for i, p in enumerate(passages)]
@@ -163,19 +177,31 @@ class LlamaCppReader(Reader):
       if self.chat:
         out = self._llm.create_chat_completion(
             messages=self.template.messages(request.question, request.passages),
-            temperature=0.0, top_k=1, max_tokens=self.max_tokens)
+            temperature=0.0,
+            top_k=1,
+            max_tokens=self.max_tokens,
+        )
         raw = out["choices"][0]["message"]["content"]
       else:
         out = self._llm.create_completion(
             prompt=self.template.render(request.question, request.passages),
-            temperature=0.0, top_k=1, max_tokens=self.max_tokens)
+            temperature=0.0,
+            top_k=1,
+            max_tokens=self.max_tokens,
+        )
         raw = out["choices"][0]["text"]
     except ValueError as e:  # e.g. a question too long for n_ctx even without passages
       return Response(text="", latency_s=time.perf_counter() - start, ok=False, error=str(e), truncated=cut)
     usage = out.get("usage") or {}
-    return Response(text="", raw=raw or "", prompt_tokens=int(usage.get("prompt_tokens", 0)),
-                    completion_tokens=int(usage.get("completion_tokens", 0)),
-                    latency_s=time.perf_counter() - start, malformed=raw is None, truncated=cut)
+    return Response(
+        text="",
+        raw=raw or "",
+        prompt_tokens=int(usage.get("prompt_tokens", 0)),
+        completion_tokens=int(usage.get("completion_tokens", 0)),
+        latency_s=time.perf_counter() - start,
+        malformed=raw is None,
+        truncated=cut,
+    )
 
   def _complete(self, requests: Sequence[Request]) -> list[Response]:
     return [self._one(r) for r in requests]

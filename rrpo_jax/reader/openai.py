@@ -28,11 +28,23 @@ class OpenAIReader(Reader):
 
   backend = "openai"
 
-  def __init__(self, *, base_url: str, model: str = "default", endpoint: str = "chat",
-               api_key_env: str | None = "OPENAI_API_KEY", template: prompts.PromptTemplate | None = None,
-               max_tokens: int = DEFAULTS["max_tokens"], concurrency: int = 8, timeout_s: float = 60.0, max_retries: int = 5,
-               backoff_s: float = 0.5, max_backoff_s: float = 8.0, stop: Sequence[str] | None = None,
-               postprocess=prompts.postprocess):
+  def __init__(
+      self,
+      *,
+      base_url: str,
+      model: str = "default",
+      endpoint: str = "chat",
+      api_key_env: str | None = "OPENAI_API_KEY",
+      template: prompts.PromptTemplate | None = None,
+      max_tokens: int = DEFAULTS["max_tokens"],
+      concurrency: int = 8,
+      timeout_s: float = 60.0,
+      max_retries: int = 5,
+      backoff_s: float = 0.5,
+      max_backoff_s: float = 8.0,
+      stop: Sequence[str] | None = None,
+      postprocess=prompts.postprocess,
+  ):
     super().__init__(template=template or prompts.PromptTemplate(), max_tokens=max_tokens, postprocess=postprocess)
     if endpoint not in ("chat", "completions"):
       raise ValueError(f"endpoint must be 'chat' or 'completions', got {endpoint!r}")
@@ -57,7 +69,7 @@ class OpenAIReader(Reader):
 
   def _quote(self, reply: httpx.Response) -> str:
     """The start of a reply body for an error message, with the API key redacted (some servers echo it)."""
-    text = reply.text[:200 + len(self._key or "")]
+    text = reply.text[: 200 + len(self._key or "")]
     return (text.replace(self._key, "<redacted>") if self._key else text)[:200]
 
   def close(self) -> None:
@@ -82,8 +94,13 @@ class OpenAIReader(Reader):
     except (KeyError, IndexError, TypeError) as e:
       return Response(text="", latency_s=latency, malformed=True, error=f"malformed reply: {e!r}")
     usage = data.get("usage") or {}
-    return Response(text="", raw=raw, prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                    completion_tokens=int(usage.get("completion_tokens") or 0), latency_s=latency)
+    return Response(
+        text="",
+        raw=raw,
+        prompt_tokens=int(usage.get("prompt_tokens") or 0),
+        completion_tokens=int(usage.get("completion_tokens") or 0),
+        latency_s=latency,
+    )
 
   def _one(self, request: Request, abort: threading.Event) -> Response:
     url, body = self._payload(request)
@@ -104,8 +121,10 @@ class OpenAIReader(Reader):
         last = f"HTTP {reply.status_code}: {self._quote(reply)}"
         continue
       if reply.status_code in _FATAL:
-        raise ReaderError(f"{url} answered HTTP {reply.status_code} (check base_url, model and the API key "
-                          f"variable): {self._quote(reply)}")
+        raise ReaderError(
+            f"{url} answered HTTP {reply.status_code} (check base_url, model and the API key "
+            f"variable): {self._quote(reply)}"
+        )
       if reply.status_code >= 400:
         return Response(text="", latency_s=latency, ok=False, error=f"HTTP {reply.status_code}: {self._quote(reply)}")
       try:

@@ -29,8 +29,16 @@ def free_port(host: str = "127.0.0.1") -> int:
 class LlamaServer:
   """`python -m llama_cpp.server` as a child process; a context manager; stop() ends only it."""
 
-  def __init__(self, model: str | None = None, *, host: str = "127.0.0.1", port: int | None = None,
-               n_ctx: int = 2048, n_threads: int | None = None, log_path: str | None = None):
+  def __init__(
+      self,
+      model: str | None = None,
+      *,
+      host: str = "127.0.0.1",
+      port: int | None = None,
+      n_ctx: int = 2048,
+      n_threads: int | None = None,
+      log_path: str | None = None,
+  ):
     self.path = gguf_path(model)
     self.host, self.port = host, port or free_port(host)
     self.n_ctx, self.n_threads = n_ctx, n_threads or os.cpu_count()
@@ -43,9 +51,25 @@ class LlamaServer:
 
   def start(self, timeout_s: float = 120.0) -> "LlamaServer":
     """Starts the server and waits until /v1/models answers."""
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", self.path, "--host", self.host,
-           "--port", str(self.port), "--n_ctx", str(self.n_ctx), "--n_threads", str(self.n_threads),
-           "--interrupt_requests", "False", "--verbose", "False"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        self.path,
+        "--host",
+        self.host,
+        "--port",
+        str(self.port),
+        "--n_ctx",
+        str(self.n_ctx),
+        "--n_threads",
+        str(self.n_threads),
+        "--interrupt_requests",
+        "False",
+        "--verbose",
+        "False",
+    ]
     log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # pylint: disable=consider-using-with
     self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)  # pylint: disable=consider-using-with
     if log is not subprocess.DEVNULL:
