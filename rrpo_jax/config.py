@@ -69,9 +69,7 @@ def get_config(arg=None):
   c.model.random.max_position_embeddings = 512  # position table size (>= data.max_length)
   c.model.dtype = "float32"  # compute dtype: float32 or bfloat16 (params and scores stay float32)
   c.model.remat = False  # recompute each layer's activations in the backward pass to save memory
-  c.model.dropout = (
-      0.1  # hidden/attention dropout of the training-mode policy (its only exploration under greedy selection)
-  )
+  c.model.dropout = 0.1  # hidden/attention dropout of the training-mode policy (its exploration under greedy)
 
   # --- supervised warm-up (listwise softmax loss on relevance labels) -----------------------
   c.sft = ml_collections.ConfigDict()
@@ -81,9 +79,7 @@ def get_config(arg=None):
   c.sft.warmup_steps = 6  # linear warm-up steps, then linear decay to 0
   c.sft.weight_decay = 0.01  # AdamW weight decay
   c.sft.max_grad_norm = 1.0  # clip gradients by this global norm
-  c.sft.labels = (
-      "auto"  # "auto" (the dataset's is_supporting where given, else has_answer), "has_answer", "is_supporting"
-  )
+  c.sft.labels = "auto"  # "auto" (is_supporting where given, else has_answer), "has_answer", "is_supporting"
 
   # --- RRPO ---------------------------------------------------------------------------------
   c.rrpo = ml_collections.ConfigDict()
@@ -97,9 +93,7 @@ def get_config(arg=None):
   c.rrpo.gamma = 1.0  # discount (unpublished)
   c.rrpo.lam = 0.95  # GAE lambda (unpublished)
   c.rrpo.window = 256  # sliding-window size (per-step advantages) for standardisation
-  c.rrpo.standardize = (
-      "mean_std"  # window standardisation: "mean_std" (paper), "std" (scale only: zero stays zero), "none"
-  )
+  c.rrpo.standardize = "mean_std"  # window standardisation: "mean_std" (paper), "std" (zero stays zero), "none"
   c.rrpo.ref_mode = "eval"  # log pi_ref of the ratio: "eval" (the reference as it selects) or "same_dropout" (the policy's dropout masks)
   c.rrpo.clip_eps = 0.2  # ratio clip epsilon
   c.rrpo.beta = 0.01  # KL(pi || pi_ref) coefficient (unpublished)
@@ -124,12 +118,8 @@ def get_config(arg=None):
   c.eval.k = 3  # k_eval: top-k passages given to the reader and cut-off of Recall/nDCG
   c.eval.systems = "retriever,reference,policy"  # orders the reader is evaluated with
   c.eval.every_steps = 0  # also evaluate during RRPO every this many steps (0 = only at the end)
-  c.eval.select_split = (
-      ""  # split of the periodic evaluations that pick the best checkpoint ("" = data.eval_split; "val" = honest)
-  )
-  c.eval.checkpoint = (
-      "latest"  # policy the eval mode scores: "latest" or "best" (by eval.best_metric on eval.select_split)
-  )
+  c.eval.select_split = ""  # split of the periodic evaluations picking the best checkpoint ("" = data.eval_split)
+  c.eval.checkpoint = "latest"  # policy the eval mode scores: "latest" or "best" (eval.best_metric on select_split)
   c.eval.name = ""  # names a second evaluation of a run (e.g. "transfer"): eval/<name>/, results_<name>.json
   c.eval.best_metric = "policy_f1"  # metric that picks the best checkpoint ("<system>_<em|f1|recall|ndcg|mrr>")
   c.eval.batch_size = 8  # queries per scoring batch
@@ -232,9 +222,7 @@ def reader_config(override=False):
       else d[name]
   )  # noqa: E731
   r = ml_collections.ConfigDict()
-  r.backend = unset(
-      "backend"
-  )  # a registered reader backend: "llama_cpp" (in-process GGUF), "openai" (HTTP server), "hf" (transformers), "fake" (tests)
+  r.backend = unset("backend")  # a registered backend: llama_cpp (in-process GGUF), openai, hf, fake (tests)
   r.model = unset("model")  # GGUF path or alias (smollm2-135m-instruct, gemma3-270m), served model name, or HF dir
   r.base_url = unset("base_url")  # OpenAI-compatible server URL (backend=openai), e.g. http://127.0.0.1:8000/v1
   r.endpoint = unset("endpoint")  # openai: "chat" or "completions"
@@ -256,9 +244,7 @@ def reader_config(override=False):
   r.passage = unset("passage")  # one passage's format with {index}, {title}, {text} ("" = default)
   r.separator = unset("separator")  # between passages ("" = default)
   r.system = unset("system")  # system message of chat prompts ("" = default)
-  r.max_passage_chars = unset(
-      "max_passage_chars"
-  )  # truncate each passage shown to the reader to this many characters (0 = no limit)
+  r.max_passage_chars = unset("max_passage_chars")  # cut each passage the reader sees to this many chars (0 = all)
   r.cache_path = unset("cache_path")  # SQLite response cache ("" = <workdir>/reader_cache.sqlite)
   return r
 
