@@ -32,6 +32,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
+from rrpo_jax import kernels
+
 FAMILIES = ("bert", "xlm-roberta")
 
 _ACTIVATIONS = {
@@ -133,9 +135,15 @@ def dropout(x, rate: float, key):
   quarter of the last axis), so the PRNG (threefry on CPU, the costly part of dropout) runs 4x
   less than in jax.random.bernoulli. The keep probability is quantised to 1/256 (rate 0.1 keeps
   230/256 = 0.8984); the 256/t scaling keeps E[y] = x exactly.
+  Off CPU (kernels.cpu_tricks() False): jax.random.bernoulli with the exact rate.
   """
   if rate <= 0.0:
     return x
+  if not kernels.cpu_tricks():
+    if rate >= 1.0:
+      return jnp.zeros_like(x)
+    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    return jnp.where(keep, x * jnp.asarray(1.0 / (1.0 - rate), x.dtype), jnp.zeros((), x.dtype))
   t = min(max(round(256 * (1.0 - rate)), 1), 256)
   if t == 256:
     return x
