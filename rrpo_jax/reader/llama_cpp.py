@@ -189,7 +189,7 @@ class LlamaCppReader(Reader):
             top_k=1,
             max_tokens=self.max_tokens,
         )
-        raw = out["choices"][0]["text"]  # type: ignore[typeddict-item]  (llama_cpp types it as a chat choice)
+        raw = out["choices"][0]["text"]  # type: ignore[typeddict-item]  # llama_cpp types it as a chat choice
     except ValueError as e:  # e.g. a question too long for n_ctx even without passages
       return Response(text="", latency_s=time.perf_counter() - start, ok=False, error=str(e), truncated=cut)
     usage = out.get("usage") or {}
