@@ -11,6 +11,7 @@ each phase's start are read explicitly, in the restore order of the trainer:
 
 from __future__ import annotations
 
+import copy
 import os
 from typing import Any
 
@@ -56,15 +57,9 @@ def build_reranker(config, init: str | None = None) -> Reranker:
 
 def with_params(reranker: Reranker, params: Any) -> Reranker:
   """A copy of `reranker` holding `params` (the original is left as it was)."""
-  enc = reranker.encoder
-  return Reranker(
-      reranker.config,
-      params,
-      reranker.tokenizer,
-      max_length=enc.max_length,
-      buckets=enc.buckets,
-      base_model=reranker.base_model,
-  )
+  out = copy.copy(reranker)
+  out.params = params
+  return out
 
 
 def _minilm_path() -> str:

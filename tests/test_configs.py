@@ -73,8 +73,8 @@ def test_backbone_variants_are_paper_scale_with_local_weights(spec):
   paper = load(spec.split(":")[0] + ":paper")
   assert config.rrpo.batch_size * config.rrpo.grad_accum == paper.rrpo.batch_size
   config.data.train_path = config.data.eval_path = os.path.join(ROOT, "configs", "default.py")  # exist
-  with pytest.raises(train.ConfigError, match=r"config\.model\.init"):
-    train.validate(config, num_devices=1)
+  with pytest.raises(config_lib.ConfigError, match=r"config\.model\.init"):
+    config_lib.validate(config, num_devices=1)
 
 
 def test_unknown_variant():
