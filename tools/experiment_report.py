@@ -93,11 +93,65 @@ def collect(runs: str, out: str) -> list[str]:
               f"{100 * c['f1']['differ']:.0f}% of questions)"
           )
         lines.append("")
+    lines += ablation_table(dict(items))
     if curves:
       _plot(curves, os.path.join(dest, "training.png"), dataset)
       lines.append(f"![{dataset} training]({os.path.join(out, dataset, 'training.png')})")
       lines.append("")
   return lines
+
+
+def _val(run, step):
+  path = os.path.join(run, "eval", "val", f"step_{step}", "results.json")
+  return _json(path) if os.path.isfile(path) else None
+
+
+def _mean(rows, key):
+  vals = [r[key] for r in rows if isinstance(r.get(key), (int, float))]
+  return sum(vals) / len(vals) if vals else float("nan")
+
+
+def ablation_table(runs: dict) -> list[str]:
+  """Validation F1 of every RRPO run (seeds and ablations) at each periodic evaluation: the policy,
+  its paired difference to the reference, and to seed 0's policy at the same step (the ablations are
+  overrides of seed 0), with the training diagnostics that explain it."""
+  rrpo = {k: v for k, v in runs.items() if k.startswith(("rrpo_s", "abl_"))}
+  base = rrpo.get("rrpo_s0")
+  out = []
+  for kind, run in rrpo.items():
+    rows = metrics_lib.read_jsonl(os.path.join(run, "metrics.jsonl"))
+    train = [r for r in rows if r.get("phase") == "rrpo"]
+    for step in sorted(r["step"] for r in rows if r.get("phase") == "val"):
+      res = _val(run, step)
+      if res is None:
+        continue
+      pol = res["systems"]["policy"]
+      vs_ref = res["comparisons"]["policy-reference"]["f1"]
+      vs_base = "-"
+      ref_res = _val(base, step) if base and kind != "rrpo_s0" else None
+      if ref_res is not None:
+        c = stats.compare_rows(res["per_query"]["policy"], ref_res["per_query"]["policy"], metrics=("f1",))
+        vs_base = _fmt(c["f1"])
+      upto = [r for r in train if r["step"] <= step]
+      out.append(
+          f"| {kind} | {step} | {pol['f1']:.2f} | {_fmt(vs_ref)} | {vs_base} | "
+          f"{100 * _mean(upto, 'reward_eq_value_frac'):.0f}% | {100 * _mean(upto, 'zero_adv_frac'):.0f}% | "
+          f"{100 * _mean(upto, 'clip_frac'):.1f}% | "
+          f"{upto[-1]['kl'] if upto else float('nan'):.3f} |"
+      )
+  if not out:
+    return []
+  return [
+      "Validation (val split; selection only): policy F1, paired differences to the reference and to",
+      "seed 0's policy at the same step; training diagnostics averaged over steps 1..step (episodes whose",
+      "reward equals the reference's value at every step, zero advantages before standardisation,",
+      "clipped ratios) and the KL at that step.",
+      "",
+      "| run | step | val F1 | - reference | - seed 0 | r = V | zero adv. | clipped | KL |",
+      "|---|---|---|---|---|---|---|---|---|",
+      *out,
+      "",
+  ]
 
 
 def _plot(curves, path, title):
