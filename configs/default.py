@@ -1,15 +1,10 @@
 """Every knob of rrpo_jax, with its default and a one-line comment: --config=configs/default.py.
 
-The defaults live in the package, in rrpo_jax/config.py (get_config, paper_scale, qwen3_scale,
-modernbert_scale, reader_config), because the package reads them itself (the reader's defaults,
-start-up validation) and must not import from configs/. Other config files start from get_config()
-and change what they need.
+The defaults live in the package, in rrpo_jax/config.py (get_config, reader_config; the paper-scale
+variants paper_scale, qwen3_scale, modernbert_scale in rrpo_jax/config_variants.py), because the
+package reads them itself (the reader's defaults, start-up validation) and must not import from
+configs/. Other config files start from get_config() and change what they need.
 """
 
-from rrpo_jax.config import (
-    get_config,
-    modernbert_scale,
-    paper_scale,
-    qwen3_scale,  # noqa: F401  (re-exported)
-    reader_config,
-)
+from rrpo_jax.config import get_config, reader_config  # noqa: F401  (re-exported)
+from rrpo_jax.config_variants import modernbert_scale, paper_scale, qwen3_scale  # noqa: F401  (re-exported)

@@ -7,6 +7,7 @@
 """
 
 from rrpo_jax import config as default
+from rrpo_jax import config_variants as variants
 
 
 def get_config(arg=None):
@@ -24,7 +25,7 @@ def get_config(arg=None):
   c.reader.max_passage_chars = 400  # three full paragraphs cost ~2 s per SmolLM2 call on 2 CPU cores
   if arg in (None, ""):
     return c
-  scales = {"paper": default.paper_scale, "qwen3": default.qwen3_scale, "modernbert": default.modernbert_scale}
+  scales = {"paper": variants.paper_scale, "qwen3": variants.qwen3_scale, "modernbert": variants.modernbert_scale}
   if arg not in scales:
     raise ValueError(f"configs/hotpotqa.py: unknown variant {arg!r} (use '', {', '.join(map(repr, scales))})")
   scales[arg](c)

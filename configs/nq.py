@@ -9,6 +9,7 @@
 """
 
 from rrpo_jax import config as default
+from rrpo_jax import config_variants as variants
 
 
 def get_config(arg=None):
@@ -19,13 +20,13 @@ def get_config(arg=None):
   if arg in (None, ""):
     return c
   if arg in ("qwen3", "modernbert"):
-    return paper(c, scale=default.qwen3_scale if arg == "qwen3" else default.modernbert_scale)
+    return paper(c, scale=variants.qwen3_scale if arg == "qwen3" else variants.modernbert_scale)
   if arg != "paper":
     raise ValueError(f"configs/nq.py: unknown variant {arg!r} (use '', 'paper', 'qwen3' or 'modernbert')")
   return paper(c)
 
 
-def paper(c, scale=default.paper_scale):
+def paper(c, scale=variants.paper_scale):
   """Paper scale on AmbigNQ; paths point at files you prepare with rrpo_jax.data.convert / .bm25."""
   scale(c)
   c.data.train_path = "data/ambignq/train.bm25top100.jsonl"  # AmbigNQ train with BM25 top-100 candidates

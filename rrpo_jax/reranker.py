@@ -282,6 +282,7 @@ class Reranker:
 
   def _qwen3_card(self, training: str | None, head: str, base_model: str | None) -> str:
     arch = hf_io.config_to_hf(self.config, head=head)["architectures"][0]
+    assert isinstance(self.encoder, PromptEncoder)  # make_encoder's choice for qwen3
     return f"""---
 library_name: transformers
 tags: [reranker, qwen3, rrpo_jax]

@@ -11,6 +11,7 @@ global batch order), so every device holds the same window.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable
 
 import flax.struct
@@ -209,7 +210,7 @@ def make_update_step(
     metrics["param_norm"] = optax.global_norm(params)
     metrics["valid_steps"] = n_steps
     metrics["queries"] = n_queries
-    new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, window=window)
+    new_state = dataclasses.replace(state, step=state.step + 1, params=params, opt_state=opt_state, window=window)
     return new_state, metrics
 
   mapped = dp.map(
@@ -257,7 +258,7 @@ def make_sft_step(apply_fn: Callable, tx: optax.GradientTransformation, dp: Data
         "param_norm": optax.global_norm(params),
         "queries": count,
     }
-    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+    return dataclasses.replace(state, step=state.step + 1, params=params, opt_state=opt_state), metrics
 
   mapped = dp.map(
       per_device,

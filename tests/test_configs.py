@@ -38,8 +38,11 @@ def test_config_builds_with_comments(spec):
   assert config.rrpo.k <= config.data.num_candidates
   assert config.eval.k <= config.data.num_candidates
   # every field of the default has a one-line comment
-  if spec == "default.py":  # the defaults live in the package; configs/default.py re-exports them
-    text = open(os.path.join(ROOT, "rrpo_jax", "config.py"), encoding="utf-8").read()
+  if spec == "default.py":  # the defaults and variants live in the package; configs/default.py re-exports them
+    text = "".join(
+        open(os.path.join(ROOT, "rrpo_jax", name), encoding="utf-8").read()
+        for name in ("config.py", "config_variants.py")
+    )
     for line in text.splitlines():
       stripped = line.strip()
       if (
@@ -113,6 +116,35 @@ def test_bad_values_name_the_field(field, value, named):
   target[key] = value
   with pytest.raises(config_lib.ConfigError, match=rf"config\.{named}\b"):
     config_lib.validate(config, num_devices=4)
+
+
+@pytest.mark.parametrize(
+    "overrides,named",
+    [
+        ({"model.random.num_attention_heads": 0}, "model.random.num_attention_heads"),  # was ZeroDivisionError
+        ({"model.random.hidden_size": -64}, "model.random.hidden_size"),
+        ({"data.buckets": ("",)}, "data.buckets"),  # `--config.data.buckets=''`; was TypeError
+        ({"data.buckets": (1.5, 128)}, "data.buckets"),
+    ],
+)
+def test_wrongly_typed_sizes_name_the_field(overrides, named):
+  config = load("smoke.py")  # model.init = "random": the random architecture is validated
+  for field, value in overrides.items():
+    section, _, key = field.rpartition(".")
+    target = config
+    for part in section.split("."):
+      target = target[part]
+    target[key] = value
+  with pytest.raises(config_lib.ConfigError, match=rf"config\.{named}: "):
+    config_lib.validate(config, num_devices=1)
+
+
+def test_a_value_with_a_newline_keeps_the_message_one_line():
+  config = load("default.py")
+  config.data.eval_path = "/nonexistent/dev\n.jsonl"  # a typo'd path: the message must stay one line
+  with pytest.raises(config_lib.ConfigError) as e:
+    config_lib.validate(config, num_devices=1)
+  assert str(e.value) == "config.data.eval_path: file not found: /nonexistent/dev\\n.jsonl"
 
 
 EXPERIMENTS = [

@@ -3,7 +3,8 @@ the resumable sharded input pipeline. TFDS (tfds_builder) is imported on demand 
 
 from rrpo_jax.data.errors import DataError, ReadReport
 from rrpo_jax.data.example import Candidate, Example, candidate, relabel
-from rrpo_jax.data.formats import FORMATS, read_examples, write_examples
+from rrpo_jax.data.files import read_examples, write_examples
+from rrpo_jax.data.formats import FORMATS
 from rrpo_jax.data.pipeline import Loader, make_encode_fn
 from rrpo_jax.data.sample import SPLITS, load_sample, recall_at_k, sample_path
 

@@ -40,7 +40,7 @@ def read_corpus(
 ) -> Iterator[tuple[str, str, str]]:
   """Streams (pid, text, title) from a psgs_w100-style TSV (gzip accepted); bad rows raise DataError
   naming file, line and field, or are counted in `report` with `skip_invalid`."""
-  from rrpo_jax.data.formats import open_lines  # pylint: disable=import-outside-toplevel
+  from rrpo_jax.data.records import open_lines  # pylint: disable=import-outside-toplevel
 
   with open_lines(path) as f:
     for n, raw in f:
@@ -228,7 +228,8 @@ def peak_rss_mb() -> float:
 
 
 def main(argv=None) -> int:
-  from rrpo_jax.data.formats import FORMATS, read_examples, write_examples
+  from rrpo_jax.data.files import read_examples, write_examples  # pylint: disable=import-outside-toplevel
+  from rrpo_jax.data.formats import FORMATS  # pylint: disable=import-outside-toplevel
 
   p = argparse.ArgumentParser(
       prog="python -m rrpo_jax.data.bm25", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

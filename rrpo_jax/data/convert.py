@@ -12,7 +12,8 @@ import argparse
 import sys
 
 from rrpo_jax.data.errors import DataError, cli_error, report_skipped
-from rrpo_jax.data.formats import FORMATS, read_examples, write_examples
+from rrpo_jax.data.files import read_examples, write_examples
+from rrpo_jax.data.formats import FORMATS
 
 
 def main(argv=None) -> int:

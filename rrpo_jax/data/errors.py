@@ -4,8 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from typing import Any
 
 MAX_LISTED = 20  # skipped records listed one by one on stderr (the count is always exact)
+_MAX_REPR = 60  # characters of a bad value quoted in a message
+
+
+def short(value: Any) -> str:
+  """repr(value), cut to _MAX_REPR characters: messages stay one short line whatever the data."""
+  text = (
+      repr(value)
+      if not isinstance(value, (list, dict)) or len(value) < 100
+      else f"<{type(value).__name__} of {len(value)} items>"
+  )
+  return text if len(text) <= _MAX_REPR else text[: _MAX_REPR - 3] + "..."
 
 
 class DataError(ValueError):

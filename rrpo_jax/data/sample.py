@@ -22,7 +22,7 @@ import sys
 from typing import Sequence
 
 from rrpo_jax.data.example import Example
-from rrpo_jax.data.formats import read_examples, write_examples
+from rrpo_jax.data.files import read_examples, write_examples
 
 SAMPLE_DIR = pathlib.Path(__file__).resolve().parent.parent / "sample_data"
 SPLITS = {"nq": ("train", "dev", "test"), "hotpotqa": ("train", "dev")}

@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 
 from rrpo_jax.data.errors import DataError
-from rrpo_jax.data.formats import read_examples
+from rrpo_jax.data.files import read_examples
 from rrpo_jax.data.sample import SPLITS, sample_path
 
 

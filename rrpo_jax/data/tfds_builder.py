@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from rrpo_jax.data.example import Candidate, Example
-from rrpo_jax.data.formats import read_examples
+from rrpo_jax.data.files import read_examples
 
 _SAMPLE_FILES = {"nq": ("train", "dev", "test"), "hotpotqa": ("train", "dev")}
 

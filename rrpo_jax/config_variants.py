@@ -1,0 +1,69 @@
+"""Config variants shared by the dataset configs: paper_scale (the paper's setting) and the same
+with another policy backbone (qwen3_scale, modernbert_scale). Each edits a config built by
+config.get_config in place and returns it; configs/nq.py and configs/hotpotqa.py then set their
+data paths and k_eval (`--config=configs/nq.py:paper`, `:qwen3`, `:modernbert`).
+"""
+
+from __future__ import annotations
+
+
+def paper_scale(c):
+  """The paper-scale settings shared by every dataset's ':paper' variant (BM25 top-100 candidates,
+  a trained cross-encoder init, k_train=3, Qwen2.5-7B-Instruct behind an OpenAI-compatible vLLM
+  server); each dataset config then sets its data paths and k_eval."""
+  c.data.num_candidates = 100  # N = 100 (BM25 top-100 over Wikipedia)
+  c.data.max_length = 256  # tokens per pair
+  c.data.buckets = (128, 192, 256)  # padded pair lengths
+  c.data.max_eval_queries = 0  # evaluate on the whole dev set
+  c.data.eval_split = "eval"  # report on data.eval_path (the variants set it; validate requires it)
+  c.model.init = "models/bge-reranker-base"  # a trained cross-encoder (HF directory)
+  c.model.dtype = "bfloat16"  # bf16 compute, fp32 params and scores
+  c.model.remat = True  # recompute activations: N=100 pairs per query
+  c.sft.steps = 0  # the init is already a supervised reranker
+  c.rrpo.steps = 3000  # unpublished
+  c.rrpo.batch_size = 64  # queries per step (unpublished)
+  c.rrpo.k = 3  # k_train = 3
+  c.rrpo.learning_rate = 5e-6  # unpublished
+  c.rrpo.warmup_steps = 100  # unpublished
+  c.rrpo.window = 4096  # advantage window (unpublished)
+  c.rrpo.grad_accum = 1  # raise to fit a larger effective batch
+  c.eval.every_steps = 500  # periodic evaluation
+  c.eval.batch_size = 64  # queries per scoring batch
+  c.checkpoint.every_steps = 250  # checkpoint cadence
+  c.checkpoint.keep = 3  # latest checkpoints kept
+  c.reader.backend = "openai"  # an OpenAI-compatible server
+  c.reader.model = "Qwen/Qwen2.5-7B-Instruct"  # the paper's reader
+  c.reader.base_url = "http://127.0.0.1:8000/v1"  # launch/reader_vllm.sh
+  c.reader.max_tokens = 32  # answer budget
+  c.reader.max_passage_chars = 0  # passages in full
+  c.reader.concurrency = 64  # parallel requests
+  return c
+
+
+def qwen3_scale(c):
+  """paper_scale with Qwen3-Reranker-0.6B as the policy (a local Qwen3ForCausalLM directory: config.json,
+  safetensors, tokenizer files), sized for one 80 GB GPU at N=100, k_train=3: bf16 compute, per-layer
+  remat, 8 queries (800 prompts) per update, 8 updates accumulated per optimiser step (64 queries).
+  Sizing is an estimate, not a measurement: 8 x ~2.2 GiB of layer inputs kept by remat + one layer's
+  recomputation (~1 GiB per query of attention logits) + 7 GiB of params, gradients and AdamW."""
+  paper_scale(c)
+  c.model.init = "models/Qwen3-Reranker-0.6B"  # local copy of Qwen/Qwen3-Reranker-0.6B (HF directory)
+  c.model.dtype = "bfloat16"  # bf16 compute, fp32 params and scores
+  c.model.remat = True  # per-layer remat: ~2.2 GiB of saved layer inputs per query (28 x 100 x 384 x 1024 bf16)
+  c.data.max_length = 384  # the card's template is ~60 tokens; a 100-word passage ~150 more
+  c.data.buckets = (256, 320, 384)  # padded prompt lengths (left padding)
+  c.rrpo.batch_size = 8  # queries per update: 800 prompts with gradients through the decoder
+  c.rrpo.grad_accum = 8  # 8 x 8 = 64 queries per optimiser step, as paper_scale
+  c.eval.batch_size = 8  # queries per scoring batch (800 prompts, forward only)
+  return c
+
+
+def modernbert_scale(c):
+  """paper_scale with gte-reranker-modernbert-base (a local ModernBertForSequenceClassification
+  directory) as the policy: bf16 compute, per-layer remat, 32 queries x 2 accumulated per step (an
+  estimate for one 80 GB GPU: 22 x 100 x 256 x 768 bf16 = 0.8 GiB of layer inputs per query)."""
+  paper_scale(c)
+  c.model.init = "models/gte-reranker-modernbert-base"  # local copy of Alibaba-NLP/gte-reranker-modernbert-base
+  c.rrpo.batch_size = 32  # queries per update
+  c.rrpo.grad_accum = 2  # 32 x 2 = 64 queries per optimiser step, as paper_scale
+  return c
