@@ -1,4 +1,4 @@
-"""Plackett-Luce ranking policy over the last (candidate) axis: sample, greedy, log_prob, entropy.
+r"""Plackett-Luce ranking policy over the last (candidate) axis: sample, greedy, log_prob, entropy.
 
 With scores s[N], temperature T and valid candidates V (the `where` mask), an ordered selection
 a_1..a_k of distinct valid candidates has probability
