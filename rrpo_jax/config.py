@@ -76,6 +76,7 @@ def get_config(arg=None):
   c.model.dtype = "float32"  # compute dtype: float32 or bfloat16 (params and scores stay float32)
   c.model.remat = False  # recompute each layer's activations in the backward pass to save memory
   c.model.dropout = 0.1  # hidden/attention dropout of the training-mode policy (its exploration under greedy)
+  c.model.instruction = ""  # Qwen3-Reranker prompt instruction ("" = the one saved with the model, else the card's)
 
   # --- supervised warm-up (listwise softmax loss on relevance labels) -----------------------
   c.sft = ml_collections.ConfigDict()

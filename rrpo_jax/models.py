@@ -30,6 +30,8 @@ def build_reranker(config, init: str | None = None) -> Reranker:
   init = init or m.init
   kw = dict(max_length=d.max_length, buckets=tuple(d.buckets))
   if init == "random":
+    if m.instruction:
+      raise ConfigError("config.model.instruction is for Qwen3-Reranker prompts; model.init='random' is a BERT model")
     from transformers import AutoTokenizer  # pylint: disable=g-import-not-at-top  (slow import; random init only)
 
     tokenizer = AutoTokenizer.from_pretrained(m.tokenizer or _minilm_path())
@@ -50,7 +52,13 @@ def build_reranker(config, init: str | None = None) -> Reranker:
     params = modeling.init_params(mc, jax.random.key(config.seed))
     return Reranker(mc, params, tokenizer, base_model="random-init (tiny BERT)", **kw)
   path = _minilm_path() if init == "minilm" else init
-  reranker = Reranker.from_pretrained(path, dtype=m.dtype, remat=m.remat, seed=config.seed, **kw)
+  reranker = Reranker.from_pretrained(
+      path, dtype=m.dtype, remat=m.remat, seed=config.seed, instruction=m.instruction or None, **kw
+  )
+  if m.instruction and reranker.config.family != "qwen3":
+    raise ConfigError(
+        f"config.model.instruction is for Qwen3-Reranker prompts; {path} is a {reranker.config.family} model"
+    )
   cfg = reranker.config.replace(hidden_dropout=m.dropout, attention_dropout=m.dropout)
   return Reranker(cfg, reranker.params, reranker.tokenizer, base_model=reranker.base_model, **kw)
 

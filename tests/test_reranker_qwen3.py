@@ -192,3 +192,33 @@ def test_exports_load_in_transformers_and_cross_encoder(hf_dir, tmp_path):
   np.testing.assert_allclose(got, ref[[0, 1, 3]], atol=1e-5, rtol=0)
   with pytest.raises(ValueError, match="CausalLM"):
     Reranker.from_pretrained(seq)
+
+
+def test_instruction_from_the_config(hf_dir, tmp_path):
+  """config.model.instruction reaches the prompts through the trainer's model builder, is saved with the
+  model, and is refused for a family without prompts."""
+  from rrpo_jax import config as config_lib
+  from rrpo_jax import models
+  from rrpo_jax.config import ConfigError
+
+  path, _, _ = hf_dir
+  c = config_lib.get_config()
+  c.model.init, c.data.max_length, c.data.buckets = path, 96, (96,)
+  assert models.build_reranker(c).encoder.instruction == QWEN3_DEFAULT_INSTRUCTION
+  c.model.instruction = "Find the passage about plays"
+  r = models.build_reranker(c)
+  assert r.encoder.instruction == c.model.instruction
+  ids, _ = r.encoder.tokenize([QUERY], [PASSAGES[0]])
+  custom = PromptEncoder(r.tokenizer, max_length=96, instruction=c.model.instruction)
+  assert ids == custom.tokenize([QUERY], [PASSAGES[0]])[0]
+  assert ids != PromptEncoder(r.tokenizer, max_length=96).tokenize([QUERY], [PASSAGES[0]])[0]
+  r.save_pretrained(str(tmp_path / "saved"))
+  assert Reranker.from_pretrained(str(tmp_path / "saved"), max_length=96).encoder.instruction == c.model.instruction
+  c.model.init = "random"  # a BERT cross-encoder: no prompt to put an instruction in
+  with pytest.raises(ConfigError, match="model.instruction"):
+    models.build_reranker(c)
+  c.model.instruction = ""
+  models.build_reranker(c).save_pretrained(str(tmp_path / "bert"))
+  c.model.init, c.model.instruction = str(tmp_path / "bert"), "x"
+  with pytest.raises(ConfigError, match="model.instruction"):
+    models.build_reranker(c)
