@@ -93,7 +93,7 @@ def collect(runs: str, out: str) -> list[str]:
               f"{100 * c['f1']['differ']:.0f}% of questions)"
           )
         lines.append("")
-    lines += ablation_table(dict(items))
+    lines += ablation_table(dict(items), dest)
     if curves:
       _plot(curves, os.path.join(dest, "training.png"), dataset)
       lines.append(f"![{dataset} training]({os.path.join(out, dataset, 'training.png')})")
@@ -111,7 +111,7 @@ def _mean(rows, key):
   return sum(vals) / len(vals) if vals else float("nan")
 
 
-def ablation_table(runs: dict) -> list[str]:
+def ablation_table(runs: dict, out_dir: str = "") -> list[str]:
   """Validation F1 of every RRPO run (seeds and ablations) at each periodic evaluation: the policy,
   its paired difference to the reference, and to seed 0's policy at the same step (the ablations are
   overrides of seed 0), with the training diagnostics that explain it."""
@@ -125,6 +125,9 @@ def ablation_table(runs: dict) -> list[str]:
       res = _val(run, step)
       if res is None:
         continue
+      if out_dir:  # the per-question validation rows behind the table
+        with open(os.path.join(out_dir, f"{kind}_val_step{step}.json"), "w", encoding="utf-8") as f:
+          json.dump(res, f)
       pol = res["systems"]["policy"]
       vs_ref = res["comparisons"]["policy-reference"]["f1"]
       vs_base = "-"
