@@ -245,7 +245,7 @@ def reader_config(override=False):
   r.separator = unset("separator")  # between passages ("" = default)
   r.system = unset("system")  # system message of chat prompts ("" = default)
   r.max_passage_chars = unset("max_passage_chars")  # cut each passage the reader sees to this many chars (0 = all)
-  r.cache_path = unset("cache_path")  # SQLite response cache ("" = <workdir>/reader_cache.sqlite)
+  r.cache_path = unset("cache_path")  # response cache: SQLite file or postgresql:// URL ("" = per run: README)
   return r
 
 
@@ -412,6 +412,8 @@ def validate(config, *, num_devices: int = 1) -> tuple[str, ...]:
     if problem:
       _check(False, f"{prefix}.{problem[0]}", problem[1])
     _check(int(rc["max_tokens"]) >= 1, f"{prefix}.max_tokens", "must be >= 1")
+    problem = reader_lib.cache_problem(rc.get("cache_path") or "")
+    _check(problem is None, f"{prefix}.cache_path", problem or "")
   return modes
 
 
