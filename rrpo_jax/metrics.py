@@ -110,7 +110,7 @@ class MetricWriter:
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
 
       logdir = paths.join(self.workdir, "tb")
-      paths.tensorboard_writer_factory(logdir)
+      paths.register_tensorboard_writer(logdir)
       self._tb = SummaryWriter(logdir, flush_secs=30)
     return self._tb
 

@@ -4,7 +4,7 @@ Every file a run writes or reads in its workdir goes through here or through Orb
 have no append and no rename: a file there is written whole, in one upload, which replaces the
 object atomically; on a local disk the same functions write a temporary file and rename it, so a
 killed run never leaves a torn file. TensorBoard event files reach object stores through
-tensorboard_writer_factory (tensorboardX's own gs:// writer needs google-cloud-storage and ignores
+register_tensorboard_writer (tensorboardX's own gs:// writer needs google-cloud-storage and ignores
 epath).
 """
 
@@ -133,7 +133,7 @@ class _ObjectWriterFactory:
     makedirs(path)  # nothing on an object store; the folder where a mock or a mount maps it
 
 
-def tensorboard_writer_factory(logdir: str) -> None:
+def register_tensorboard_writer(logdir: str) -> None:
   """Routes tensorboardX's event files under `logdir` through epath when it is a URI."""
   if is_local(logdir):
     return

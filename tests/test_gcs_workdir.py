@@ -96,6 +96,7 @@ def _params(tmp_path, workdir: str, step: int):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # minutes on a free 2-core machine; far longer on a shared one
 def test_full_run_kill_and_resume_on_a_gs_workdir(tmp_path):
   """sft -> rrpo -> eval -> export on gs://; then the same training SIGKILLed after the step-2 save
   (its asynchronous write may still be in flight) and resumed: the same final params, bit for bit."""
