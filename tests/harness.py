@@ -16,7 +16,7 @@ import signal
 import sys
 from unittest import mock
 
-from etils import epath
+from etils.epath import gpath as epath_gpath
 from etils.epath import testing as epath_testing
 
 _GS = "gs://"
@@ -66,6 +66,8 @@ def fake_gcs(root: str):
             **{name: one for name in names}, rename=two, replace=two, copy=two, glob=glob, walk=walk
         )
     )
+    # with TensorFlow installed epath would send gs:// to tf.io.gfile, past the mock
+    stack.enter_context(mock.patch.object(epath_gpath, "_is_tf_installed", lambda: False))
     stack.enter_context(mock.patch.object(gcs_utils, "get_kvstore_for_gcs", kvstore))
     stack.enter_context(mock.patch.object(gcs_utils, "is_hierarchical_namespace_enabled", lambda path: False))
     yield root
