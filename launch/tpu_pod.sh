@@ -7,10 +7,12 @@
 #
 # --dry_run prints the gcloud command, the command every worker runs and its environment, and
 # runs nothing.
-# Prerequisites on every worker: this repository at ~/rrpo_jax, `pip install -e '.[tpu]'`, the data
-# files the config names, and a reader reachable from all workers (launch/reader_vllm.sh on a GPU
-# host; set --config.reader.base_url). WORKDIR must be shared by all workers (a gs:// bucket or NFS):
-# checkpoints are written collectively, metrics by worker 0 only.
+# Prerequisites on every worker: this repository at ~/rrpo_jax, `pip install -e '.[tpu,gcs]'` (gcs:
+# the gs:// file system), the data files the config names, and a reader reachable from all workers
+# (launch/reader_vllm.sh on a GPU host; set --config.reader.base_url). WORKDIR must be shared by all
+# workers (a gs:// bucket or NFS): checkpoints are written collectively, metrics and results by
+# worker 0 only. Reader cache: each worker keeps its own SQLite file on local disk ($RRPO_JAX_SCRATCH,
+# else /tmp) unless --config.reader.cache_path=postgresql://HOST/DB names one shared server ('.[postgres]').
 set -euo pipefail
 DRY_RUN=0
 if [[ "${1:-}" == "--dry_run" ]]; then DRY_RUN=1; shift; fi

@@ -12,13 +12,14 @@ initialise from a given checkpoint or Hugging Face directory > from scratch.
 from __future__ import annotations
 
 import logging as std_logging
-import os
 from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
+
+from rrpo_jax import paths
 
 # Orbax warns on every save without metrics when a best metric is tracked; that is expected here.
 std_logging.getLogger("absl").addFilter(lambda r: "did not provide metrics" not in r.getMessage())
@@ -40,7 +41,7 @@ class Checkpointer:
   def __init__(
       self, directory: str, *, keep: int = 2, best_metric: str = "", best_mode: str = "max", async_save: bool = True
   ):
-    self.directory = os.path.abspath(directory)
+    self.directory = paths.absolute(directory)
     self.best_metric = best_metric
     policies = [pp.LatestN(max(1, keep))]
     best_fn = None
@@ -115,21 +116,21 @@ class Checkpointer:
 
 def is_checkpoint_dir(path: str) -> bool:
   """True if `path` looks like a Checkpointer directory (numbered step folders)."""
-  if not os.path.isdir(path):
+  if not paths.isdir(path):
     return False
-  return any(name.isdigit() for name in os.listdir(path))
+  return any(name.isdigit() for name in paths.listdir(path))
 
 
 def save_params(path: str, params: Any):
   """Writes a frozen params tree once (the RRPO reference) with a synchronous checkpointer."""
-  path = os.path.abspath(path)
+  path = paths.absolute(path)
   with ocp.StandardCheckpointer() as ckptr:
     ckptr.save(path, params, force=True)
 
 
 def load_params(path: str, target: Any | None = None) -> Any:
   """Reads a tree written by save_params."""
-  path = os.path.abspath(path)
+  path = paths.absolute(path)
   with ocp.StandardCheckpointer() as ckptr:
     if target is None:
       return jax.tree.map(np.asarray, ckptr.restore(path))

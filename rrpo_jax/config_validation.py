@@ -181,6 +181,8 @@ def validate(config, *, num_devices: int = 1) -> tuple[str, ...]:
     if problem:
       _check(False, f"{prefix}.{problem[0]}", problem[1])
     _check(int(rc["max_tokens"]) >= 1, f"{prefix}.max_tokens", "must be >= 1")
+    problem = reader_lib.cache_problem(rc.get("cache_path") or "")
+    _check(problem is None, f"{prefix}.cache_path", problem or "")
   return modes
 
 

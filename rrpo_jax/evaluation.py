@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import rax
 
-from rrpo_jax import rewards, scoring, stats
+from rrpo_jax import paths, rewards, scoring, stats
 from rrpo_jax.reader import Request, Response
 
 METRICS = ("em", "f1", "hit", "recall", "answer_recall", "ndcg", "mrr")
@@ -222,16 +221,15 @@ def write_outputs(
     write_runs: bool = True,
 ):
   """results.json, and for each reranker system a DPR JSONL ranking and a TREC run file."""
-  os.makedirs(directory, exist_ok=True)
-  with open(os.path.join(directory, "results.json"), "w", encoding="utf-8") as f:
-    json.dump({"step": step, **results}, f, indent=1)
+  paths.makedirs(directory)
+  paths.write_text(paths.join(directory, "results.json"), json.dumps({"step": step, **results}, indent=1))
   if not write_runs:
     return
   for name, system_orders in orders.items():
     sys_scores = (scores or {}).get(name)
     with (
-        open(os.path.join(directory, f"{name}.dpr.jsonl"), "w", encoding="utf-8") as dpr,
-        open(os.path.join(directory, f"{name}.trec"), "w", encoding="utf-8") as trec,
+        paths.open_(paths.join(directory, f"{name}.dpr.jsonl"), "w") as dpr,
+        paths.open_(paths.join(directory, f"{name}.trec"), "w") as trec,
     ):
       for q, (ex, order) in enumerate(zip(examples, system_orders)):
         ctxs = []

@@ -1,22 +1,26 @@
 """Metric writing: TensorBoard events + a JSONL log + the resolved config, from host 0 only.
 
-Layout in the workdir:
-  config.json        the resolved config of the run (rewritten at every start)
-  metrics.jsonl      one JSON object per write: {"phase", "step", "time", <scalars>}
+Layout in the workdir (a local directory or an object-store URI such as gs://bucket/run: paths.py):
+  config.json        the resolved config of the run (rewritten at every start; passwords in URLs masked)
+  metrics.jsonl      one JSON object per write: {"phase", "step", "time", <scalars>}; appended on a
+                     local disk, rewritten whole at every write on an object store (no append there)
   tb/                tensorboardX event files, tags "<phase>/<name>"
   plots.png          reward, and eval / val EM/F1 over steps (plot())
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
-import os
+import re
 import time
 from typing import Any, Mapping
 
 import jax
 import numpy as np
+
+from rrpo_jax import paths
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -43,6 +47,52 @@ def _scalar(v):
   return None
 
 
+# ://user:password@ in a URL (a cache server's, say): the password never reaches config.json.
+_URL_PASSWORD = re.compile(r"(://[^/:@\s]*:)[^@/\s]+@")
+
+
+def mask_passwords(text: str) -> str:
+  """`text` with the password of every user:password@ URL replaced by ***."""
+  return _URL_PASSWORD.sub(r"\1***@", text)
+
+
+class _Jsonl:
+  """metrics.jsonl: appended line by line on a local disk; on an object store (no append) the lines
+  are kept in memory and the whole file is uploaded again at every write."""
+
+  def __init__(self, path: str):
+    self.path = path
+    self._file = None
+    self._lines: list[str] = []
+    self._open()
+
+  def _open(self):
+    if paths.is_local(self.path):
+      self._file = open(self.path, "a", encoding="utf-8")
+    elif paths.exists(self.path):
+      self._lines = paths.read_text(self.path).splitlines(keepends=True)
+
+  def write(self, line: str):
+    if self._file is not None:
+      self._file.write(line)
+      self._file.flush()
+    else:
+      self._lines.append(line)
+      paths.write_text(self.path, "".join(self._lines))
+
+  def rewrite(self, rows: list[dict]):
+    """Replaces the file's content by `rows`."""
+    self.close()
+    paths.write_text(self.path, "".join(json.dumps(r) + "\n" for r in rows))
+    self._lines = []
+    self._open()
+
+  def close(self):
+    if self._file is not None:
+      self._file.close()
+      self._file = None
+
+
 class MetricWriter:
   """Writes scalars on host 0; on other hosts every method is a no-op."""
 
@@ -52,35 +102,31 @@ class MetricWriter:
     self._tb = None
     self._jsonl = None
     if self.enabled:
-      os.makedirs(workdir, exist_ok=True)
-      self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8")
+      paths.makedirs(workdir)
+      self._jsonl = _Jsonl(paths.join(workdir, "metrics.jsonl"))
 
   def _board(self):
     if self._tb is None:
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
 
-      self._tb = SummaryWriter(os.path.join(self.workdir, "tb"), flush_secs=30)
+      logdir = paths.join(self.workdir, "tb")
+      paths.register_tensorboard_writer(logdir)
+      self._tb = SummaryWriter(logdir, flush_secs=30)
     return self._tb
 
   def write_config(self, config):
     """Saves the resolved config beside the metrics (config.json)."""
     if not self.enabled:
       return
-    with open(os.path.join(self.workdir, "config.json"), "w", encoding="utf-8") as f:
-      f.write(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
+    text = config.to_json_best_effort(indent=2, sort_keys=True) + "\n"
+    paths.write_text(paths.join(self.workdir, "config.json"), mask_passwords(text))
 
   def truncate(self, phase: str, after_step: int):
     """Drops JSONL rows of `phase` past `after_step` (a resumed run rewrites them)."""
     if not self.enabled:
       return
-    path = os.path.join(self.workdir, "metrics.jsonl")
-    self._jsonl.close()
-    rows = read_jsonl(path)
-    kept = [r for r in rows if not (r.get("phase") == phase and r.get("step", 0) > after_step)]
-    with open(path, "w", encoding="utf-8") as f:
-      for r in kept:
-        f.write(json.dumps(r) + "\n")
-    self._jsonl = open(path, "a", encoding="utf-8")
+    rows = read_jsonl(self._jsonl.path)
+    self._jsonl.rewrite([r for r in rows if not (r.get("phase") == phase and r.get("step", 0) > after_step)])
 
   def write(self, phase: str, step: int, scalars: Mapping[str, Any]):
     """Writes the scalar entries of `scalars` (non-scalars are skipped)."""
@@ -95,7 +141,6 @@ class MetricWriter:
       row[name] = v if math.isfinite(v) else str(v)
       board.add_scalar(f"{phase}/{name}", v, int(step))
     self._jsonl.write(json.dumps(row) + "\n")
-    self._jsonl.flush()
 
   def flush(self):
     if self.enabled and self._tb is not None:
@@ -115,20 +160,19 @@ class MetricWriter:
 def read_jsonl(path: str) -> list[dict]:
   """Rows of a metrics.jsonl file (a torn last line from a killed run is ignored)."""
   rows = []
-  if not os.path.exists(path):
+  if not paths.exists(path):
     return rows
-  with open(path, encoding="utf-8") as f:
-    for line in f:
-      try:
-        rows.append(json.loads(line))
-      except json.JSONDecodeError:
-        continue
+  for line in paths.read_text(path).splitlines():
+    try:
+      rows.append(json.loads(line))
+    except json.JSONDecodeError:
+      continue
   return rows
 
 
 def plot(workdir: str, out: str | None = None) -> str | None:
   """PNG of RRPO reward (mean over steps t) and eval EM/F1 over steps; returns its path."""
-  rows = read_jsonl(os.path.join(workdir, "metrics.jsonl"))
+  rows = read_jsonl(paths.join(workdir, "metrics.jsonl"))
   train = [r for r in rows if r.get("phase") == "rrpo" and "reward" in r]
   evals = [r for r in rows if r.get("phase") == "eval"]
   vals = [r for r in rows if r.get("phase") == "val"]  # periodic evaluations on the selection split
@@ -170,7 +214,9 @@ def plot(workdir: str, out: str | None = None) -> str | None:
   ax.set_title("reader EM / F1 (x100): eval (report), val (selection)")
   ax.set_xlabel("RRPO step")
   fig.tight_layout()
-  out = out or os.path.join(workdir, "plots.png")
-  fig.savefig(out, dpi=100)
+  out = out or paths.join(workdir, "plots.png")
+  png = io.BytesIO()
+  fig.savefig(png, format="png", dpi=100)
   plt.close(fig)
+  paths.write_bytes(out, png.getvalue())
   return out

@@ -20,6 +20,7 @@ import numpy as np
 
 from rrpo_jax import checkpoint as ckpt_lib
 from rrpo_jax import modeling
+from rrpo_jax import paths
 from rrpo_jax.config import ConfigError
 from rrpo_jax.reranker import Reranker
 
@@ -80,7 +81,7 @@ def _minilm_path() -> str:
 
 def ckpt_dir(workdir: str, phase: str) -> str:
   """<workdir>/checkpoints/<phase> (phase: sft, rrpo, reference)."""
-  return os.path.join(workdir, "checkpoints", phase)
+  return paths.join(workdir, "checkpoints", phase)
 
 
 def checkpointer(config, workdir: str, phase: str) -> ckpt_lib.Checkpointer:
@@ -107,7 +108,7 @@ def initial_params(config, workdir: str, params) -> tuple[Any, dict]:
   """The RRPO start (and reference): rrpo.init_from > sft result > `params`; and where it came from."""
   c = config
   if c.rrpo.init_from:
-    return params_from(c, c.rrpo.init_from), {"kind": "init_from", "path": os.path.abspath(c.rrpo.init_from)}
+    return params_from(c, c.rrpo.init_from), {"kind": "init_from", "path": paths.absolute(c.rrpo.init_from)}
   sft_dir = ckpt_dir(workdir, "sft")
   if c.sft.steps > 0 and ckpt_lib.is_checkpoint_dir(sft_dir):
     ck = ckpt_lib.Checkpointer(sft_dir, keep=c.checkpoint.keep, async_save=False)
@@ -138,6 +139,6 @@ def policy_params(config, workdir: str, params, *, which: str = "latest") -> tup
 def reference_params(config, workdir: str, params):
   """The frozen RRPO reference of this workdir, else what RRPO would start from."""
   ref_dir = ckpt_dir(workdir, "reference")
-  if os.path.isdir(ref_dir):
+  if paths.isdir(ref_dir):
     return ckpt_lib.load_params(ref_dir)
   return initial_params(config, workdir, params)[0]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 
+import jax
+
 from rrpo_jax import rewards
 from rrpo_jax.config import ConfigError, resolve_reader
 from rrpo_jax.reader import make_cache, make_reader
@@ -35,7 +37,7 @@ class Readers:
         reader = make_reader(rc)
       except ValueError as e:
         raise ConfigError(f"config.{'eval.reader' if which == 'eval' else 'reader'}: {e}") from e
-      cache = make_cache(rc, self.workdir)
+      cache = make_cache(rc, self.workdir, processes=jax.process_count())
       self._steps[key] = ScoringStep(reader, cache, weights=rewards.weights(c.reward))
     return self._steps[key]
 

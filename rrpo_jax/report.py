@@ -8,7 +8,7 @@ run_eval scores exactly the params it is given (policy_params, ref_params): the 
 from __future__ import annotations
 
 import json
-import os
+import tempfile
 
 import jax
 import numpy as np
@@ -16,6 +16,7 @@ from jax.experimental import multihost_utils
 
 from rrpo_jax import evaluation
 from rrpo_jax import models
+from rrpo_jax import paths
 from rrpo_jax import sharding
 from rrpo_jax.batches import encode
 from rrpo_jax.config import eval_systems
@@ -116,21 +117,14 @@ def _answer_and_write(c, workdir, examples, orders, scores, *, readers, writer, 
   if e.name:
     results["name"] = e.name
   sub = (() if report else (split,)) + ((e.name,) if e.name else ())
-  out_dir = os.path.join(workdir, "eval", *sub, f"step_{step}")
+  out_dir = paths.join(workdir, "eval", *sub, f"step_{step}")
   evaluation.write_outputs(out_dir, examples, results, orders=orders, scores=scores, step=step, write_runs=e.write_runs)
   if report:
-    with open(
-        os.path.join(workdir, f"results_{e.name}.json" if e.name else "results.json"), "w", encoding="utf-8"
-    ) as f:
-      json.dump(
-          {
-              key: results[key]
-              for key in ("step", "split", "name", "k", "systems", "comparisons", "resamples", "reader")
-              if key in results
-          },
-          f,
-          indent=1,
-      )
+    keys = ("step", "split", "name", "k", "systems", "comparisons", "resamples", "reader")
+    paths.write_text(
+        paths.join(workdir, f"results_{e.name}.json" if e.name else "results.json"),
+        json.dumps({key: results[key] for key in keys if key in results}, indent=1),
+    )
   writer.write(("eval" if report else "val") + (f"_{e.name}" if e.name else ""), step, evaluation.flat_metrics(results))
   return results
 
@@ -150,12 +144,18 @@ def run_export(config, workdir: str, params, *, reranker) -> str:
   """Writes the policy (export.which checkpoint, else `params`) as a Hugging Face directory."""
   c = config
   params, origin = models.policy_params(c, workdir, params, which=c.export.which)
-  path = c.export.path or os.path.join(workdir, "export")
+  path = c.export.path or paths.join(workdir, "export")
   if jax.process_index() == 0:
     training = (
         f"rrpo_jax: {origin['phase']} step {origin['step']} ({c.export.which}); reader "
         f"{c.reader.backend}:{c.reader.model}; data {c.data.train_path or 'bundled ' + c.data.sample + ' sample'}"
     )
-    models.with_params(reranker, params).save_pretrained(path, training=training)
+    exported = models.with_params(reranker, params)
+    if paths.is_local(path):
+      exported.save_pretrained(path, training=training)
+    else:  # the Hugging Face writers need a local directory: write there, then copy
+      with tempfile.TemporaryDirectory() as tmp:
+        exported.save_pretrained(tmp, training=training)
+        paths.copy_tree(tmp, path)
     print(f"exported {origin['phase']} step {origin['step']} to {path}", flush=True)
   return path

@@ -8,7 +8,6 @@ checkpoint > the params handed in), which also becomes the frozen reference.
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any, Callable
 
@@ -18,6 +17,7 @@ import numpy as np
 from rrpo_jax import checkpoint as ckpt_lib
 from rrpo_jax import loop
 from rrpo_jax import models
+from rrpo_jax import paths
 from rrpo_jax import sharding
 from rrpo_jax import update as update_lib
 from rrpo_jax.batches import make_loader
@@ -60,7 +60,7 @@ def run(
   key = jax.random.key(c.seed + 3)  # dropout (update.device_key) and Plackett-Luce sampling (rollout)
   if last is not None:  # 1. resume from the workdir
     ref_path = ckpt.restore_extra(last)["reference"]["path"]
-    if not os.path.isdir(ref_path):
+    if not paths.isdir(ref_path):
       raise ConfigError(
           f"cannot resume {ckpt.directory} (step {last}): its frozen reference {ref_path} is "
           "missing; restore it or start in a fresh --workdir"

@@ -137,7 +137,10 @@ class ScoringStep:
         counts["completion_tokens"] += resp.completion_tokens
       if self.cache is not None:
         identity = self._prefix[0]
-        self.cache.put_many({k: (r, identity, got[k]) for k, r in pending})
+        # Score what the cache keeps (the first answer stored under a key, perhaps another host's),
+        # so every host computes the same reward for a prefix whichever host asked first.
+        held = self.cache.store({k: (r, identity, got[k]) for k, r in pending})
+        got.update({k: dataclasses.replace(r, text=self.reader.clean(r.raw)) for k, r in held.items()})
     return got
 
   def _reward(self, ex, text: str) -> list[float]:

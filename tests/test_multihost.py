@@ -1,0 +1,127 @@
+"""Two simulated hosts on localhost: two processes under jax.distributed (1 CPU device each), each
+with its own local scratch directory, one shared workdir, the fake reader counted request by request
+(tests/harness.py). With the PostgreSQL cache on a real server (conftest.postgres_server) they train
+exactly as one process with 2 devices and send each distinct prompt to the reader once between them;
+with per-host SQLite caches (the default on several processes) they train the same but ask again
+what the other host asked in an earlier epoch."""
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from rrpo_jax.reader.server import free_port
+from test_train_smoke import ROOT, env_for, leaves, rrpo_params
+
+# 8 training queries, 2 per step (1 per host): 4 steps an epoch, 3 epochs, the loader reshuffling
+# which host sees which query every epoch; an evaluation at the end (host 0 asks the reader).
+OVERRIDES = (
+    "mode=sft,rrpo,eval",
+    "reader.backend=fake",
+    "data.max_train_queries=8",
+    "sft.batch_size=2",
+    "rrpo.batch_size=2",
+    "rrpo.steps=12",
+    "checkpoint.every_steps=4",
+    "eval.batch_size=2",
+)
+
+
+def _cmd(workdir, *extra):
+  return [
+      sys.executable,
+      os.path.join(ROOT, "tests", "harness.py"),
+      f"--config={ROOT}/configs/smoke.py",
+      f"--workdir={workdir}",
+      *[f"--config.{o}" for o in OVERRIDES + extra],
+  ]
+
+
+def _env(devices, scratch, log):
+  env = env_for(devices)
+  env.update(RRPO_JAX_SCRATCH=str(scratch), RRPO_TEST_READER_LOG=str(log))
+  return env
+
+
+def _wait(procs):
+  errors = []
+  for p in procs:
+    try:
+      _, err = p.communicate(timeout=1200)
+    except subprocess.TimeoutExpired:
+      p.kill()
+      _, err = p.communicate()
+    errors.append(err)
+  assert [p.returncode for p in procs] == [0] * len(procs), "\n----\n".join(e[-3000:] for e in errors)
+
+
+def _two_hosts(tmp_path, name, *extra):
+  """Runs the two processes; returns (workdir, reader requests per host as lists of lines)."""
+  workdir, port = tmp_path / name, free_port()
+  procs = []
+  for pid in range(2):
+    dist = (
+        "distributed.enabled=True",
+        f"distributed.coordinator_address=127.0.0.1:{port}",
+        "distributed.num_processes=2",
+        f"distributed.process_id={pid}",
+    )
+    env = _env(1, tmp_path / f"{name}_scratch{pid}", tmp_path / f"{name}_reader{pid}.log")
+    procs.append(
+        subprocess.Popen(
+            _cmd(workdir, *dist, *extra),
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    )
+  _wait(procs)
+  return workdir, [(tmp_path / f"{name}_reader{pid}.log").read_text().splitlines() for pid in range(2)]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)  # minutes on a free 2-core machine; far longer on a shared one
+def test_two_hosts_with_a_shared_cache_ask_each_prompt_once(tmp_path, postgres_url):
+  one = tmp_path / "one"
+  proc = subprocess.run(
+      _cmd(one, f"reader.cache_path={tmp_path / 'one.sqlite'}"),
+      cwd=ROOT,
+      env=_env(2, tmp_path / "one_scratch", tmp_path / "one_reader.log"),
+      capture_output=True,
+      text=True,
+      timeout=1200,
+  )
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  single = (tmp_path / "one_reader.log").read_text().splitlines()
+  assert len(single) == len(set(single))  # one process, one cache: every prompt once
+
+  shared, (host0, host1) = _two_hosts(tmp_path, "shared", f"reader.cache_path={postgres_url}")
+  per_host, (sq0, sq1) = _two_hosts(tmp_path, "per_host")
+
+  for workdir in (shared, per_host):  # the same training as one process with 2 devices
+    for a, b in zip(leaves(rrpo_params(workdir, 12)), leaves(rrpo_params(one, 12))):
+      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r["phase"] == "rrpo"] == list(range(1, 13))  # one writer: host 0
+    assert json.loads((workdir / "results.json").read_text())["step"] == 12
+    assert not (workdir / "reader_cache.sqlite").exists()
+    assert {line.split()[0] for line in host0 + sq0} == {"0"} and {line.split()[0] for line in host1 + sq1} == {"1"}
+
+  # Shared cache: the two hosts together sent exactly the prompts one process sent, each once.
+  both = [line.split(" ", 1)[1] for line in host0 + host1]
+  assert sorted(both) == sorted(line.split(" ", 1)[1] for line in single)
+  assert host1, "host 1 asked nothing: the run did not exercise two hosts"
+  assert not any((tmp_path / f"shared_scratch{pid}").exists() for pid in range(2))  # no SQLite written
+
+  # Per-host SQLite (in each host's own scratch directory): a query met on the other host in an
+  # earlier epoch is asked again, so the same training costs more reader calls.
+  for pid in range(2):
+    assert len(list((tmp_path / f"per_host_scratch{pid}" / "rrpo_jax" / "reader_cache").glob("*.sqlite"))) == 1
+  again = Counter(line.split(" ", 1)[1] for line in sq0 + sq1)
+  assert set(again) == set(both) and sum(again.values()) > len(both)
