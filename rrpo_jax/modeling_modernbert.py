@@ -11,7 +11,7 @@ Attention: fused Wqkv, rotary embeddings (halves layout) on q and k with the pos
 with RoPE base global_rope_theta, "sliding_attention" layers only tokens within
 |i - j| <= local_attention / 2 with base local_rope_theta (masks as transformers 5's
 create_bidirectional_sliding_window_mask). Two input layouts, the same parameters:
-  padded  [..., N, L] per pair, right padding masked with an additive bias (scores);
+  padded  [..., N, L] per pair, right padding masked out of the attention (scores);
   packed  the pairs of each query in shared rows [..., R, L] (rrpo_jax.packing: segment ids, positions
           restarting per pair, each pair's first index) (packed_scores): attention only within a
           segment (and the window), pooling gathered per segment, so scores equal the padded ones.
@@ -134,14 +134,17 @@ def _norm(cfg, name, dtype=None):
 
 
 class EncoderLayer(nn.Module):
-  """a = x + Wo Attn(LN(x)) (no LN in layer 0); y = a + Wo' (gelu(u) * g), [u, g] = LN(a) Wi."""
+  """a = x + Wo Attn(LN(x)) (no LN in layer 0); y = a + Wo' (gelu(u) * g), [u, g] = LN(a) Wi.
+
+  x [M, L, H]; allowed bool[M, 1, L, L] (or [M, 1, 1, L]): query i may attend to key j; cos, sin: RoPE.
+  """
 
   config: ModernBertConfig
   first: bool = False
   deterministic: bool = True
 
   @nn.compact
-  def __call__(self, x, bias, cos, sin):
+  def __call__(self, x, allowed, cos, sin):
     cfg = self.config
     dt = jnp.dtype(cfg.dtype)
     m, length, hidden = x.shape
@@ -151,7 +154,10 @@ class EncoderLayer(nn.Module):
     q = rope(qkv[:, :, 0], cos, sin) * jnp.asarray(d**-0.5, dt)
     k = rope(qkv[:, :, 1], cos, sin)
     q, k, v = (t.transpose(0, 2, 1, 3) for t in (q, k, qkv[:, :, 2]))  # [M, h, L, d]
-    logits = jnp.matmul(q, k.swapaxes(-1, -2), preferred_element_type=jnp.float32) + bias  # [M, h, L, L]
+    logits = jnp.matmul(q, k.swapaxes(-1, -2), preferred_element_type=jnp.float32)  # [M, h, L, L]
+    # -1e9 rather than -inf: a fully padded row stays finite (uniform attention). A boolean mask (not
+    # an additive float bias) keeps the packed layout's [M, 1, L, L] mask at a quarter of the bytes.
+    logits = jnp.where(allowed, logits, -1e9)
     probs = Dropout(cfg.attention_dropout, self.deterministic)(jax.nn.softmax(logits, axis=-1).astype(dt))
     ctx = jnp.matmul(probs, v).transpose(0, 2, 1, 3).reshape(m, length, hidden)
     attn = _Linear(hidden, cfg.attention_bias, cfg, name="Wo")(ctx)
@@ -215,14 +221,10 @@ class ModernBertCrossEncoder(nn.Module):
         "full_attention": rope_angles(pos, head_dim=head_dim, theta=cfg.global_rope_theta),
         "sliding_attention": rope_angles(pos, head_dim=head_dim, theta=cfg.local_rope_theta),
     }
-    # -1e9 rather than -inf: a fully padded row stays finite (uniform attention).
-    biases = {
-        "full_attention": jnp.where(same, 0.0, -1e9).astype(f32),
-        "sliding_attention": jnp.where(same & near, 0.0, -1e9).astype(f32),
-    }
+    masks = {"full_attention": same, "sliding_attention": same & near}
     layer_cls = nn.remat(EncoderLayer) if cfg.remat else EncoderLayer
     for i, kind in enumerate(cfg.kinds()):
-      x = layer_cls(cfg, i == 0, deterministic, name=f"layer_{i}")(x, biases[kind], *angles[kind])
+      x = layer_cls(cfg, i == 0, deterministic, name=f"layer_{i}")(x, masks[kind], *angles[kind])
     x = _norm(cfg, "final_norm", f32)(x.astype(f32))
 
     if packed:
