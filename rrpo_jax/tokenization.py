@@ -7,7 +7,8 @@ XLM-R "<s> q </s></s> p </s>". The passage segment is `title + ". " + text` for 
 (e.g. sentence-transformers CrossEncoder) and no special token is injected into the passage.
 Only the passage is truncated; a query longer than max_length on its own is truncated too
 (longest-first) rather than failing. Batches are padded to L = the smallest bucket >= the longest
-pair in the batch, so jit sees at most len(buckets) sequence lengths.
+pair in the batch, so jit sees at most len(buckets) sequence lengths. With `pack` (ModernBERT), the
+same pairs can come as packed rows of L tokens instead (rrpo_jax.packing), where that cuts the rows.
 
 Decoder rerankers (PromptEncoder, left padding, the same buckets): one prompt per pair in
 Qwen3-Reranker's template (its model card), prefix + body + suffix, each tokenised without

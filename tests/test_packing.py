@@ -251,3 +251,60 @@ def test_sft_step_and_scorer_on_8_devices_packed_equal_padded(params):
   assert float(m0["grad_norm"]) > 1e-3
   diff = optax.tree.norm(jax.tree.map(lambda a, b: a - b, p0, p1))
   assert float(diff) < 1e-5 * float(optax.tree.norm(p0))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(2000)
+def test_trainer_end_to_end_with_packed_modernbert(tmp_path):
+  """sft -> rrpo -> eval -> export through `python -m rrpo_jax.main` (2 devices, fake reader) with a tiny
+  random ModernBERT directory and data.pack=on: rows of 384 tokens hold two or three NQ pairs."""
+  import json
+
+  transformers = pytest.importorskip("transformers")
+  pytest.importorskip("torch")
+  from test_train_smoke import run_main
+
+  from rrpo_jax.models import _minilm_path
+  from rrpo_jax.reranker import Reranker
+
+  tok = transformers.AutoTokenizer.from_pretrained(_minilm_path())
+  cfg = transformers.ModernBertConfig(
+      vocab_size=len(tok),
+      hidden_size=32,
+      intermediate_size=48,
+      num_hidden_layers=3,
+      num_attention_heads=2,
+      max_position_embeddings=512,
+      local_attention=64,
+      pad_token_id=tok.pad_token_id,
+      num_labels=1,
+  )
+  init = tmp_path / "modernbert_init"
+  transformers.ModernBertForSequenceClassification(cfg).save_pretrained(str(init))
+  tok.save_pretrained(str(init))
+  r = Reranker.from_pretrained(str(init), max_length=384, buckets=(384,), pack="on")
+  from rrpo_jax.data.sample import load_sample
+
+  exs = load_sample("nq", "train", n=4)[:2]
+  batch = r.encoder.encode([e.question for e in exs], [[(c.title, c.text) for c in e.candidates] for e in exs], n=4)
+  assert batch["packed_ids"].shape[1] < 4  # the run's batches really are packed
+  workdir = tmp_path / "run"
+  proc, seconds = run_main(
+      workdir,
+      "mode=sft,rrpo,eval,export",
+      f"model.init={init}",
+      "data.max_length=384",
+      "data.buckets=(384,)",
+      "data.pack=on",
+      "sft.steps=2",
+      "reader.backend=fake",
+      f"reader.cache_path={tmp_path / 'cache.sqlite'}",
+      timeout=1800,
+  )
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  print(f"packed ModernBERT sft -> rrpo -> eval -> export: {seconds:.1f} s")
+  assert "evaluation (step 2)" in proc.stdout and "exported rrpo step 2" in proc.stdout
+  rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  assert [r["step"] for r in rows if r["phase"] == "rrpo"] == [1, 2]
+  assert all(np.isfinite(r["loss"]) for r in rows if r["phase"] in ("sft", "rrpo"))
+  assert Reranker.from_pretrained(str(workdir / "export")).config.family == "modernbert"
