@@ -22,7 +22,8 @@ import numpy as np
 PACKED_KEYS = ("packed_ids", "segment_ids", "positions", "pair_start")  # the packed model inputs
 PACK_MODES = ("auto", "on", "off")  # data.pack: pack where it pays (see pays), always, never
 # pack="auto" packs when R <= AUTO_RATIO * N. bench/unpad.py: a packed row costs ~2% more than a
-# padded one (0.98x at R = N), and 0.4 of the rows ran 2.1-2.3x faster; 0.8 keeps a margin for noise.
+# padded one (0.98x at R = N); half the rows ran 1.7-1.9x faster, 0.28 of them 3.1-3.5x; 0.8 keeps
+# a margin for the noise of a loaded machine (0.88-1.08x at 0.9 of the rows).
 AUTO_RATIO = 0.8
 
 

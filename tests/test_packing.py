@@ -126,7 +126,7 @@ def test_packed_scores_equal_padded(params, pooling):
   padded_fn = jax.jit(lambda i, m: scores(config, params, i, m))
   packed_fn = jax.jit(lambda *a: packed_scores(config, params, *a))
   # (B, N, L, missing share): shorter than the window, longer than it; few and many padded slots
-  for b, n, length, missing in ((2, 5, 6, 0.0), (3, 6, 24, 0.2), (2, 9, 40, 0.5), (1, 4, 64, 0.0)):
+  for b, n, length, missing in ((2, 5, 6, 0.0), (3, 6, 24, 0.2), (2, 9, 40, 0.5)):
     ids = random_pairs(b, n, length, seed=length, missing=missing)
     where = np.array([[len(x) > 0 for x in pairs] for pairs in ids])
     want = np.asarray(padded_fn(*padded(ids, n, length)))
@@ -160,7 +160,8 @@ def test_packed_training_mode_and_gradients_equal_padded(params, pooling):
 def test_packed_dropout_is_keyed_and_finite(params):
   config = CONFIG.replace(hidden_dropout=0.3, attention_dropout=0.3)
   args = packed_args(random_pairs(2, 5, 12, seed=2), 5, 12)
-  a, b, c = (packed_scores(config, params, *args, key=jax.random.key(k)) for k in (1, 1, 2))
+  fn = jax.jit(lambda key: packed_scores(config, params, *args, key=key))
+  a, b, c = (fn(jax.random.key(k)) for k in (1, 1, 2))
   np.testing.assert_array_equal(a, b)
   assert np.all(np.isfinite(a)) and not np.allclose(a, c)
 
