@@ -6,9 +6,10 @@ import jax
 import numpy as np
 
 from rrpo_jax.data import Loader, make_encode_fn
+from rrpo_jax.packing import PACKED_KEYS
 from rrpo_jax.sharding import DataParallel
 
-INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
+INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids") + PACKED_KEYS  # padded or packed (packing.py)
 
 
 def make_loader(reranker, dp: DataParallel, examples, *, n: int, batch_size: int, seed: int) -> Loader:
@@ -26,8 +27,8 @@ def make_loader(reranker, dp: DataParallel, examples, *, n: int, batch_size: int
 
 
 def model_inputs(batch: dict) -> dict:
-  """The tokenised arrays the model reads, [B, N, L] each."""
-  return {k: batch[k] for k in INPUT_KEYS}
+  """The tokenised arrays the model reads: [B, N, L] each, or the packed rows [B, R, L] and pair_start [B, N]."""
+  return {k: batch[k] for k in INPUT_KEYS if k in batch}
 
 
 def labels_for(batch: dict, kind: str) -> np.ndarray:

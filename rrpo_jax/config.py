@@ -58,6 +58,7 @@ def get_config(arg=None):
   c.data.num_candidates = 12  # N: candidates per query (retriever top-N; fewer are padded and masked)
   c.data.max_length = 128  # tokens per (query, passage) pair; the passage is truncated
   c.data.buckets = (96, 128)  # padded pair lengths (bounded number of jit shapes); max must be max_length
+  c.data.pack = "auto"  # packed rows of pairs (ModernBERT): "auto" (where they cut the rows), "on", "off"
   c.data.max_train_queries = 0  # use only the first this many training queries (0 = all)
   c.data.max_eval_queries = 30  # evaluate on the first this many queries of data.eval_split (0 = all)
   c.data.val_size = 0  # hold out the last this many training examples as the validation split "val" (0 = none)

@@ -10,10 +10,13 @@ Attention: fused Wqkv, rotary embeddings (halves layout) on q and k with the pos
 "full_attention" layers (every global_attn_every_n_layers-th, from layer 0) see every real token
 with RoPE base global_rope_theta, "sliding_attention" layers only tokens within
 |i - j| <= local_attention / 2 with base local_rope_theta (masks as transformers 5's
-create_bidirectional_sliding_window_mask). Padding is masked with an additive bias; sequences stay
-padded (no unpadding: XLA wants static shapes, and the length buckets bound the padding instead).
+create_bidirectional_sliding_window_mask). Two input layouts, the same parameters:
+  padded  [..., N, L] per pair, right padding masked out of the attention (scores);
+  packed  the pairs of each query in shared rows [..., R, L] (rrpo_jax.packing: segment ids, positions
+          restarting per pair, each pair's first index) (packed_scores): attention only within a
+          segment (and the window), pooling gathered per segment, so scores equal the padded ones.
 Compute dtype is configurable (bf16 with float32 params); softmax, the head and the scores are
-float32. Scores for fully padded rows are finite and meaningless (mask them with `where`).
+float32. Scores for fully padded rows / missing pairs are finite and meaningless (mask them with `where`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import linen as nn
 
 from rrpo_jax.modeling import _ACTIVATIONS, Dropout, map_row_blocks
@@ -130,14 +134,17 @@ def _norm(cfg, name, dtype=None):
 
 
 class EncoderLayer(nn.Module):
-  """a = x + Wo Attn(LN(x)) (no LN in layer 0); y = a + Wo' (gelu(u) * g), [u, g] = LN(a) Wi."""
+  """a = x + Wo Attn(LN(x)) (no LN in layer 0); y = a + Wo' (gelu(u) * g), [u, g] = LN(a) Wi.
+
+  x [M, L, H]; allowed bool[M, 1, L, L] (or [M, 1, 1, L]): query i may attend to key j; cos, sin: RoPE.
+  """
 
   config: ModernBertConfig
   first: bool = False
   deterministic: bool = True
 
   @nn.compact
-  def __call__(self, x, bias, cos, sin):
+  def __call__(self, x, allowed, cos, sin):
     cfg = self.config
     dt = jnp.dtype(cfg.dtype)
     m, length, hidden = x.shape
@@ -147,7 +154,10 @@ class EncoderLayer(nn.Module):
     q = rope(qkv[:, :, 0], cos, sin) * jnp.asarray(d**-0.5, dt)
     k = rope(qkv[:, :, 1], cos, sin)
     q, k, v = (t.transpose(0, 2, 1, 3) for t in (q, k, qkv[:, :, 2]))  # [M, h, L, d]
-    logits = jnp.matmul(q, k.swapaxes(-1, -2), preferred_element_type=jnp.float32) + bias  # [M, h, L, L]
+    logits = jnp.matmul(q, k.swapaxes(-1, -2), preferred_element_type=jnp.float32)  # [M, h, L, L]
+    # -1e9 rather than -inf: a fully padded row stays finite (uniform attention). A boolean mask (not
+    # an additive float bias) keeps the packed layout's [M, 1, L, L] mask at a quarter of the bytes.
+    logits = jnp.where(allowed, logits, -1e9)
     probs = Dropout(cfg.attention_dropout, self.deterministic)(jax.nn.softmax(logits, axis=-1).astype(dt))
     ctx = jnp.matmul(probs, v).transpose(0, 2, 1, 3).reshape(m, length, hidden)
     attn = _Linear(hidden, cfg.attention_bias, cfg, name="Wo")(ctx)
@@ -162,55 +172,88 @@ class EncoderLayer(nn.Module):
 class ModernBertCrossEncoder(nn.Module):
   """ModernBERT cross-encoder: int32[..., N, L] -> float32[..., N] (output 0 of the classifier).
 
-  `attention_mask` is 1 for real tokens (right padding, as the tokenizer gives); token types are
-  ignored. `deterministic=False` turns on dropout (when its rates are > 0) and needs a "dropout" rng.
+  Padded layout: `attention_mask` is 1 for real tokens (right padding, as the tokenizer gives).
+  Packed layout (pair_start given): input_ids [..., R, L] packed rows, attention_mask the segment
+  ids [..., R, L] (j + 1 on pair j, 0 on padding), positions [..., R, L], pair_start [..., N]
+  (rrpo_jax.packing). Token types are ignored. `deterministic=False` turns on dropout (when its
+  rates are > 0) and needs a "dropout" rng.
   """
 
   config: ModernBertConfig
 
   @nn.compact
-  def __call__(self, input_ids, attention_mask, token_type_ids=None, *, deterministic: bool = True):
+  def __call__(
+      self,
+      input_ids,
+      attention_mask,
+      token_type_ids=None,
+      *,
+      positions=None,
+      pair_start=None,
+      deterministic: bool = True,
+  ):
     del token_type_ids
     cfg = self.config
     dt = jnp.dtype(cfg.dtype)
     f32 = jnp.float32
+    packed = pair_start is not None
     lead, length = input_ids.shape[:-1], input_ids.shape[-1]
     ids = input_ids.reshape(-1, length)
-    mask = attention_mask.reshape(-1, length) > 0
+    seg = attention_mask.reshape(-1, length)
     m = ids.shape[0]
     table = self.param("tok_embeddings", _normal(cfg), (cfg.vocab_size, cfg.hidden_size), jnp.dtype(cfg.param_dtype))
     x = _norm(cfg, "embeddings_norm", f32)(jnp.take(table, ids, axis=0).astype(f32))
     x = Dropout(cfg.hidden_dropout, deterministic)(x).astype(dt)
 
-    pos = jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32), (m, length))
+    if packed:
+      pos = positions.reshape(-1, length).astype(jnp.int32)
+      # [M, 1, L, L]: a token sees its own segment (padding sees padding), locally within the window.
+      same = (seg[:, :, None] == seg[:, None, :])[:, None]
+      near = (jnp.abs(pos[:, :, None] - pos[:, None, :]) <= cfg.local_attention // 2)[:, None]
+    else:
+      pos = jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32), (m, length))
+      same = (seg > 0)[:, None, None, :]  # [M, 1, 1, L]: every query token sees the real keys
+      near = (jnp.abs(jnp.arange(length)[:, None] - jnp.arange(length)[None, :]) <= cfg.local_attention // 2)[
+          None, None
+      ]
     head_dim = cfg.hidden_size // cfg.num_heads
     angles = {
         "full_attention": rope_angles(pos, head_dim=head_dim, theta=cfg.global_rope_theta),
         "sliding_attention": rope_angles(pos, head_dim=head_dim, theta=cfg.local_rope_theta),
     }
-    near = jnp.abs(jnp.arange(length)[:, None] - jnp.arange(length)[None, :]) <= cfg.local_attention // 2
-    keys = mask[:, None, None, :]  # [M, 1, 1, L]
-    # -1e9 rather than -inf: a fully padded row stays finite (uniform attention).
-    biases = {
-        "full_attention": jnp.where(keys, 0.0, -1e9).astype(f32),
-        "sliding_attention": jnp.where(keys & near[None, None], 0.0, -1e9).astype(f32),
-    }
+    masks = {"full_attention": same, "sliding_attention": same & near}
     layer_cls = nn.remat(EncoderLayer) if cfg.remat else EncoderLayer
     for i, kind in enumerate(cfg.kinds()):
-      x = layer_cls(cfg, i == 0, deterministic, name=f"layer_{i}")(x, biases[kind], *angles[kind])
+      x = layer_cls(cfg, i == 0, deterministic, name=f"layer_{i}")(x, masks[kind], *angles[kind])
     x = _norm(cfg, "final_norm", f32)(x.astype(f32))
 
-    if cfg.classifier_pooling == "cls":
-      pooled = x[:, 0]
+    if packed:
+      out_shape = pair_start.shape
+      pooled = _pool_segments(x, seg, pair_start.reshape(-1, out_shape[-1]), rows=lead[-1], kind=cfg.classifier_pooling)
+    elif cfg.classifier_pooling == "cls":
+      out_shape, pooled = lead, x[:, 0]
     else:
-      w = mask.astype(f32)[..., None]
-      pooled = jnp.sum(x * w, axis=1) / jnp.maximum(jnp.sum(w, axis=1), 1.0)
+      w = (seg > 0).astype(f32)[..., None]
+      out_shape, pooled = lead, jnp.sum(x * w, axis=1) / jnp.maximum(jnp.sum(w, axis=1), 1.0)
     h = _ACTIVATIONS[cfg.classifier_activation](
         _Linear(cfg.hidden_size, cfg.classifier_bias, cfg, f32, name="head_dense")(pooled)
     )
     h = Dropout(cfg.classifier_dropout, deterministic)(_norm(cfg, "head_norm", f32)(h))
     logits = _Linear(cfg.num_labels, True, cfg, f32, name="classifier")(h)
-    return logits[:, 0].reshape(lead)
+    return logits[..., 0].reshape(out_shape)
+
+
+def _pool_segments(x, seg, pair_start, *, rows: int, kind: str):
+  """Per-pair vectors [Q, N, H] of packed hidden states x [Q * rows, L, H]: the pair's first token
+  x[q, pair_start[q, j]] ("cls") or the mean over its segment seg == j + 1 ("mean")."""
+  q, n = pair_start.shape
+  x = x.reshape(q, -1, x.shape[-1])  # [Q, R * L, H]
+  if kind == "cls":
+    return jnp.take_along_axis(x, pair_start[..., None].astype(jnp.int32), axis=1)
+  seg = seg.reshape(q, -1)
+  total = jax.vmap(lambda v, s: jax.ops.segment_sum(v, s, num_segments=n + 1))(x, seg)[:, 1:]
+  count = jax.vmap(lambda s: jnp.bincount(s, length=n + 1))(seg)[:, 1:, None]
+  return total / jnp.maximum(count, 1).astype(x.dtype)
 
 
 def init_params(config: ModernBertConfig, key, *, length: int = 8):
@@ -234,3 +277,26 @@ def scores(config: ModernBertConfig, params, input_ids, attention_mask, token_ty
       (input_ids, attention_mask),
       row_block=config.row_block,
   )
+
+
+def packed_scores(
+    config: ModernBertConfig, params, packed_ids, segment_ids, positions, pair_start, *, key=None
+) -> jax.Array:
+  """Scores float32[..., N] of packed rows int32[..., R, L] (rrpo_jax.packing), equal to scores() of
+  the same pairs padded. key=None is eval mode (config.row_block > 0, or None on CPU: one query's
+  rows at a time); a key is training mode with dropout."""
+  module = ModernBertCrossEncoder(config)
+
+  def apply(ids, seg, pos, start, **kw):
+    return module.apply({"params": params}, ids, seg, positions=pos, pair_start=start, **kw)
+
+  if key is not None:
+    return apply(packed_ids, segment_ids, positions, pair_start, deterministic=False, rngs={"dropout": key})
+  block = config.row_block if config.row_block is not None else (1 if jax.default_backend() == "cpu" else 0)
+  lead = pair_start.shape[:-1]
+  q = int(np.prod(lead, dtype=np.int64))
+  if block <= 0 or q <= 1:
+    return apply(packed_ids, segment_ids, positions, pair_start)
+  arrays = [a.reshape((q,) + a.shape[len(lead) :]) for a in (packed_ids, segment_ids, positions, pair_start)]
+  out = jax.lax.map(lambda a: apply(*a), tuple(arrays))
+  return out.reshape(pair_start.shape)

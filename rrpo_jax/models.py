@@ -22,7 +22,8 @@ from rrpo_jax import checkpoint as ckpt_lib
 from rrpo_jax import modeling
 from rrpo_jax import paths
 from rrpo_jax.config import ConfigError
-from rrpo_jax.reranker import Reranker
+from rrpo_jax.packing import PACK_MODES
+from rrpo_jax.reranker import MODELS, Reranker, packs
 
 
 def build_reranker(config, init: str | None = None) -> Reranker:
@@ -51,17 +52,29 @@ def build_reranker(config, init: str | None = None) -> Reranker:
         remat=m.remat,
     )
     params = modeling.init_params(mc, jax.random.key(config.seed))
-    return Reranker(mc, params, tokenizer, base_model="random-init (tiny BERT)", **kw)
+    return Reranker(mc, params, tokenizer, base_model="random-init (tiny BERT)", pack=_pack(config, mc.family), **kw)
   path = _minilm_path() if init == "minilm" else init
   reranker = Reranker.from_pretrained(
-      path, dtype=m.dtype, remat=m.remat, seed=config.seed, instruction=m.instruction or None, **kw
+      path, dtype=m.dtype, remat=m.remat, seed=config.seed, instruction=m.instruction or None, pack="off", **kw
   )
   if m.instruction and reranker.config.family != "qwen3":
     raise ConfigError(
         f"config.model.instruction is for Qwen3-Reranker prompts; {path} is a {reranker.config.family} model"
     )
   cfg = reranker.config.replace(hidden_dropout=m.dropout, attention_dropout=m.dropout)
-  return Reranker(cfg, reranker.params, reranker.tokenizer, base_model=reranker.base_model, **kw)
+  pack = _pack(config, cfg.family)
+  return Reranker(cfg, reranker.params, reranker.tokenizer, base_model=reranker.base_model, pack=pack, **kw)
+
+
+def _pack(config, family: str) -> str:
+  """data.pack, checked: one of packing.PACK_MODES, and "on" only for a family with packed rows."""
+  pack = config.data.get("pack", "auto")
+  if pack not in PACK_MODES:
+    raise ConfigError(f"config.data.pack: must be one of {PACK_MODES}, got {pack!r}")
+  if pack == "on" and not packs(family):
+    able = sorted(f for f in MODELS if packs(f))
+    raise ConfigError(f"config.data.pack: 'on' but the {family} family has no packed layout (only {able})")
+  return pack
 
 
 def with_params(reranker: Reranker, params: Any) -> Reranker:

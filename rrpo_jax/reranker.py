@@ -14,6 +14,8 @@ compiles at most ceil(max_length / score_step) * (log2(batch_size) + 1) shapes.
 Families: the config's `family` picks the model module (MODELS: scores / init_params) and the
 encoder (PairEncoder for cross-encoders, PromptEncoder, left-padded prompts, for Qwen3); every
 caller (trainer, evaluation, export) goes through `apply` / `score_pairs` and never sees which.
+Families whose module has packed_scores (ModernBERT) can take the trainer's [B, N] batches as
+packed rows (rrpo_jax.packing; `pack`, data.pack): encoder.encode picks the layout, `apply` reads it.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rrpo_jax import hf_io, modeling, modeling_modernbert, modeling_qwen3
+from rrpo_jax.packing import PACK_MODES, PACKED_KEYS
 from rrpo_jax.tokenization import DEFAULT_BUCKETS, Passage, PairEncoder, PromptEncoder, smallest_bucket
 
 logger = logging.getLogger(__name__)
@@ -39,11 +42,25 @@ META_FILE = "rrpo_jax.json"  # our encoding settings, written beside the HF file
 MODELS = {f: m for m in (modeling, modeling_modernbert, modeling_qwen3) for f in m.FAMILIES}
 
 
-def make_encoder(tokenizer, config, *, max_length: int, buckets: Sequence[int]) -> PairEncoder:
-  """The family's encoder: PromptEncoder (left-padded prompts) for decoders, else PairEncoder."""
+def packs(family: str) -> bool:
+  """Whether the family's model reads packed rows (its module has packed_scores)."""
+  return hasattr(MODELS[family], "packed_scores")
+
+
+def make_encoder(tokenizer, config, *, max_length: int, buckets: Sequence[int], pack: str = "auto") -> PairEncoder:
+  """The family's encoder: PromptEncoder (left-padded prompts) for decoders, else PairEncoder.
+
+  pack (packing.PACK_MODES): "auto" packs where it pays for families that can (packs), and is
+  "off" for the others; "on" for a family that cannot raises ValueError.
+  """
+  if pack not in PACK_MODES:
+    raise ValueError(f"pack must be one of {PACK_MODES}, got {pack!r}")
+  if pack == "on" and not packs(config.family):
+    able = sorted(f for f in MODELS if packs(f))
+    raise ValueError(f"pack='on': the {config.family} family has no packed layout (families that do: {able})")
   if config.family == "qwen3":
     return PromptEncoder(tokenizer, max_length=max_length, buckets=buckets, instruction=config.instruction)
-  return PairEncoder(tokenizer, max_length=max_length, buckets=buckets)
+  return PairEncoder(tokenizer, max_length=max_length, buckets=buckets, pack=pack if packs(config.family) else "off")
 
 
 def init_params(config, key):
@@ -91,10 +108,11 @@ class Reranker:
       batch_size: int = 32,
       score_step: int = 32,
       base_model: str | None = None,
+      pack: str = "auto",
   ):
     self.config = config
     self.params = params
-    self.encoder = make_encoder(tokenizer, config, max_length=max_length, buckets=buckets)
+    self.encoder = make_encoder(tokenizer, config, max_length=max_length, buckets=buckets, pack=pack)
     self.batch_size = int(batch_size)
     self.score_buckets = tuple(range(score_step, max_length, score_step)) + (max_length,)
     self.base_model = base_model
@@ -107,10 +125,13 @@ class Reranker:
 
   # ---------------------------------------------------------------- pure score functions
   def apply(self, params, inputs: Mapping[str, Any], *, key=None) -> jax.Array:
-    """Scores float32[B, N] for tokenised inputs [B, N, L] (extra keys such as `where` ignored).
+    """Scores float32[B, N] for tokenised inputs [B, N, L], or packed rows (the keys
+    packing.PACKED_KEYS, as self.encoder.encode gives them); extra keys such as `where` ignored.
 
     key=None: eval mode (no dropout); a PRNG key: training mode, dropout driven by the key.
     """
+    if "pair_start" in inputs:
+      return MODELS[self.config.family].packed_scores(self.config, params, *(inputs[k] for k in PACKED_KEYS), key=key)
     return MODELS[self.config.family].scores(
         self.config, params, inputs["input_ids"], inputs["attention_mask"], inputs.get("token_type_ids"), key=key
     )
@@ -166,6 +187,7 @@ class Reranker:
       seed: int = 0,
       allow_missing: bool = False,
       instruction: str | None = None,
+      pack: str = "auto",
   ) -> "Reranker":
     """Loads a local HF directory (config.json + model.safetensors, sharded or not, or
     pytorch_model.bin + tokenizer files) or a directory written by save_pretrained.
@@ -176,7 +198,7 @@ class Reranker:
 
     A checkpoint without a classification head (a plain encoder such as all-MiniLM-L6-v2) gets
     a freshly initialised head (from `seed`), with a logged warning. Other missing weights raise
-    ValueError unless allow_missing; unexpected weights are logged by name.
+    ValueError unless allow_missing; unexpected weights are logged by name. `pack`: see make_encoder.
     """
     from transformers import AutoTokenizer
 
@@ -238,6 +260,7 @@ class Reranker:
         buckets=buckets or meta.get("buckets", DEFAULT_BUCKETS),
         batch_size=batch_size,
         base_model=meta.get("base_model") or hf_config.get("_name_or_path") or os.path.basename(os.path.normpath(path)),
+        pack=pack,
     )
     reranker.load_report = report
     return reranker

@@ -7,7 +7,8 @@ XLM-R "<s> q </s></s> p </s>". The passage segment is `title + ". " + text` for 
 (e.g. sentence-transformers CrossEncoder) and no special token is injected into the passage.
 Only the passage is truncated; a query longer than max_length on its own is truncated too
 (longest-first) rather than failing. Batches are padded to L = the smallest bucket >= the longest
-pair in the batch, so jit sees at most len(buckets) sequence lengths.
+pair in the batch, so jit sees at most len(buckets) sequence lengths. With `pack` (ModernBERT), the
+same pairs can come as packed rows of L tokens instead (rrpo_jax.packing), where that cuts the rows.
 
 Decoder rerankers (PromptEncoder, left padding, the same buckets): one prompt per pair in
 Qwen3-Reranker's template (its model card), prefix + body + suffix, each tokenised without
@@ -27,6 +28,8 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
+
+from rrpo_jax import packing
 
 DEFAULT_BUCKETS = (32, 64, 128, 192, 256, 384, 512)
 
@@ -54,14 +57,19 @@ class PairEncoder:
   """Tokenises (query, passage) pairs into bucketed int32 arrays for CrossEncoder.
 
   tokenizer: a Hugging Face (fast) tokenizer; max_length: the longest pair in tokens (specials
-  included); buckets: allowed padded lengths (max_length is always added, larger ones dropped).
+  included); buckets: allowed padded lengths (max_length is always added, larger ones dropped);
+  pack: encode() returns packed rows (rrpo_jax.packing) "on" always, "auto" when they take at most
+  packing.AUTO_RATIO of the padded rows, "off" never (the model family must have packed_scores).
   """
 
-  def __init__(self, tokenizer, *, max_length: int = 256, buckets: Sequence[int] = DEFAULT_BUCKETS):
+  def __init__(self, tokenizer, *, max_length: int = 256, buckets: Sequence[int] = DEFAULT_BUCKETS, pack: str = "off"):
+    if pack not in packing.PACK_MODES:
+      raise ValueError(f"pack must be one of {packing.PACK_MODES}, got {pack!r}")
     self.tokenizer = tokenizer
     self.max_length = int(max_length)
     self.buckets = tuple(sorted({b for b in buckets if b < self.max_length} | {self.max_length}))
     self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    self.pack = pack
 
   def bucket(self, length: int) -> int:
     """The smallest bucket >= length."""
@@ -113,9 +121,11 @@ class PairEncoder:
     return {"input_ids": out_ids, "attention_mask": out_mask, "token_type_ids": out_types}
 
   def encode(self, questions: Sequence[str], passages: Sequence[Sequence[Passage]], *, n: int) -> dict[str, np.ndarray]:
-    """B questions, passages[b] a list of <= n (title, text) -> arrays [B, n, L] and where bool[B, n].
+    """B questions, passages[b] a list of <= n (title, text) -> arrays [B, n, L] and where bool[B, n];
+    or, where self.pack says so, the packed arrays (packing.PACKED_KEYS, rows of L tokens) and where.
 
-    Missing candidate slots (len(passages[b]) < n) are padding: where=False, attention_mask all 0.
+    L is the smallest bucket >= the longest pair. Missing candidate slots (len(passages[b]) < n)
+    are padding: where=False, attention_mask all 0 (no tokens in the packed rows).
     """
     if len(questions) != len(passages):
       raise ValueError(f"{len(questions)} questions but {len(passages)} passage lists")
@@ -129,14 +139,24 @@ class PairEncoder:
         slots.append(b * n + j)
     ids, types = self.tokenize(qs, ps) if qs else ([], [])
     length = self.bucket(max((len(x) for x in ids), default=1))
+    where = np.zeros(len(questions) * n, bool)
+    where[slots] = True
+    if self.pack != "off":
+      per_pair: list[list[int]] = [[] for _ in range(len(questions) * n)]
+      for s, x in zip(slots, ids):
+        per_pair[s] = x
+      per_query = [per_pair[b * n : (b + 1) * n] for b in range(len(questions))]
+      placements, rows = packing.plan(per_query, length=length)
+      if self.pack == "on" or packing.pays(rows, n, ratio=packing.AUTO_RATIO):
+        out = packing.pack(per_query, n=n, length=length, pad_id=self.pad_id, placements=placements, rows=rows)
+        out["where"] = where.reshape(len(questions), n)
+        return out
     flat = self.pad([[]] * (len(questions) * n), [[]] * (len(questions) * n), length)
     if ids:
       filled = self.pad(ids, types, length)
       for k in flat:
         flat[k][slots] = filled[k]
     out = {k: v.reshape(len(questions), n, length) for k, v in flat.items()}
-    where = np.zeros(len(questions) * n, bool)
-    where[slots] = True
     out["where"] = where.reshape(len(questions), n)
     return out
 
