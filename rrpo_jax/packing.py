@@ -30,15 +30,15 @@ AUTO_RATIO = 0.8
 def first_fit_decreasing(lengths: Sequence[int], capacity: int) -> tuple[np.ndarray, np.ndarray, int]:
   """Row int32[n], offset int32[n] of each item and the number of rows: items longest first, each
   into the first row with room (capacity - used >= length); empty items get row 0, offset 0."""
-  lengths = np.asarray(lengths, np.int64)
-  if lengths.size and lengths.max() > capacity:
-    raise ValueError(f"an item of {lengths.max()} tokens does not fit a row of {capacity}")
-  row = np.zeros(lengths.size, np.int32)
-  offset = np.zeros(lengths.size, np.int32)
-  used = np.zeros(max(int(lengths.size), 1), np.int64)  # at most one row per item
+  sizes = np.asarray(lengths, np.int64)
+  if sizes.size and sizes.max() > capacity:
+    raise ValueError(f"an item of {sizes.max()} tokens does not fit a row of {capacity}")
+  row = np.zeros(sizes.size, np.int32)
+  offset = np.zeros(sizes.size, np.int32)
+  used = np.zeros(max(int(sizes.size), 1), np.int64)  # at most one row per item
   rows = 0
-  for i in np.argsort(-lengths, kind="stable"):
-    n = lengths[i]
+  for i in np.argsort(-sizes, kind="stable"):
+    n = sizes[i]
     if n == 0:
       continue
     r = int(np.argmax(used[:rows] + n <= capacity)) if rows else 0
