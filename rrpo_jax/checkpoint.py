@@ -113,11 +113,17 @@ class Checkpointer:
     self._mngr.close()
 
 
+def saved_steps(path: str) -> list[int]:
+  """The finished steps under a Checkpointer directory, sorted, without opening it: its numbered
+  folders (an unfinished orbax write is a "<step>.orbax-checkpoint-tmp..." folder, never counted)."""
+  if not os.path.isdir(path):
+    return []
+  return sorted(int(name) for name in os.listdir(path) if name.isdigit())
+
+
 def is_checkpoint_dir(path: str) -> bool:
   """True if `path` looks like a Checkpointer directory (numbered step folders)."""
-  if not os.path.isdir(path):
-    return False
-  return any(name.isdigit() for name in os.listdir(path))
+  return bool(saved_steps(path))
 
 
 def save_params(path: str, params: Any):

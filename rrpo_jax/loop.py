@@ -106,12 +106,21 @@ def run(
         )
   except ReaderError as e:
     ckpt.wait()
-    raise ReaderError(
-        f"{e}\nTraining stopped at {phase} step {step}; the last checkpoint "
-        f"({ckpt.latest_step()}) in {ckpt.directory} is intact: rerun the same command to resume "
-        "once the reader is reachable."
-    ) from e
+    raise type(e)(f"{e}\nTraining stopped at {phase} step {step}; {saved(ckpt, phase)}") from e
   finally:
     bar.close()
     ckpt.close()
   return state
+
+
+def saved(ckpt: ckpt_lib.Checkpointer, phase: str, *, when: str = "once the reader is reachable") -> str:
+  """Where a stopped phase resumes from, as the end of its stop message; `when`: what to fix first."""
+  last = ckpt.latest_step()
+  if last is None:
+    return (
+        f"no {phase} checkpoint was written yet ({ckpt.directory}): rerun the same command to start "
+        f"{phase} again {when}."
+    )
+  return (
+      f"its last checkpoint (step {last}) in {ckpt.directory} is intact: rerun the same command to " f"resume {when}."
+  )

@@ -8,6 +8,8 @@ Modes (config.mode): "default" = sft -> rrpo -> eval; or a comma list of
           ratio + KL: update.py), through the phase loop shared with sft (loop.py);
   eval    reader EM/F1 and IR metrics for retriever / reference / policy orders (report.py, evaluation.py);
   export  the policy (best or latest checkpoint) as a Hugging Face directory (report.py).
+Before any mode runs, every reader the run will call answers one check request (check_readers):
+a wrong base_url or model stops the run there, not after the warm-up.
 Each phase is a function of explicit inputs that returns what it made: the training phases take the
 current params and return new ones; evaluation scores the params it is handed. Restore order per
 phase: resume from <workdir>/checkpoints/<phase> > initialise from a given checkpoint or HF directory
@@ -23,6 +25,7 @@ import time
 import jax
 from absl import logging
 
+from rrpo_jax import checkpoint as ckpt_lib
 from rrpo_jax import evaluation
 from rrpo_jax import metrics as metrics_lib
 from rrpo_jax import models
@@ -54,6 +57,7 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
   results = None
   t0 = time.perf_counter()
   with Readers(config, workdir) as readers:
+    check_readers(config, workdir, modes, readers)
     evaluate = functools.partial(
         report.run_eval, config, workdir, reranker=reranker, dp=dp, readers=readers, writer=writer
     )
@@ -104,6 +108,19 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
       )
     print(f"total {time.perf_counter() - t0:.1f} s", flush=True)
   return results
+
+
+def check_readers(config, workdir: str, modes, readers: Readers) -> None:
+  """One real request to every reader this run will call, before any training (Readers.check):
+  the training reader when RRPO has steps left, the evaluation reader (process 0, which alone calls
+  it) for the eval mode and RRPO's periodic evaluations."""
+  c = config
+  done = max(ckpt_lib.saved_steps(models.ckpt_dir(workdir, "rrpo")), default=0)
+  rrpo_left = "rrpo" in modes and done < c.rrpo.steps
+  if rrpo_left:
+    readers.check("train")
+  if jax.process_index() == 0 and ("eval" in modes or (rrpo_left and c.eval.every_steps > 0)):
+    readers.check("eval")
 
 
 def run_eval(config, workdir: str, params, *, evaluate, examples) -> dict:
