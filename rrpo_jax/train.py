@@ -40,7 +40,14 @@ from rrpo_jax.reader import CacheError, ReaderError
 from rrpo_jax.readers import Readers
 
 # Failures a user can fix (config, data, reader, learning rate): main prints them without a traceback.
-USER_ERRORS = (ConfigError, DataError, ReaderError, CacheError, metrics_lib.NonFiniteLossError)
+USER_ERRORS = (
+    ConfigError,
+    DataError,
+    ReaderError,
+    CacheError,
+    ckpt_lib.CheckpointError,
+    metrics_lib.NonFiniteLossError,
+)
 
 
 def train_and_evaluate(config, workdir: str) -> dict | None:
