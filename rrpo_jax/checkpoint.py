@@ -45,7 +45,16 @@ class CheckpointError(RuntimeError):
   """A checkpoint cannot be written (disk full, unwritable) or read (damaged, another model)."""
 
 
-_STORAGE = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.ENOTDIR, errno.EEXIST)
+# errno -> what to tell the user
+STORAGE_HINTS = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.EFBIG: "the file cannot grow: the disk is full or a file size limit is reached",
+    errno.EACCES: "the directory is not writable",
+    errno.EROFS: "the file system is read-only",
+    errno.ENOTDIR: "a file stands where a directory should be",
+    errno.EEXIST: "a file stands where a directory should be",
+}
 
 
 def describe_error(e: BaseException) -> str:
@@ -55,8 +64,7 @@ def describe_error(e: BaseException) -> str:
   code = getattr(e, "errno", None)
   match = re.search(r"os_error_code='(\d+)'", str(e))  # tensorstore's form of errno
   code = int(match.group(1)) if code is None and match else code
-  hint = f" ({os.strerror(code)}: the disk is full or the directory is not writable)" if code in _STORAGE else ""
-  return f"{type(e).__name__}: {text}{hint}"
+  return f"{type(e).__name__}: {text}" + (f" ({STORAGE_HINTS[code]})" if code in STORAGE_HINTS else "")
 
 
 def key_to_data(key: jax.Array) -> np.ndarray:

@@ -71,15 +71,23 @@ class MetricWriter:
 
   def truncate(self, phase: str, after_step: int):
     """Drops JSONL rows of `phase` past `after_step` (a resumed run rewrites them)."""
+    self._rewrite(lambda r: not (r.get("phase") == phase and r.get("step", 0) > after_step))
+
+  def drop(self, phase: str, step: int):
+    """Drops the JSONL rows of `phase` at `step` (an evaluation of that step, run again, replaces them)."""
+    self._rewrite(lambda r: not (r.get("phase") == phase and r.get("step") == step))
+
+  def _rewrite(self, keep):
+    """Rewrites metrics.jsonl with the rows `keep` accepts, atomically: a full disk leaves it whole."""
     if not self.enabled:
       return
     path = os.path.join(self.workdir, "metrics.jsonl")
     self._jsonl.close()
-    rows = read_jsonl(path)
-    kept = [r for r in rows if not (r.get("phase") == phase and r.get("step", 0) > after_step)]
-    with open(path, "w", encoding="utf-8") as f:
+    kept = [r for r in read_jsonl(path) if keep(r)]
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
       for r in kept:
         f.write(json.dumps(r) + "\n")
+    os.replace(path + ".tmp", path)
     self._jsonl = open(path, "a", encoding="utf-8")
 
   def write(self, phase: str, step: int, scalars: Mapping[str, Any]):

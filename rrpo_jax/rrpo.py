@@ -77,6 +77,7 @@ def run(
     extra = {"reference": {"path": ref_dir, "origin": origin}}
     host = jax.tree.map(np.asarray, update_lib.TrainState.create(ref_params, tx, window_capacity=r.window))
     start = 0
+    loop.fresh("rrpo", writer, truncate=("eval", "val"))
   ref_repl = dp.replicate(ref_params)
   rollout = make_rollout(
       r, dp=dp, apply_fn=reranker.apply, ref_params_repl=ref_repl, key=key, scoring=readers.scoring("train")

@@ -46,6 +46,8 @@ def run(config, workdir: str, params, *, reranker, examples: list, dp: sharding.
   start = 0
   if last is not None:
     host, key, start, _ = loop.resume(ckpt, "sft", host, key, loader, writer)
+  else:
+    loop.fresh("sft", writer)
   sft_step = update_lib.make_sft_step(reranker.apply, tx, dp)
 
   def step_fn(state, b, step):
