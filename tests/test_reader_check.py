@@ -1,10 +1,9 @@
 """The reader check before training: one real request to each reader a run will call, so that an
 unreachable or misconfigured reader stops the run with one line before the supervised warm-up; and
-the stop message of a phase that has no checkpoint yet."""
+the stop message of a phase that has no checkpoint yet. The entry point's stop before the warm-up:
+tests/test_main.py."""
 
 import http.server
-import json
-import subprocess
 import threading
 import types
 
@@ -17,7 +16,6 @@ from rrpo_jax import loop
 from rrpo_jax.reader import ReaderError, ReaderUnavailableError
 from rrpo_jax.reader.server import free_port
 from rrpo_jax.readers import Readers
-from test_train_smoke import ROOT, env_for, main_cmd
 
 
 def _config(**reader):
@@ -125,20 +123,3 @@ def test_stop_message_without_a_checkpoint(tmp_path):
   message = str(info.value)
   assert "None" not in message
   assert f"Training stopped at rrpo step 1; no rrpo checkpoint was written yet ({tmp_path / 'rrpo'})" in message
-
-
-def test_the_run_stops_before_the_warm_up(tmp_path):
-  """The real entry point with an unreachable reader: exit 1 with one line, and sft never started."""
-  url = _dead_url()
-  workdir = tmp_path / "run"
-  cmd = main_cmd(
-      workdir, "mode=sft,rrpo,eval", "reader.backend=openai", f"reader.base_url={url}", "reader.max_retries=0"
-  )
-  proc = subprocess.run(cmd, cwd=ROOT, env=env_for(1), capture_output=True, text=True, timeout=600)
-  assert proc.returncode == 1, proc.stderr[-3000:]
-  assert "Traceback" not in proc.stderr
-  last = proc.stderr.strip().splitlines()[-1]
-  assert last.startswith(f"rrpo_jax: ReaderUnavailableError: config.reader (backend openai, base_url {url}, "), last
-  assert not (workdir / "checkpoints").exists()
-  rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
-  assert rows == []

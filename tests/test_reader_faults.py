@@ -224,3 +224,30 @@ def test_training_through_the_fault_proxy(proxy, server, tmp_path):
   assert counts[0] == counts[1] and counts[0][1] == 0  # the same answers cached, none malformed
   COUNTS["injected"]["server_down"] = COUNTS["injected"].get("server_down", 0) + 1
   _count(proxy)
+
+
+def test_a_full_disk_keeps_the_cached_answers(tmp_path):
+  """SQLite cannot grow its files (RLIMIT_FSIZE 0: EFBIG, as ENOSPC on a full disk): one CacheError
+  that blames the disk, not the file, and every answer cached before is still there."""
+  import resource  # pylint: disable=import-outside-toplevel
+
+  from rrpo_jax.reader import CacheError, Request, Response  # pylint: disable=import-outside-toplevel
+
+  cache = ResponseCache(str(tmp_path / "c.sqlite"))
+  req = lambda i: Request(f"q{i}", "When?", (PASSAGES[0],))  # noqa: E731
+  cache.put_many({f"k{i}": (req(i), "id", Response(text="1889", raw="1889")) for i in range(50)})
+  soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+  big = {f"n{i}": (req(i), "id", Response(text="x" * 4000, raw="x" * 4000)) for i in range(200)}
+  resource.setrlimit(resource.RLIMIT_FSIZE, (0, hard))
+  try:
+    with pytest.raises(CacheError) as info:
+      cache.put_many(big)
+  finally:
+    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+  message = str(info.value)
+  assert "the disk may be full" in message and "the answers already in it are intact" in message
+  assert "not a healthy SQLite database" not in message and "\n" not in message
+  cache.close()
+  again = ResponseCache(str(tmp_path / "c.sqlite"))
+  assert len(again) == 50 and again.get("k7").text == "1889"
+  COUNTS["injected"]["cache_disk_full"] = COUNTS["injected"].get("cache_disk_full", 0) + 1
