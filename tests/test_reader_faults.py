@@ -173,7 +173,7 @@ def test_training_through_the_fault_proxy(proxy, server, tmp_path):
       "mode=sft,rrpo",
       "reader.backend=openai",
       "reader.max_tokens=4",
-      "reader.timeout_s=8",
+      f"reader.timeout_s={3 * TIMEOUT['s']:.1f}",  # the trainer shares the CPU with the server
       "reader.max_retries=8",
       "reader.backoff_s=0.05",
       "reader.max_backoff_s=0.5",
@@ -187,6 +187,7 @@ def test_training_through_the_fault_proxy(proxy, server, tmp_path):
   )
   clean = run(tmp_path / "clean", server.base_url)
   assert clean.returncode == 0, clean.stderr[-3000:]
+  proxy.hang_s = 3 * TIMEOUT["s"] + 2
   proxy.script = ["500", "reset", "pass", "429", "slow", "truncated", "hang", "pass", "500", "500", "reset"]
   workdir = tmp_path / "faulted"
   proc = subprocess.Popen(
