@@ -135,6 +135,4 @@ def saved(ckpt: ckpt_lib.Checkpointer, phase: str, *, when: str = "once the read
         f"no {phase} checkpoint was written yet ({ckpt.directory}): rerun the same command to start "
         f"{phase} again {when}."
     )
-  return (
-      f"its last checkpoint (step {last}) in {ckpt.directory} is intact: rerun the same command to " f"resume {when}."
-  )
+  return f"its last checkpoint (step {last}) in {ckpt.directory} is intact: rerun the same command to resume {when}."

@@ -83,7 +83,7 @@ class Readers:
 
 
 def describe(rc: dict, section: str) -> str:
-  """ "config.reader (backend openai, base_url http://..., model m)": the settings that locate a reader."""
+  """The settings that locate a reader, e.g. config.reader (backend openai, base_url http://..., model m)."""
   parts = [f"backend {rc.get('backend')}"]
   if rc.get("backend") == "openai":
     parts.append(f"base_url {rc.get('base_url')}")
