@@ -9,15 +9,15 @@ At the n-th time (default the first) this process reaches <point>, do <action>:
 A line "rrpo_jax fault: <action> at <point>@<n>" goes to stderr first. Unset (always, outside
 tests), point() costs one comparison.
 
-Points (loop.py, scoring.py, train.py):
-  <phase>.step       sft / rrpo: a step computed, before its metrics row
-  <phase>.logged     after the metrics row, before the periodic evaluation and checkpoint
-  <phase>.evaluated  rrpo: after a periodic evaluation, before its checkpoint
-  <phase>.saving     a checkpoint save started: its asynchronous write is still in flight
+Points (loop.py, scoring.py, train.py); the phase loop's name the step, so that they do not depend on
+where a resumed run starts (rrpo.saving.3: while step 3's checkpoint is written):
+  <phase>.step.<s>       sft / rrpo: step s computed, before its metrics row
+  <phase>.logged.<s>     after the metrics row, before the periodic evaluation and checkpoint
+  <phase>.evaluated.<s>  rrpo: after a periodic evaluation, before its checkpoint
+  <phase>.saving.<s>     a checkpoint save started: its asynchronous write is still in flight
   <use>.reader.before / .during / .after   use = rrpo (training rewards) or eval (answers): before
-                     the reader is asked, after it answered but before its answers are cached, after
-                     they are cached
-  eval.done          the eval mode finished (results and metrics written)
+      the reader is asked, after it answered but before its answers are cached, after they are cached
+  eval.done              the eval mode finished (results and metrics written)
 """
 
 from __future__ import annotations

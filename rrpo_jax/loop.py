@@ -99,17 +99,17 @@ def run(
     for step in range(start + 1, steps + 1):
       t0 = time.perf_counter()
       state, m = step_fn(state, next(batches), step)
-      faults.point(f"{phase}.step")
+      faults.point(f"{phase}.step.{step}")
       metrics_lib.check_finite(phase, step, m)
       m["step_seconds"] = time.perf_counter() - t0
       if step % c.log_every == 0 or step == steps:
         writer.write(phase, step, m)
-      faults.point(f"{phase}.logged")
+      faults.point(f"{phase}.logged.{step}")
       bar.set_postfix(**postfix(m))
       bar.update(1)
       eval_metrics = evaluate(step, state) if evaluate is not None else None
       if eval_metrics is not None:
-        faults.point(f"{phase}.evaluated")
+        faults.point(f"{phase}.evaluated.{step}")
       if eval_metrics is not None or step % c.checkpoint.every_steps == 0 or step == steps:
         ckpt.save(
             step,
@@ -117,7 +117,7 @@ def run(
             {"phase": phase, "data": loader.state(), "step": step, **(extra or {})},
             metrics=eval_metrics,
         )
-        faults.point(f"{phase}.saving")
+        faults.point(f"{phase}.saving.{step}")
   except ReaderError as e:
     ckpt.wait()
     raise type(e)(f"{e}\nTraining stopped at {phase} step {step}; {saved(ckpt, phase)}") from e

@@ -37,28 +37,28 @@ OVERRIDES = (
 )
 
 # (what, argument, phase it hits). kill / full: an RRPO_JAX_FAULT spec for one run; damage: truncate
-# the array files of the latest checkpoint of a phase before the next run. Hits are counted per
-# process, from where the run resumes; the comments give the usual path (a kill can land before the
-# previous run's last asynchronous write was finalised: the run then resumes from further back).
+# the array files of the latest checkpoint of a phase before the next run. The phase loop's points
+# name their step; the reader's count hits in the process (a kill can land before the previous run's
+# last asynchronous write was finalised: the next run then resumes from further back).
 LONG = (
-    ("kill", "sft.step@2", "sft"),  # sft step 2 computed, not logged (checkpoint 1 saved)
-    ("kill", "sft.saving@2", "sft"),  # resumed at 1: 2 saved, killed while step 3's checkpoint is written
-    ("kill", "sft.logged@2", "sft"),  # resumed at 2: step 4's row written, its checkpoint not
-    ("kill", "rrpo.reader.before@1", "rrpo"),  # sft done; rrpo step 1 before the reader (no rrpo checkpoint)
-    ("kill", "rrpo.saving@1", "rrpo"),  # rrpo step 1's row written, its first checkpoint half-written
+    ("kill", "sft.step.2", "sft"),  # sft step 2 computed, not logged
+    ("kill", "sft.saving.3", "sft"),  # while step 3's checkpoint is written
+    ("kill", "sft.logged.4", "sft"),  # step 4's row written, its checkpoint not
+    ("kill", "rrpo.reader.before@1", "rrpo"),  # sft done; rrpo step 1 before the reader
+    ("kill", "rrpo.saving.1", "rrpo"),  # rrpo step 1's row written, its first checkpoint half-written
     ("kill", "rrpo.reader.during@2", "rrpo"),  # from scratch again; step 2's answers computed, not cached
-    ("kill", "rrpo.reader.after@1", "rrpo"),  # resumed at 1: step 2's answers cached, no update yet
+    ("kill", "rrpo.reader.after@1", "rrpo"),  # the next step's answers cached, no update yet
     ("kill", "eval.reader.during@1", "eval"),  # inside step 2's periodic evaluation: answers not cached
-    ("kill", "rrpo.evaluated@1", "eval"),  # step 2's periodic evaluation done, its checkpoint not saved
-    ("full", "rrpo.step@1", "rrpo"),  # the disk fills after step 2's update: its row cannot be written
-    ("kill", "rrpo.saving@2", "rrpo"),  # resumed at 1: 2 saved, killed while 3 is written
+    ("kill", "rrpo.evaluated.2", "eval"),  # step 2's periodic evaluation done, its checkpoint not saved
+    ("full", "rrpo.step.2", "rrpo"),  # the disk fills after step 2's update: its row cannot be written
+    ("kill", "rrpo.saving.3", "rrpo"),  # 2 saved, killed while 3 is written
     ("damage", "rrpo", "rrpo"),  # the latest rrpo checkpoint (2) is damaged: fallback to 1
-    ("kill", "rrpo.step@3", "rrpo"),  # resumed at 1: step 4 computed, not logged
+    ("kill", "rrpo.step.4", "rrpo"),  # steps 2 to 4 again, killed after 4's update
     ("kill", "eval.done@1", "eval"),  # the eval mode finished: its results and row are written
 )
 # CI: asynchronous checkpoint writes of both phases (the second one before any rrpo checkpoint: rrpo
 # starts from scratch with step 1's row already written), the reader step, after the evaluation
-CI = (LONG[1], LONG[4], LONG[5], LONG[13])
+CI = (("kill", "sft.saving.2", "sft"), LONG[4], LONG[5], LONG[13])
 
 PROFILE = os.environ.get("RRPO_JAX_FAULTS", "ci")
 VOLATILE_READER = (
@@ -160,11 +160,16 @@ def test_every_fault_resumes_to_the_uninterrupted_result(clean, tmp_path):
       by_kind[kind][1] += 1
       continue
     proc = _run(workdir, cache_dir, fault=f"{arg}={kind}")
-    print(f"{kind} at {arg}: exit {proc.returncode}", flush=True)
+    saved = {
+        p: sorted(int(n) for n in os.listdir(workdir / "checkpoints" / p) if n.isdigit())
+        for p in ("sft", "rrpo")
+        if (workdir / "checkpoints" / p).is_dir()
+    }
+    print(f"{kind} at {arg}: exit {proc.returncode}; checkpoints {saved}", flush=True)
     assert f"rrpo_jax fault: {kind} at {arg}" in proc.stderr, (arg, proc.returncode, proc.stderr[-3000:])
     if kind == "kill":
       assert proc.returncode == -signal.SIGKILL, (arg, proc.stderr[-3000:])
-      if ".saving@" in arg:
+      if ".saving." in arg:
         left = os.listdir(workdir / "checkpoints" / phase)
         tmp_folders += sum(".orbax-checkpoint-tmp" in n for n in left)
     else:  # the disk is full: one clear line, exit status 1
