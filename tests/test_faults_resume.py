@@ -38,15 +38,20 @@ OVERRIDES = (
 
 # (what, argument, phase it hits). kill / full: an RRPO_JAX_FAULT spec for one run; damage: truncate
 # the array files of the latest checkpoint of a phase before the next run. The phase loop's points
-# name their step; the reader's count hits in the process (a kill can land before the previous run's
-# last asynchronous write was finalised: the next run then resumes from further back).
+# name their step; the reader's count hits in the process, and "during" is reached only by calls
+# with answers to compute (not all cached). A kill can land before the previous run's last
+# asynchronous write was finalised: the next run then resumes from further back.
 LONG = (
     ("kill", "sft.step.2", "sft"),  # sft step 2 computed, not logged
     ("kill", "sft.saving.3", "sft"),  # while step 3's checkpoint is written
     ("kill", "sft.logged.4", "sft"),  # step 4's row written, its checkpoint not
     ("kill", "rrpo.reader.before@1", "rrpo"),  # sft done; rrpo step 1 before the reader
     ("kill", "rrpo.saving.1", "rrpo"),  # rrpo step 1's row written, its first checkpoint half-written
-    ("kill", "rrpo.reader.during@2", "rrpo"),  # from scratch again; step 2's answers computed, not cached
+    (
+        "kill",
+        "rrpo.reader.during@1",
+        "rrpo",
+    ),  # from scratch again (step 1's answers cached): step 2's computed, not cached
     ("kill", "rrpo.reader.after@1", "rrpo"),  # the next step's answers cached, no update yet
     ("kill", "eval.reader.during@1", "eval"),  # inside step 2's periodic evaluation: answers not cached
     ("kill", "rrpo.evaluated.2", "eval"),  # step 2's periodic evaluation done, its checkpoint not saved
