@@ -143,6 +143,7 @@ def get_config(arg=None):
   c.checkpoint.every_steps = 4  # save every this many steps of each phase (and always at the end)
   c.checkpoint.keep = 2  # keep the latest this many checkpoints (plus the best by eval.best_metric)
   c.checkpoint.async_save = True  # write checkpoints in a background thread
+  c.checkpoint.fallback = True  # resume from the step before a damaged latest checkpoint (moved to <step>.damaged)
   c.export = ml_collections.ConfigDict()
   c.export.path = ""  # Hugging Face directory to write ("" = <workdir>/export)
   c.export.which = "best"  # "best" (by eval.best_metric, falling back to latest) or "latest"

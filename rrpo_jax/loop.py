@@ -1,6 +1,7 @@
 """The phase loop that sft and rrpo share: resume, step, log, checkpoint.
 
   state, key, start, extra = resume(ckpt, phase, state, key, loader, writer, truncate=...)
+  fresh(phase, writer, truncate=...)   # or, starting from scratch
   state = run(phase, state, batches, step_fn, steps=..., start=..., ...)
 A phase supplies its step function step_fn(state, batch, step) -> (state, metrics) (device state in,
 device state out); the loop times it, stops on a non-finite loss, writes the metrics every
@@ -20,6 +21,7 @@ from absl import logging
 from tqdm.auto import tqdm
 
 from rrpo_jax import checkpoint as ckpt_lib
+from rrpo_jax import faults
 from rrpo_jax import metrics as metrics_lib
 from rrpo_jax import sharding
 from rrpo_jax.reader import ReaderError
@@ -59,6 +61,13 @@ def resume(
   return restored["train"], ckpt_lib.key_from_data(restored["rng"]), start, extra
 
 
+def fresh(phase: str, writer, *, truncate: tuple[str, ...] = ()) -> None:
+  """A phase that starts from scratch drops the metric rows of `phase` and `truncate` past step 0:
+  rows of an attempt killed before its first checkpoint was finalised (they are written again)."""
+  for name in (phase,) + tuple(truncate):
+    writer.truncate(name, 0)
+
+
 def run(
     phase: str,
     state,
@@ -90,13 +99,17 @@ def run(
     for step in range(start + 1, steps + 1):
       t0 = time.perf_counter()
       state, m = step_fn(state, next(batches), step)
+      faults.point(f"{phase}.step.{step}")
       metrics_lib.check_finite(phase, step, m)
       m["step_seconds"] = time.perf_counter() - t0
       if step % c.log_every == 0 or step == steps:
         writer.write(phase, step, m)
+      faults.point(f"{phase}.logged.{step}")
       bar.set_postfix(**postfix(m))
       bar.update(1)
       eval_metrics = evaluate(step, state) if evaluate is not None else None
+      if eval_metrics is not None:
+        faults.point(f"{phase}.evaluated.{step}")
       if eval_metrics is not None or step % c.checkpoint.every_steps == 0 or step == steps:
         ckpt.save(
             step,
@@ -104,14 +117,22 @@ def run(
             {"phase": phase, "data": loader.state(), "step": step, **(extra or {})},
             metrics=eval_metrics,
         )
+        faults.point(f"{phase}.saving.{step}")
   except ReaderError as e:
     ckpt.wait()
-    raise ReaderError(
-        f"{e}\nTraining stopped at {phase} step {step}; the last checkpoint "
-        f"({ckpt.latest_step()}) in {ckpt.directory} is intact: rerun the same command to resume "
-        "once the reader is reachable."
-    ) from e
+    raise type(e)(f"{e}\nTraining stopped at {phase} step {step}; {saved(ckpt, phase)}") from e
   finally:
     bar.close()
     ckpt.close()
   return state
+
+
+def saved(ckpt: ckpt_lib.Checkpointer, phase: str, *, when: str = "once the reader is reachable") -> str:
+  """Where a stopped phase resumes from, as the end of its stop message; `when`: what to fix first."""
+  last = ckpt.latest_step()
+  if last is None:
+    return (
+        f"no {phase} checkpoint was written yet ({ckpt.directory}): rerun the same command to start "
+        f"{phase} again {when}."
+    )
+  return f"its last checkpoint (step {last}) in {ckpt.directory} is intact: rerun the same command to resume {when}."

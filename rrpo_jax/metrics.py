@@ -123,10 +123,18 @@ class MetricWriter:
 
   def truncate(self, phase: str, after_step: int):
     """Drops JSONL rows of `phase` past `after_step` (a resumed run rewrites them)."""
+    self._rewrite(lambda r: not (r.get("phase") == phase and r.get("step", 0) > after_step))
+
+  def drop(self, phase: str, step: int):
+    """Drops the JSONL rows of `phase` at `step` (an evaluation of that step, run again, replaces them)."""
+    self._rewrite(lambda r: not (r.get("phase") == phase and r.get("step") == step))
+
+  def _rewrite(self, keep):
+    """Rewrites metrics.jsonl with the rows `keep` accepts, atomically: a full disk leaves it whole."""
     if not self.enabled:
       return
     rows = read_jsonl(self._jsonl.path)
-    self._jsonl.rewrite([r for r in rows if not (r.get("phase") == phase and r.get("step", 0) > after_step)])
+    self._jsonl.rewrite([r for r in rows if keep(r)])
 
   def write(self, phase: str, step: int, scalars: Mapping[str, Any]):
     """Writes the scalar entries of `scalars` (non-scalars are skipped)."""

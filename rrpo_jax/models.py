@@ -105,6 +105,7 @@ def checkpointer(config, workdir: str, phase: str) -> ckpt_lib.Checkpointer:
       keep=c.checkpoint.keep,
       best_metric=c.eval.best_metric if phase == "rrpo" else "",
       async_save=c.checkpoint.async_save,
+      fallback=c.checkpoint.fallback,
   )
 
 

@@ -57,6 +57,11 @@ def listdir(path) -> list[str]:
   return sorted(c.name for c in p.iterdir()) if p.is_dir() else []
 
 
+def rename(src, dst) -> None:
+  """Moves a file or directory (on object stores: a copy, then a delete)."""
+  epath.Path(src).rename(dst)
+
+
 def makedirs(path) -> None:
   """Creates a directory and its parents (nothing on object stores, which have no directories)."""
   epath.Path(path).mkdir(parents=True, exist_ok=True)

@@ -13,8 +13,15 @@ import jax
 
 from rrpo_jax import rewards
 from rrpo_jax.config import ConfigError, resolve_reader
-from rrpo_jax.reader import make_cache, make_reader
+from rrpo_jax.reader import Passage, ReaderError, Request, make_cache, make_reader
 from rrpo_jax.scoring import ScoringStep
+
+# The request of the start-up check (never cached): any reader that works answers it.
+CHECK_REQUEST = Request(
+    "rrpo_jax-reader-check",
+    "What is the capital of France?",
+    (Passage("rrpo_jax-reader-check", "Paris", "Paris is the capital and largest city of France."),),
+)
 
 
 class Readers:
@@ -24,12 +31,35 @@ class Readers:
   def __init__(self, config, workdir: str):
     self.config, self.workdir = config, workdir
     self._steps: dict[str, ScoringStep] = {}
+    self._checked: set[str] = set()
+
+  def _settings(self, which: str) -> tuple[str, dict]:
+    """(cache-independent key, resolved settings) of the training or evaluation reader."""
+    c = self.config
+    rc = resolve_reader(c.reader, c.eval.reader if which == "eval" else None)
+    return json.dumps({k: v for k, v in rc.items() if k != "cache_path"}, sort_keys=True), rc
+
+  def check(self, which: str = "train") -> None:
+    """One real request to the reader (outside the cache), before any training: a reader that
+    cannot be built, is unreachable, rejects the request or answers without an answer raises
+    ReaderError naming the config section, backend, base_url / model. Each setting is checked once."""
+    key, rc = self._settings(which)
+    if key in self._checked:
+      return
+    where = describe(rc, "config.eval.reader" if which == "eval" else "config.reader")
+    try:
+      (response,) = self.scoring(which).reader.answer([CHECK_REQUEST])
+    except (ReaderError, ConfigError, OSError) as e:
+      cls = type(e) if isinstance(e, ReaderError) else ReaderError  # ReaderUnavailableError stays itself
+      raise cls(f"{where}: the reader check before training failed: {e}") from e
+    if not response.ok or response.malformed:
+      raise ReaderError(f"{where}: the reader check before training got no usable answer: {response.error}")
+    self._checked.add(key)
 
   def scoring(self, which: str = "train") -> ScoringStep:
     """A ScoringStep for the training reader or the (possibly different) evaluation reader."""
     c = self.config
-    rc = resolve_reader(c.reader, c.eval.reader if which == "eval" else None)
-    key = json.dumps({k: v for k, v in rc.items() if k != "cache_path"}, sort_keys=True)
+    key, rc = self._settings(which)
     if key not in self._steps:
       if rc.get("n_threads", 0) in (0, -1):
         rc["n_threads"] = None
@@ -52,3 +82,13 @@ class Readers:
 
   def __exit__(self, *exc):
     self.close()
+
+
+def describe(rc: dict, section: str) -> str:
+  """The settings that locate a reader, e.g. config.reader (backend openai, base_url http://..., model m)."""
+  parts = [f"backend {rc.get('backend')}"]
+  if rc.get("backend") == "openai":
+    parts.append(f"base_url {rc.get('base_url')}")
+  if rc.get("model"):
+    parts.append(f"model {rc.get('model')}")
+  return f"{section} ({', '.join(parts)})"

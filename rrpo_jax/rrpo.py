@@ -59,7 +59,7 @@ def run(
   loader = make_loader(reranker, dp, examples, n=c.data.num_candidates, batch_size=r.batch_size, seed=c.seed + 2)
   key = jax.random.key(c.seed + 3)  # dropout (update.device_key) and Plackett-Luce sampling (rollout)
   if last is not None:  # 1. resume from the workdir
-    ref_path = ckpt.restore_extra(last)["reference"]["path"]
+    ref_path = ckpt.restore_extra()["reference"]["path"]
     if not paths.isdir(ref_path):
       raise ConfigError(
           f"cannot resume {ckpt.directory} (step {last}): its frozen reference {ref_path} is "
@@ -67,7 +67,7 @@ def run(
       )
     ref_params = ckpt_lib.load_params(ref_path)
     host = jax.tree.map(np.asarray, update_lib.TrainState.create(ref_params, tx, window_capacity=r.window))
-    host, key, start, extra = loop.resume(ckpt, "rrpo", host, key, loader, writer, step=last, truncate=("eval", "val"))
+    host, key, start, extra = loop.resume(ckpt, "rrpo", host, key, loader, writer, truncate=("eval", "val"))
     if start >= r.steps:
       ckpt.close()
       return host.params
@@ -77,6 +77,7 @@ def run(
     extra = {"reference": {"path": ref_dir, "origin": origin}}
     host = jax.tree.map(np.asarray, update_lib.TrainState.create(ref_params, tx, window_capacity=r.window))
     start = 0
+    loop.fresh("rrpo", writer, truncate=("eval", "val"))
   ref_repl = dp.replicate(ref_params)
   rollout = make_rollout(
       r, dp=dp, apply_fn=reranker.apply, ref_params_repl=ref_repl, key=key, scoring=readers.scoring("train")

@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from rrpo_jax import faults
 from rrpo_jax import rewards as rewards_lib
 from rrpo_jax.reader import Passage, Request, Response, cache_key
 
@@ -33,6 +34,7 @@ _COUNTERS = (
     "failed",
     "malformed",
     "failed_queries",
+    "truncated",  # passages cut to fit the reader's context (Response.truncated), in fresh reader calls
     "prompt_tokens",
     "completion_tokens",
     "reader_seconds",
@@ -115,8 +117,10 @@ class ScoringStep:
   def _key(self, request: Request) -> str:
     return cache_key(*self._prefix, request)
 
-  def _answer(self, wanted: dict[str, Request], counts: collections.Counter) -> dict[str, Response]:
-    """Responses for every wanted key: the cache first, then one reader batch in insertion order."""
+  def _answer(self, wanted: dict[str, Request], counts: collections.Counter, use: str) -> dict[str, Response]:
+    """Responses for every wanted key: the cache first, then one reader batch in insertion order.
+    use: "rrpo" (training rewards) or "eval" (answers), the name of its fault points (faults.py)."""
+    faults.point(f"{use}.reader.before")
     counts["unique_requests"] += len(wanted)
     got = self.cache.get_many(wanted) if self.cache is not None else {}
     # Post-processing is not part of the key: re-apply the current one to the cached raw output.
@@ -133,14 +137,17 @@ class ScoringStep:
         got[k] = resp
         counts["failed"] += not resp.ok
         counts["malformed"] += resp.malformed
+        counts["truncated"] += resp.truncated
         counts["prompt_tokens"] += resp.prompt_tokens
         counts["completion_tokens"] += resp.completion_tokens
+      faults.point(f"{use}.reader.during")
       if self.cache is not None:
         identity = self._prefix[0]
         # Score what the cache keeps (the first answer stored under a key, perhaps another host's),
         # so every host computes the same reward for a prefix whichever host asked first.
         held = self.cache.store({k: (r, identity, got[k]) for k, r in pending})
         got.update({k: dataclasses.replace(r, text=self.reader.clean(r.raw)) for k, r in held.items()})
+    faults.point(f"{use}.reader.after")
     return got
 
   def _reward(self, ex, text: str) -> list[float]:
@@ -179,7 +186,7 @@ class ScoringStep:
         req = self._request(ex, pol[: t + 1])
         pol_keys[i, t] = key = self._key(req)
         wanted.setdefault(key, req)
-    got = self._answer(wanted, counts)
+    got = self._answer(wanted, counts, "rrpo")
 
     out = np.zeros((2, 1 + len(self.term_names), b, k), np.float32)  # (policy, reference) x (R, terms)
     answers: list[list[str]] = [[] for _ in range(b)]
@@ -211,6 +218,6 @@ class ScoringStep:
     """Responses for arbitrary requests through the same dedup + cache (counted in eval totals)."""
     counts = collections.Counter(queries=len({r.qid for r in requests}), prefixes=len(requests))
     keys = [self._key(r) for r in requests]
-    got = self._answer(dict(zip(keys, requests)), counts)
+    got = self._answer(dict(zip(keys, requests)), counts, "eval")
     self.eval_totals.update(counts)
     return [got[k] for k in keys]

@@ -27,6 +27,8 @@ def run(config, workdir: str, params, *, reranker, examples: list, dp: sharding.
     return params
   ckpt = models.checkpointer(c, workdir, "sft")
   last = ckpt.latest_step()
+  if last is not None and last >= s.steps:  # done, unless the final step is damaged (checkpoint.fallback)
+    last = ckpt.read_params()[1]
   if last is not None and last >= s.steps:
     logging.info("sft: already done (%s step %d)", ckpt.directory, last)
     ckpt.close()
@@ -44,6 +46,8 @@ def run(config, workdir: str, params, *, reranker, examples: list, dp: sharding.
   start = 0
   if last is not None:
     host, key, start, _ = loop.resume(ckpt, "sft", host, key, loader, writer)
+  else:
+    loop.fresh("sft", writer)
   sft_step = update_lib.make_sft_step(reranker.apply, tx, dp)
 
   def step_fn(state, b, step):

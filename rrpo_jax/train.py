@@ -8,6 +8,8 @@ Modes (config.mode): "default" = sft -> rrpo -> eval; or a comma list of
           ratio + KL: update.py), through the phase loop shared with sft (loop.py);
   eval    reader EM/F1 and IR metrics for retriever / reference / policy orders (report.py, evaluation.py);
   export  the policy (best or latest checkpoint) as a Hugging Face directory (report.py).
+Before any mode runs, every reader the run will call answers one check request (check_readers):
+a wrong base_url or model stops the run there, not after the warm-up.
 Each phase is a function of explicit inputs that returns what it made: the training phases take the
 current params and return new ones; evaluation scores the params it is handed. Restore order per
 phase: resume from <workdir>/checkpoints/<phase> > initialise from a given checkpoint or HF directory
@@ -16,13 +18,17 @@ phase: resume from <workdir>/checkpoints/<phase> > initialise from a given check
 
 from __future__ import annotations
 
+import errno
 import functools
+import os
 import time
 
 import jax
 from absl import logging
 
+from rrpo_jax import checkpoint as ckpt_lib
 from rrpo_jax import evaluation
+from rrpo_jax import faults
 from rrpo_jax import metrics as metrics_lib
 from rrpo_jax import models
 from rrpo_jax import paths
@@ -36,12 +42,55 @@ from rrpo_jax.data.errors import DataError
 from rrpo_jax.reader import CacheError, ReaderError
 from rrpo_jax.readers import Readers
 
-# Failures a user can fix (config, data, reader, learning rate): main prints them without a traceback.
-USER_ERRORS = (ConfigError, DataError, ReaderError, CacheError, metrics_lib.NonFiniteLossError)
+
+class WorkdirError(RuntimeError):
+  """A write in the workdir failed: the disk is full, or the workdir is not a writable directory."""
+
+
+# Failures a user can fix (config, data, reader, learning rate, disk): main prints them without a traceback.
+USER_ERRORS = (
+    ConfigError,
+    DataError,
+    ReaderError,
+    CacheError,
+    ckpt_lib.CheckpointError,
+    WorkdirError,
+    metrics_lib.NonFiniteLossError,
+)
 
 
 def train_and_evaluate(config, workdir: str) -> dict | None:
-  """Runs config.mode in `workdir` (created); returns the last evaluation results (host 0)."""
+  """Runs config.mode in `workdir` (created); returns the last evaluation results (host 0). A write
+  that fails for lack of space or in the workdir, at the start or mid-run, raises WorkdirError."""
+  try:
+    return _train_and_evaluate(config, workdir)
+  except OSError as e:
+    failure = storage_failure(e, paths.absolute(workdir))
+    if failure is None:
+      raise
+    raise failure from e
+
+
+def storage_failure(e: OSError, workdir: str) -> WorkdirError | None:
+  """One line for a failed write in `workdir` (or for lack of space anywhere), naming what was
+  saved before it; None for other OS errors."""
+  name = str(e.filename or "")
+  inside = name == workdir or name.startswith(workdir + os.sep)
+  if not inside and e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+    return None
+  saved = [
+      f"{phase} steps {steps}"
+      for phase in ("sft", "rrpo")
+      if (steps := ckpt_lib.saved_steps(models.ckpt_dir(workdir, phase)))
+  ]
+  return WorkdirError(
+      f"a write for the run in {workdir} failed: {ckpt_lib.describe_error(e)}. What was saved before is "
+      f"intact (checkpoints: {', '.join(saved) or 'none yet'}): free space or fix the workdir, then rerun the "
+      "same command to resume"
+  )
+
+
+def _train_and_evaluate(config, workdir: str) -> dict | None:
   modes = validate(config, num_devices=jax.device_count())
   workdir = paths.absolute(workdir)
   paths.makedirs(workdir)
@@ -54,6 +103,7 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
   results = None
   t0 = time.perf_counter()
   with Readers(config, workdir) as readers:
+    check_readers(config, workdir, modes, readers)
     evaluate = functools.partial(
         report.run_eval, config, workdir, reranker=reranker, dp=dp, readers=readers, writer=writer
     )
@@ -89,7 +139,8 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
               evaluate=periodic_eval,
           )
         elif mode == "eval":
-          results = run_eval(config, workdir, params, evaluate=evaluate, examples=examples)
+          results = run_eval(config, workdir, params, evaluate=evaluate, examples=examples, writer=writer)
+          faults.point("eval.done")
         else:
           report.run_export(config, workdir, params, reranker=reranker)
         logging.info("%s done in %.1f s", mode, time.perf_counter() - t)
@@ -106,12 +157,27 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
   return results
 
 
-def run_eval(config, workdir: str, params, *, evaluate, examples) -> dict:
+def check_readers(config, workdir: str, modes, readers: Readers) -> None:
+  """One real request to every reader this run will call, before any training (Readers.check):
+  the training reader when RRPO has steps left, the evaluation reader (process 0, which alone calls
+  it) for the eval mode and RRPO's periodic evaluations."""
+  c = config
+  done = max(ckpt_lib.saved_steps(models.ckpt_dir(workdir, "rrpo")), default=0)
+  rrpo_left = "rrpo" in modes and done < c.rrpo.steps
+  if rrpo_left:
+    readers.check("train")
+  if jax.process_index() == 0 and ("eval" in modes or (rrpo_left and c.eval.every_steps > 0)):
+    readers.check("eval")
+
+
+def run_eval(config, workdir: str, params, *, evaluate, examples, writer) -> dict:
   """The eval mode: the eval.checkpoint policy (else `params`) and the frozen reference on
-  data.eval_split, at the policy's RRPO step (0 for anything else)."""
+  data.eval_split, at the policy's RRPO step (0 for anything else). Its metrics row replaces any
+  row of the same evaluation (a periodic one of that step, or this mode's in a run killed after it)."""
   e = config.eval
   policy, origin = models.policy_params(config, workdir, params, which=e.checkpoint)
   step = origin["step"] if origin["phase"] == "rrpo" else 0
+  writer.drop("eval" + (f"_{e.name}" if e.name else ""), step)
   reference = models.reference_params(config, workdir, params) if "reference" in eval_systems(e) else None
   split = config.data.eval_split
   return evaluate(examples=examples(split), split=split, step=step, policy_params=policy, ref_params=reference)

@@ -196,3 +196,26 @@ def test_answer_arbitrary_requests_deduplicated():
   out = step.answer([req, req, step._request(ex, [1])])  # pylint: disable=protected-access
   assert [r.text for r in out] == ["Paris", "Paris", "city1"] and len(reader.log) == 2
   assert step.run_stats(evaluation=True)["reader_calls"] == 2
+
+
+class CuttingReader(LastTitleReader):
+  """LastTitleReader that reports one passage cut per passage beyond the first (as llama_cpp's fit does)."""
+
+  def _complete(self, requests):
+    return [
+        dataclasses.replace(r, truncated=len(q.passages) - 1) for r, q in zip(super()._complete(requests), requests)
+    ]
+
+
+def test_truncated_passages_are_counted_in_fresh_calls_only(tmp_path):
+  cache = ResponseCache(str(tmp_path / "c.sqlite"))
+  step = scoring.ScoringStep(CuttingReader(), cache)
+  ex = [make_example("a")]
+  ref, act = np.array([[2, 0, 1]]), np.array([[0, 1, 2]])  # prefixes of 1, 2, 3 passages on each side
+  res = step.score(ex, ref, act)
+  assert res.stats["reader_calls"] == 6 and res.stats["truncated"] == 2 * (0 + 1 + 2)
+  assert step.run_stats()["truncated"] == 6
+  again = scoring.ScoringStep(CuttingReader(), cache).score(ex, ref, act)
+  assert again.stats["reader_calls"] == 0 and again.stats["truncated"] == 0  # cached answers were not cut now
+  (r,) = step.answer([scoring.request(ex[0], [0, 1, 3])])
+  assert step.run_stats(evaluation=True)["truncated"] == 2 and r.ok

@@ -182,6 +182,11 @@ class ResponseCache(Cache):
       self._guard(lambda: self._check(conn))
 
   def _fail(self, e: Exception) -> CacheError:
+    if isinstance(e, sqlite3.OperationalError):  # full disk, I/O error, read-only, locked: not the file's fault
+      return CacheError(
+          f"response cache {self.path} cannot be used ({type(e).__name__}: {e}): the disk may be full, the "
+          "file not writable or locked by another process; the answers already in it are intact"
+      )
     return CacheError(
         f"response cache {self.path} is unusable ({type(e).__name__}: {e}); it is not a healthy "
         "SQLite database: move it aside or delete it to start an empty cache"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Sequence
 
+from absl import logging
+
 from rrpo_jax.reader import prompts
 from rrpo_jax.reader.base import DEFAULTS, Reader, Request, Response
 
@@ -14,6 +16,8 @@ class HFReader(Reader):
 
   model: a local checkpoint path or a loaded PreTrainedModel (then pass `tokenizer`).
   chat: None = use the tokenizer's chat template when it has one.
+  Special tokens come only from the chat template and the tokenizer's own additions: a passage that
+  holds "<|im_end|>" or "[SEP]" is tokenised as text (encode).
   """
 
   backend = "hf"
@@ -71,10 +75,29 @@ class HFReader(Reader):
       )
     return self.template.render(request.question, request.passages)
 
+  def encode(self, request: Request) -> list[int]:
+    """The prompt's token ids (special tokens only where the template or the tokenizer put them)."""
+    tok = self.tokenizer
+    if not self.chat:
+      return tok(self._text(request), split_special_tokens=True)["input_ids"]
+    messages = self.template.messages(request.question, request.passages)
+    # Texts without special-token strings: the whole prompt at once, as the template meant it
+    # (SentencePiece tokenizers add a prefix space to every separately tokenised piece).
+    if all(self._ids(m["content"], plain=True) == self._ids(m["content"], plain=False) for m in messages):
+      return self._ids(self._text(request), plain=False)  # the chat template wrote the special tokens
+    render = lambda ms: tok.apply_chat_template(ms, add_generation_prompt=True, tokenize=False)  # noqa: E731
+    pieces = prompts.chat_pieces(render, messages)
+    if pieces is None:
+      logging.log_first_n(logging.WARNING, "the chat template rewrites message texts: special tokens parsed in them", 1)
+      return self._ids(self._text(request), plain=False)
+    return [i for text, is_message in pieces for i in self._ids(text, plain=is_message)]
+
+  def _ids(self, text: str, *, plain: bool) -> list[int]:
+    """Token ids of `text` without added BOS / EOS; plain: special-token strings are text."""
+    return self.tokenizer(text, add_special_tokens=False, split_special_tokens=plain)["input_ids"]
+
   def _complete(self, requests: Sequence[Request]) -> list[Response]:
-    texts = [self._text(r) for r in requests]
-    # A chat template already writes the special tokens.
-    enc = [self.tokenizer(t, add_special_tokens=not self.chat)["input_ids"] for t in texts]
+    enc = [self.encode(r) for r in requests]
     order = sorted(range(len(enc)), key=lambda i: len(enc[i]))
     out: list[Response | None] = [None] * len(enc)
     torch = self._torch

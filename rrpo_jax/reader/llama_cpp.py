@@ -8,6 +8,8 @@ import os
 import time
 from typing import Sequence
 
+from absl import logging
+
 from rrpo_jax.reader import prompts
 from rrpo_jax.reader.base import DEFAULTS, Reader, ReaderError, Request, Response
 
@@ -65,6 +67,10 @@ class LlamaCppReader(Reader):
   """Greedy llama.cpp generation, one request at a time (llama.cpp reuses the shared prompt prefix).
 
   chat: None = use the GGUF's chat template when it has one; False = plain completion prompt.
+  The prompt is tokenised here: the chat template's markup with its special tokens, the messages'
+  text (instruction, passages, question) as plain text, so that a passage holding "<|im_end|>" or
+  "<end_of_turn>" stays text and cannot end the user's turn (llama.cpp's own chat and completion
+  calls would parse it as the special token).
   Prompts always fit n_ctx with room for max_tokens: passages that would overflow it are cut (the
   longest first, keeping their beginning), counted in Response.truncated and `self.truncated`.
   """
@@ -102,6 +108,7 @@ class LlamaCppReader(Reader):
       self._formatter = llama_chat_format.Jinja2ChatFormatter(
           template=template, eos_token=special(self._llm.token_eos()), bos_token=special(self._llm.token_bos())
       )
+    self._stop = [self._formatter.eos_token] if self._formatter is not None else None
     self.truncated = 0  # requests whose passages were cut to fit n_ctx
 
   def _settings(self) -> dict:
@@ -112,25 +119,40 @@ class LlamaCppReader(Reader):
     if llm is not None:
       llm.close()
 
-  def _prompt(self, request: Request) -> tuple[str, bool]:
-    """(the prompt text as the model sees it, whether its special-token markup is parsed)."""
+  def _prompt(self, request: Request) -> str:
+    """The prompt text as the model sees it (for a quick length bound)."""
     if not self.chat:
-      return self.template.render(request.question, request.passages), False
+      return self.template.render(request.question, request.passages)
     messages = self.template.messages(request.question, request.passages)
     if self._formatter is not None:
-      return self._formatter(messages=messages).prompt, True
-    return "\n".join(m["content"] for m in messages), False
+      return self._formatter(messages=messages).prompt
+    return "\n".join(m["content"] for m in messages)
+
+  def prompt_tokens(self, request: Request) -> list[int]:
+    """The tokens the model is given: special tokens only where the chat template puts them."""
+    messages = self.template.messages(request.question, request.passages)
+    if self._formatter is None:  # completion prompt (or chat forced on a GGUF without a template)
+      text = self.template.render(request.question, request.passages) if not self.chat else None
+      text = text if text is not None else "\n".join(m["content"] for m in messages)
+      return self._llm.tokenize(text.encode("utf-8", "replace"), add_bos=True, special=False)
+    formatter = self._formatter
+    pieces = prompts.chat_pieces(lambda ms: formatter(messages=ms).prompt, messages)
+    if pieces is None:
+      logging.log_first_n(logging.WARNING, "the chat template rewrites message texts: special tokens parsed in them", 1)
+      return self._tokens(formatter(messages=messages).prompt, special=True)
+    # Each piece is tokenised on its own, as llama.cpp does between special tokens (the same tokens
+    # as the whole prompt when no text holds special-token strings: checked on SmolLM2 and Gemma 3).
+    return [t for text, is_message in pieces for t in self._tokens(text, special=not is_message)]
 
   def _tokens(self, text: str, *, special: bool = False) -> list[int]:
-    return self._llm.tokenize(text.encode("utf-8", "replace"), add_bos=False, special=special)
+    return self._llm.tokenize(text.encode("utf-8", "replace"), add_bos=False, special=special) if text else []
 
   def _count(self, request: Request) -> int:
-    """Tokens of the prompt (exact with the GGUF's chat template; a margin covers the rest)."""
-    text, special = self._prompt(request)
-    margin = CHAT_MARGIN + (0 if special or not self.chat else 64)
-    if len(text.encode("utf-8", "replace")) + margin <= self.n_ctx - self.max_tokens:
-      return len(text) + margin  # a token holds at least one byte: it fits without tokenising
-    return len(self._tokens(text, special=special)) + margin
+    """Tokens of the prompt, plus a margin."""
+    text = self._prompt(request)
+    if len(text.encode("utf-8", "replace")) + CHAT_MARGIN <= self.n_ctx - self.max_tokens:
+      return len(text) + CHAT_MARGIN  # a token holds at least one byte: it fits without tokenising
+    return len(self.prompt_tokens(request)) + CHAT_MARGIN
 
   def fit(self, request: Request) -> tuple[Request, int]:
     """`request` with passage texts cut so that prompt + max_tokens fit n_ctx -> (request, passages cut).
@@ -174,22 +196,10 @@ class LlamaCppReader(Reader):
     request, cut = self.fit(request)
     self.truncated += bool(cut)
     try:
-      if self.chat:
-        out = self._llm.create_chat_completion(
-            messages=self.template.messages(request.question, request.passages),
-            temperature=0.0,
-            top_k=1,
-            max_tokens=self.max_tokens,
-        )
-        raw = out["choices"][0]["message"]["content"]
-      else:
-        out = self._llm.create_completion(
-            prompt=self.template.render(request.question, request.passages),
-            temperature=0.0,
-            top_k=1,
-            max_tokens=self.max_tokens,
-        )
-        raw = out["choices"][0]["text"]  # type: ignore[typeddict-item]  # llama_cpp types it as a chat choice
+      out = self._llm.create_completion(
+          prompt=self.prompt_tokens(request), temperature=0.0, top_k=1, max_tokens=self.max_tokens, stop=self._stop
+      )
+      raw = out["choices"][0]["text"]  # type: ignore[index]  # llama_cpp types the streaming variant too
     except ValueError as e:  # e.g. a question too long for n_ctx even without passages
       return Response(text="", latency_s=time.perf_counter() - start, ok=False, error=str(e), truncated=cut)
     usage = out.get("usage") or {}

@@ -6,7 +6,7 @@ import dataclasses
 import hashlib
 import json
 import re
-from typing import Sequence
+from typing import Callable, Sequence
 
 from rrpo_jax.reader.base import Passage
 
@@ -18,6 +18,8 @@ DEFAULT_LAYOUT = "{instruction}\n\n{passages}\n\nQuestion: {question}\nAnswer:"
 DEFAULT_PASSAGE = "[{index}] {title}\n{text}"
 
 _ANSWER_LABEL = re.compile(r"^\s*(?:final\s+)?answer\s*:\s*", re.IGNORECASE)
+_MARK = "\ue000rrpo-message-{}\ue000"  # stands for a message's text while a chat template is rendered
+_MARKS = re.compile("\ue000rrpo-message-(\\d+)\ue000")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,3 +67,15 @@ def postprocess(text: str) -> str:
   """
   lines = [line for line in (_ANSWER_LABEL.sub("", raw).strip() for raw in text.strip().splitlines()) if line]
   return next((line for line in lines if not line.endswith(":")), lines[0] if lines else "")
+
+
+def chat_pieces(render: Callable[[list[dict]], str], messages: list[dict]) -> list[tuple[str, bool]] | None:
+  """A chat prompt as (text, is_message) pieces in order: the template's markup (its special tokens
+  are meant) and the messages' texts (to be tokenised as plain text: a passage that holds
+  "<|im_end|>" must not end the turn). render(messages) -> the prompt string. None when the
+  template rewrites the texts it is given (the pieces cannot be told apart)."""
+  marked = [dict(m, content=_MARK.format(i)) for i, m in enumerate(messages)]
+  parts = _MARKS.split(render(marked))  # markup, index, markup, index, ..., markup
+  if [int(i) for i in parts[1::2]] != list(range(len(messages))):
+    return None
+  return [(messages[int(p)]["content"], True) if j % 2 else (p, False) for j, p in enumerate(parts) if p]

@@ -37,11 +37,15 @@ class LlamaServer:
       port: int | None = None,
       n_ctx: int = 2048,
       n_threads: int | None = None,
+      n_batch: int | None = None,
       log_path: str | None = None,
   ):
+    """n_batch: tokens evaluated per step (None: the server's 512). 1 makes answers independent of
+    the order of requests (llama.cpp reuses the previous prompt's prefix, and results computed in
+    batches of other sizes can differ in the last bits): what tests comparing answers need."""
     self.path = gguf_path(model)
     self.host, self.port = host, port or free_port(host)
-    self.n_ctx, self.n_threads = n_ctx, n_threads or os.cpu_count()
+    self.n_ctx, self.n_threads, self.n_batch = n_ctx, n_threads or os.cpu_count(), n_batch
     self.log_path = log_path
     self.proc: subprocess.Popen | None = None
 
@@ -70,6 +74,8 @@ class LlamaServer:
         "--verbose",
         "False",
     ]
+    if self.n_batch:
+      cmd += ["--n_batch", str(self.n_batch), "--n_ubatch", str(self.n_batch)]
     log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # pylint: disable=consider-using-with
     self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)  # pylint: disable=consider-using-with
     if log is not subprocess.DEVNULL:
