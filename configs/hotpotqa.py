@@ -1,6 +1,6 @@
 """HotpotQA: the bundled distractor sample (10 candidates, 2 supporting) and a paper variant.
 
---config=configs/hotpotqa.py         warm-up on is_supporting labels -> RRPO -> eval, in-process SmolLM2
+--config=configs/hotpotqa.py         warm-up on is_supporting labels -> RRPO -> eval, in-process Gemma-3-270M
 --config=configs/hotpotqa.py:paper   BM25 top-100 over Wikipedia, k_train=3, k_eval=3, vLLM reader
 --config=configs/hotpotqa.py:qwen3   the same with Qwen3-Reranker-0.6B (local weights), one 80 GB GPU
 --config=configs/hotpotqa.py:modernbert   the same with gte-reranker-modernbert-base (local weights)
@@ -24,7 +24,7 @@ def get_config(arg=None):
   c.eval.k = 3  # k_eval = 3 on HotpotQA (paper)
   c.reader.max_passage_chars = 400  # three full paragraphs cost ~2 s per SmolLM2 call on 2 CPU cores
   if arg in (None, ""):
-    return c
+    return variants.embedded(c)
   scales = {"paper": variants.paper_scale, "qwen3": variants.qwen3_scale, "modernbert": variants.modernbert_scale}
   if arg not in scales:
     raise ValueError(f"configs/hotpotqa.py: unknown variant {arg!r} (use '', {', '.join(map(repr, scales))})")

@@ -1,6 +1,7 @@
 """NQ: the embedded default (bundled NQ sample, MiniLM, SmolLM2 in-process) and a paper variant.
 
---config=configs/nq.py         warm-up -> RRPO -> eval on this machine in about 20 minutes (2 CPUs)
+--config=configs/nq.py         warm-up -> RRPO -> eval on all 200 dev questions, in-process Gemma-3-270M
+                               reader, RRPO choices from the experiments (config_variants.embedded)
 --config=configs/nq.py:paper   the paper's setting on AmbigNQ: BM25 top-100, k_train=3, k_eval=5,
                                a trained cross-encoder, Qwen2.5-7B-Instruct behind vLLM
 --config=configs/nq.py:qwen3   the same with Qwen3-Reranker-0.6B (local weights) as the policy,
@@ -18,6 +19,8 @@ def get_config(arg=None):
   c = default.get_config()
   c.data.sample = "nq"
   if arg in (None, ""):
+    variants.embedded(c)
+    c.data.max_eval_queries = 0  # all 200 dev questions: the whole run fits 20 minutes on 2 CPU cores (README)
     return c
   if arg in ("qwen3", "modernbert"):
     return paper(c, scale=variants.qwen3_scale if arg == "qwen3" else variants.modernbert_scale)
