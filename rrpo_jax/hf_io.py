@@ -117,19 +117,35 @@ def read_state_dict(path: str) -> dict[str, np.ndarray]:
   index = os.path.join(path, "model.safetensors.index.json")
   binf = os.path.join(path, "pytorch_model.bin")
   if os.path.exists(st) or os.path.exists(index):
-    from safetensors.numpy import load_file
-
     if os.path.exists(st):
-      return dict(load_file(st))
-    with open(index, encoding="utf-8") as f:
-      shards = sorted(set(json.load(f)["weight_map"].values()))
+      return _read_safetensors(st)
+    try:
+      with open(index, encoding="utf-8") as f:
+        shards = sorted(set(json.load(f)["weight_map"].values()))
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+      raise ValueError(f"{index}: not a safetensors index ({type(e).__name__}: {e}); export the model again") from None
     out = {}
     for shard in shards:
-      out.update(load_file(os.path.join(path, shard)))
+      out.update(_read_safetensors(os.path.join(path, shard)))
     return out
   if os.path.exists(binf):
     return _read_bin(binf)
   raise FileNotFoundError(f"no model.safetensors, model.safetensors.index.json or pytorch_model.bin in {path}")
+
+
+def _read_safetensors(path: str) -> dict[str, np.ndarray]:
+  """One safetensors file; a truncated or damaged one is a ValueError naming it."""
+  from safetensors.numpy import load_file
+
+  try:
+    return dict(load_file(path))
+  except FileNotFoundError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except  (safetensors' Rust errors have their own class)
+    raise ValueError(
+        f"{path}: not a readable safetensors file ({type(e).__name__}: {str(e)[:200]}); it may be truncated: "
+        "export or download it again"
+    ) from None
 
 
 class UnsafeCheckpointError(ValueError):

@@ -54,9 +54,12 @@ def build_reranker(config, init: str | None = None) -> Reranker:
     params = modeling.init_params(mc, jax.random.key(config.seed))
     return Reranker(mc, params, tokenizer, base_model="random-init (tiny BERT)", pack=_pack(config, mc.family), **kw)
   path = _minilm_path() if init == "minilm" else init
-  reranker = Reranker.from_pretrained(
-      path, dtype=m.dtype, remat=m.remat, seed=config.seed, instruction=m.instruction or None, pack="off", **kw
-  )
+  try:
+    reranker = Reranker.from_pretrained(
+        path, dtype=m.dtype, remat=m.remat, seed=config.seed, instruction=m.instruction or None, pack="off", **kw
+    )
+  except (OSError, ValueError) as e:  # a missing or damaged file of the directory (json's errors are ValueErrors)
+    raise ckpt_lib.CheckpointError(f"the model directory {path} cannot be loaded: {ckpt_lib.describe_error(e)}") from e
   if m.instruction and reranker.config.family != "qwen3":
     raise ConfigError(
         f"config.model.instruction is for Qwen3-Reranker prompts; {path} is a {reranker.config.family} model"

@@ -94,6 +94,18 @@ def public_text(text: str | None) -> str | None:
   return cut.replace(home, "~") if len(home) > 1 else cut
 
 
+def _read_json(path: str) -> dict:
+  """A JSON object from `path`; a damaged file is a ValueError naming it."""
+  with open(path, encoding="utf-8") as f:
+    try:
+      out = json.load(f)
+    except ValueError as e:
+      raise ValueError(f"{path}: not valid JSON ({e})") from None
+  if not isinstance(out, dict):
+    raise ValueError(f"{path}: expected a JSON object, got {type(out).__name__}")
+  return out
+
+
 class Reranker:
   """A reranker: config, params and encoder (make_encoder); scores via MODELS[family].scores."""
 
@@ -202,12 +214,8 @@ class Reranker:
     """
     from transformers import AutoTokenizer
 
-    with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
-      hf_config = json.load(f)
-    meta = {}
-    if os.path.exists(os.path.join(path, META_FILE)):
-      with open(os.path.join(path, META_FILE), encoding="utf-8") as f:
-        meta = json.load(f)
+    hf_config = _read_json(os.path.join(path, "config.json"))
+    meta = _read_json(os.path.join(path, META_FILE)) if os.path.exists(os.path.join(path, META_FILE)) else {}
     config = hf_io.config_from_hf(hf_config, dtype=dtype, remat=remat)
     if config.num_labels != 1:
       raise ValueError(

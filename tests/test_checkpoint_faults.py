@@ -185,3 +185,40 @@ def test_a_failed_write_names_the_directory_and_keeps_what_was_saved(tmp_path, c
   assert step == 1
   np.testing.assert_array_equal(state["w"], _state(1)["w"])
   again.close()
+
+
+@pytest.mark.parametrize("damage", ["truncated weights", "no weights", "garbled config.json", "config.json a list"])
+def test_a_damaged_exported_model_is_one_error_naming_the_file(tmp_path, damage):
+  """An exported HF directory (model.init / rrpo.init_from) with a damaged file: CheckpointError
+  naming the directory and the file; the intact directory loads to the same params."""
+  from configs import smoke  # pylint: disable=import-outside-toplevel
+
+  from rrpo_jax import models  # pylint: disable=import-outside-toplevel
+
+  config = smoke.get_config()
+  saved = models.build_reranker(config)
+  export = tmp_path / "export"
+  saved.save_pretrained(str(export))
+  config.model.init = str(export)
+  np.testing.assert_array_equal(
+      models.build_reranker(config).params["classifier"]["kernel"], saved.params["classifier"]["kernel"]
+  )
+
+  weights, cfg = export / "model.safetensors", export / "config.json"
+  if damage == "truncated weights":
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    named = str(weights)
+  elif damage == "no weights":
+    weights.unlink()
+    named = "no model.safetensors"
+  elif damage == "garbled config.json":
+    cfg.write_text(cfg.read_text()[:40])
+    named = f"{cfg}: not valid JSON"
+  else:
+    cfg.write_text("[1, 2]")
+    named = f"{cfg}: expected a JSON object"
+  with pytest.raises(ckpt_lib.CheckpointError) as e:
+    models.build_reranker(config)
+  message = str(e.value)
+  assert message.startswith(f"the model directory {export} cannot be loaded") and named in message, message
+  assert "\n" not in message
