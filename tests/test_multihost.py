@@ -3,8 +3,10 @@ with its own local scratch directory, one shared workdir, the fake reader counte
 (tests/harness.py). With the PostgreSQL cache on a real server (conftest.postgres_server) they train
 exactly as one process with 2 devices and send each distinct prompt to the reader once between them;
 with per-host SQLite caches (the default on several processes) they train the same but ask again
-what the other host asked in an earlier epoch."""
+what the other host asked in an earlier epoch. A damaged latest checkpoint then falls back to the
+step before on both hosts."""
 
+import glob
 import json
 import os
 import subprocess
@@ -15,6 +17,7 @@ import numpy as np
 import pytest
 
 from rrpo_jax.reader.server import free_port
+from rrpo_jax.readers import CHECK_REQUEST
 from test_train_smoke import ROOT, env_for, leaves, rrpo_params
 
 # 8 training queries, 2 per step (1 per host): 4 steps an epoch, 3 epochs, the loader reshuffling
@@ -82,7 +85,12 @@ def _two_hosts(tmp_path, name, *extra):
         )
     )
   _wait(procs)
-  return workdir, [(tmp_path / f"{name}_reader{pid}.log").read_text().splitlines() for pid in range(2)]
+  return workdir, [_prompts(tmp_path / f"{name}_reader{pid}.log") for pid in range(2)]
+
+
+def _prompts(log):
+  """The logged training and evaluation requests (the start-up reader check is asked on every host)."""
+  return [line for line in log.read_text().splitlines() if CHECK_REQUEST.qid not in line]
 
 
 @pytest.mark.slow
@@ -98,7 +106,7 @@ def test_two_hosts_with_a_shared_cache_ask_each_prompt_once(tmp_path, postgres_u
       timeout=1200,
   )
   assert proc.returncode == 0, proc.stderr[-4000:]
-  single = (tmp_path / "one_reader.log").read_text().splitlines()
+  single = _prompts(tmp_path / "one_reader.log")
   assert len(single) == len(set(single))  # one process, one cache: every prompt once
 
   shared, (host0, host1) = _two_hosts(tmp_path, "shared", f"reader.cache_path={postgres_url}")
@@ -125,3 +133,17 @@ def test_two_hosts_with_a_shared_cache_ask_each_prompt_once(tmp_path, postgres_u
     assert len(list((tmp_path / f"per_host_scratch{pid}" / "rrpo_jax" / "reader_cache").glob("*.sqlite"))) == 1
   again = Counter(line.split(" ", 1)[1] for line in sq0 + sq1)
   assert set(again) == set(both) and sum(again.values()) > len(both)
+
+  # Checkpoint fallback on two processes: the latest RRPO step damaged, both hosts restore the step
+  # before (host 0 sets the damaged one aside, host 1 waits for it), redo steps 9-12 and end where
+  # one process does.
+  latest = per_host / "checkpoints" / "rrpo" / "12"
+  for f in glob.glob(f"{latest}/state/**/d/*", recursive=True):
+    with open(f, "r+b") as fh:
+      fh.truncate(7)
+  _two_hosts(tmp_path, "per_host")
+  assert (per_host / "checkpoints" / "rrpo" / "12.damaged").is_dir()
+  for a, b in zip(leaves(rrpo_params(per_host, 12)), leaves(rrpo_params(one, 12))):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  rows = [json.loads(line) for line in (per_host / "metrics.jsonl").read_text().splitlines()]
+  assert [r["step"] for r in rows if r["phase"] == "rrpo"] == list(range(1, 13))
