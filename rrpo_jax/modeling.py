@@ -24,6 +24,7 @@ Compute dtype is configurable (bf16 with float32 params); the head and the score
 from __future__ import annotations
 
 import dataclasses
+import os
 import functools
 from typing import Any, Callable
 
@@ -124,7 +125,17 @@ class _Dense(nn.Module):
     pdt = jnp.dtype(self.config.param_dtype)
     kernel = self.param("kernel", _kernel_init(self.config), (x.shape[-1], self.features), pdt)
     bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), pdt)
-    return jnp.dot(x.astype(dt), kernel.astype(dt)) + bias.astype(dt)
+    return _matmul(x.astype(dt), kernel.astype(dt)) + bias.astype(dt)
+
+
+def _matmul(x, w):
+  """x [..., K] @ w [K, N] -> [..., N] as one 2-D product over the flattened leading axes.
+
+  Why 2-D: the backward's weight gradient x^T g then contracts one axis; from a 3-D x it contracts
+  two, which XLA:CPU canonicalises with a transposed copy of g and a transposed-operand GEMM
+  (1.45x slower forward + backward of the FFN here).
+  """
+  return jnp.dot(x.reshape(-1, x.shape[-1]), w).reshape(x.shape[:-1] + (w.shape[-1],))
 
 
 def dropout(x, rate: float, key):
@@ -149,12 +160,23 @@ def dropout(x, rate: float, key):
     return x
   n = x.shape[-1]
   if n % 4:
-    keep = jax.random.bits(key, x.shape, jnp.uint32) < np.uint32(t << 24)
+    keep = _bits(key, x.shape) < np.uint32(t << 24)
   else:
-    words = jax.random.bits(key, x.shape[:-1] + (1, n // 4), jnp.uint32)
+    words = _bits(key, x.shape[:-1] + (1, n // 4))
     fields = (words >> jnp.array([[0], [8], [16], [24]], jnp.uint32)) & np.uint32(255)
     keep = (fields < np.uint32(t)).reshape(x.shape)
   return jnp.where(keep, x * jnp.asarray(256.0 / t, x.dtype), jnp.zeros((), x.dtype))
+
+
+def _bits(key, shape):
+  if os.environ.get("H13_BITS") == "pl":
+    from rrpo_jax.plackett_luce import _random_bits
+    return _random_bits(key, shape)
+  return jax.random.bits(key, shape, jnp.uint32)
+
+
+def _gelu_erf(x):
+  return x * (0.5 + 0.5 * jax.lax.erf(x * np.float32(1 / np.sqrt(2))))
 
 
 class Dropout(nn.Module):
@@ -200,7 +222,7 @@ class SelfAttention(nn.Module):
     scale = 1.0 / float(d) ** 0.5
     w = jnp.concatenate([qk * scale, kk, vk], axis=1).astype(dt)  # [H, 3H]
     b = jnp.concatenate([qb * scale, kb, vb]).astype(dt)
-    qkv = jnp.dot(x.astype(dt), w) + b  # [M, L, 3H]
+    qkv = _matmul(x.astype(dt), w) + b  # [M, L, 3H]
     if cfg.attention == "dot_product_attention":
       if not self.deterministic and cfg.attention_dropout > 0:
         raise ValueError("attention='dot_product_attention' has no attention dropout")
@@ -209,9 +231,14 @@ class SelfAttention(nn.Module):
           qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], bias=bias.astype(dt), scale=1.0, implementation="xla"
       )  # [M, L, h, d]
       return _Dense(hidden, cfg, name="output")(ctx.reshape(m, length, hidden))
-    qkv = qkv.reshape(m, length, 3, heads, d).transpose(2, 0, 3, 1, 4)  # [3, M, h, L, d]
-    q, k, v = qkv[0], qkv[1], qkv[2]
-    logits = jnp.matmul(q, k.swapaxes(-1, -2), preferred_element_type=jnp.float32)  # [M,h,L,L]
+    if os.environ.get("H13_KT"):
+      x5 = qkv.reshape(m, length, 3, heads, d)
+      q, kt, v = x5[:, :, 0].transpose(0, 2, 1, 3), x5[:, :, 1].transpose(0, 2, 3, 1), x5[:, :, 2].transpose(0, 2, 1, 3)
+      logits = jnp.matmul(q, kt, preferred_element_type=jnp.float32)
+    else:
+      qkv = qkv.reshape(m, length, 3, heads, d).transpose(2, 0, 3, 1, 4)  # [3, M, h, L, d]
+      q, k, v = qkv[0], qkv[1], qkv[2]
+      logits = jnp.matmul(q, k.swapaxes(-1, -2), preferred_element_type=jnp.float32)  # [M,h,L,L]
     logits = logits + bias
     if self.deterministic:
       # softmax(z) v = (e v) / sum(e), e = exp(z - max z): the division moves from the [M, h, L, L]
@@ -240,7 +267,8 @@ class TransformerLayer(nn.Module):
     drop = Dropout(cfg.hidden_dropout, self.deterministic)
     attn = SelfAttention(cfg, self.deterministic, name="attention")(x, bias)
     x = _layer_norm(cfg, "attention_ln")(x + drop(attn))
-    hmid = _ACTIVATIONS[cfg.hidden_act](_Dense(cfg.intermediate_size, cfg, name="intermediate")(x))
+    act = _gelu_erf if (os.environ.get("H13_ERF") and cfg.hidden_act == "gelu") else _ACTIVATIONS[cfg.hidden_act]
+    hmid = act(_Dense(cfg.intermediate_size, cfg, name="intermediate")(x))
     out = _Dense(cfg.hidden_size, cfg, name="output")(hmid)
     return _layer_norm(cfg, "output_ln")(x + drop(out))
 
