@@ -13,6 +13,10 @@ loaded by transformers so both sides run identical weights):
   4. achieved GFLOP/s of the forward as a share of the matmul peak measured here (best of JAX,
      PyTorch and numpy float32 GEMMs).
 Timings alternate between the two sides and report the median; the last line prints the ratios.
+Both sides run in one process under the malloc policy the trainer sets (rrpo_jax/malloc.py;
+--malloc, default auto: RRPO_JAX_MALLOC, else keep on a CPU-only JAX), which cuts the page faults of
+PyTorch's step as well as ours; the train step also prints each side's process CPU seconds and
+minor page faults per step. The first line names the CPU and its widest SIMD extension.
 
   python bench/reranker.py --family qwen3 [--layers 2 --hidden 256 --batch 32 --length 256]
 
@@ -91,6 +95,26 @@ def matmul_peak(repeats):
   return out
 
 
+def cpu_description():
+  """'<model name>, <n> cores available, <AVX-512 | AVX2 | NEON>' from /proc/cpuinfo (Linux)."""
+  import platform
+
+  name, flags = platform.processor() or platform.machine(), set()
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+      for line in f:
+        key, _, value = line.partition(":")
+        if key.strip() == "model name":
+          name = value.strip()
+        elif key.strip() in ("flags", "Features"):
+          flags = set(value.split())
+          break
+  except OSError:
+    pass
+  simd = next((s for s, f in (("AVX-512", "avx512f"), ("AVX2", "avx2"), ("NEON", "asimd")) if f in flags), "")
+  return f"{name}, {len(os.sched_getaffinity(0))} cores available" + (f", {simd}" if simd else "")
+
+
 def forward_flops(cfg, length):
   """Matmul FLOPs of one pair's forward: per layer 2L(4H^2 + 2HF) + 4L^2 H (QK^T and PV)."""
   h, f = cfg.hidden_size, cfg.intermediate_size
@@ -156,6 +180,7 @@ def main():
     jnp.zeros(()).block_until_ready()  # the CPU client and its thread pool, sized to the pinned cores
     torch.set_num_threads(args.threads)
     os.sched_setaffinity(0, cores)
+  print(f"cpu: {cpu_description()}", flush=True)
   print(f"malloc policy {'keep' if malloc_on else 'system'} (--malloc={args.malloc})", flush=True)
   if args.family == "qwen3":
     return bench_qwen3(args, skip)

@@ -3,15 +3,16 @@
 XLA:CPU allocates the temporaries of each call as one buffer (the MiniLM train step: 1.0 GB at
 8 x 256 tokens, 4 GB at 32 x 256) and frees it on return. glibc serves a request that large with a
 fresh mmap and unmaps it on free, so every page of it faults, and is zeroed, again at the next call:
-~250k page faults per step at 8 x 256, 15-18% of the train step's CPU time on the 2-core AMD EPYC
-this was measured on (PyTorch's per-op buffers mostly stay in the heap). With one arena, no mmap
-and no trimming, the buffer comes from the heap, and the next call reuses the same pages: the
-step's page faults drop to ~0 after two steps.
+~250k page faults per step at 8 x 256 and ~1M at 32 x 256, 15-18% of the train step's CPU time on
+the 2-core AMD EPYC this was measured on. With one arena, no mmap and no trimming, the buffer comes
+from the heap and the next call reuses the same pages: the step's page faults drop to ~0 after two
+steps (PyTorch's train step, which faulted ~0.9M times per step at 32 x 256, drops to ~0 too).
 
 The cost: the heap keeps its high-water mark (freed memory is reused, not returned to the OS), and
 all threads share one arena. Only worth it where XLA:CPU runs the model, so "auto" applies it when
 the run can only use the CPU backend. It must run before JAX's first computation: a thread that
-has allocated keeps its arena. RRPO_JAX_MALLOC=keep|system overrides "auto".
+has allocated keeps its arena. The environment variable RRPO_JAX_MALLOC=auto|keep|system overrides
+"auto" (the trainer's entry point and the benchmarks call configure() with "auto").
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ import os
 import platform
 
 CHOICES = ("auto", "keep", "system")
+ENV = "RRPO_JAX_MALLOC"
 # mallopt parameters (glibc malloc.h)
 _M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
+# distribution-name prefixes of JAX's accelerator plugins (jax-cuda12-plugin, libtpu, ...)
+_ACCELERATOR_PLUGINS = ("jax-cuda", "jax_cuda", "jax-rocm", "jax_rocm", "jax-metal", "jax_metal", "libtpu")
 
 
 def cpu_only() -> bool:
@@ -32,18 +36,20 @@ def cpu_only() -> bool:
   platforms = os.environ.get("JAX_PLATFORMS", "").strip()
   if platforms:
     return platforms.split(",")[0].strip() == "cpu"
-  accelerators = ("jax-cuda", "jax_cuda", "jax-rocm", "jax_rocm", "libtpu")
-  return not any(
-      (d.metadata["Name"] or "").lower().startswith(accelerators) for d in importlib.metadata.distributions()
-  )
+  names = ((d.metadata["Name"] or "").lower() for d in importlib.metadata.distributions())
+  return not any(n.startswith(_ACCELERATOR_PLUGINS) for n in names)
 
 
-def configure(choice: str | None = None) -> bool:
-  """Applies the policy above if `choice` (default: $RRPO_JAX_MALLOC, else "auto") asks for it;
-  returns whether it is in force. "system" leaves malloc alone; a libc other than glibc too."""
-  choice = choice or os.environ.get("RRPO_JAX_MALLOC", "auto")
-  if choice not in CHOICES:
-    raise ValueError(f"RRPO_JAX_MALLOC={choice!r}: use one of {CHOICES}")
+def configure(choice: str = "auto") -> bool:
+  """Applies the policy above if `choice` asks for it ("auto": $RRPO_JAX_MALLOC if set, else
+  "keep" when cpu_only()); returns whether it is in force. "system" leaves malloc alone, and so
+  does a platform other than Linux with glibc. A value outside CHOICES raises ValueError."""
+  if choice == "auto":
+    choice = os.environ.get(ENV, "auto").strip() or "auto"
+    if choice not in CHOICES:
+      raise ValueError(f"{ENV}={choice!r}: use one of {', '.join(CHOICES)}")
+  elif choice not in CHOICES:
+    raise ValueError(f"malloc policy {choice!r}: use one of {', '.join(CHOICES)}")
   if choice == "system" or (choice == "auto" and not cpu_only()):
     return False
   if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
