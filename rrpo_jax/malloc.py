@@ -9,10 +9,15 @@ from the heap and the next call reuses the same pages: the step's page faults dr
 steps (PyTorch's train step, which faulted ~0.9M times per step at 32 x 256, drops to ~0 too).
 
 The cost: the heap keeps its high-water mark (freed memory is reused, not returned to the OS), and
-all threads share one arena. Only worth it where XLA:CPU runs the model, so "auto" applies it when
-the run can only use the CPU backend. It must run before JAX's first computation: a thread that
-has allocated keeps its arena. The environment variable RRPO_JAX_MALLOC=auto|keep|system overrides
-"auto" (the trainer's entry point and the benchmarks call configure() with "auto").
+all threads share one arena (a worker thread's own arena would mmap a buffer that large anyway).
+Where there are no large buffers to keep, the three settings together cost time:
+Reranker.score_pairs over 320 pairs of mixed lengths ran 8-14% slower on the same machine (one
+arena alone, or no mmap and no trimming with per-thread arenas, did not slow it).
+So it is set by the trainer's entry point (training steps dominate there), not by the library,
+and only where XLA:CPU runs the model: "auto" applies it when the run can only use the CPU
+backend. It must run before JAX's first computation: a thread that has allocated keeps its arena.
+The environment variable RRPO_JAX_MALLOC=auto|keep|system overrides "auto" (the trainer's entry
+point and the benchmarks call configure() with "auto").
 """
 
 from __future__ import annotations

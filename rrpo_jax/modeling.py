@@ -19,6 +19,11 @@ eval-mode forward over blocks of `row_block` sequences with lax.map, so a block'
 and [c, h, L, L] attention logits stay in cache between ops: 1.4x the pairs/s of one [32, 256]
 pass on this 2-core CPU (jax.nn.dot_product_attention was faster unblocked, slower blocked).
 Compute dtype is configurable (bf16 with float32 params); the head and the scores are float32.
+Training (the backward, on a 2-core AMD EPYC with AVX-512): dense layers are 2-D products over
+the flattened rows (`_matmul`), and on CPU the attention's products and softmax-dropout have
+custom gradients (`batched_matmul`, `softmax_dropout`) that avoid XLA:CPU's slow batched
+transposed-operand product and two passes over the [M, h, L, L] arrays: together 1.2x the train
+step's pairs/s at 32 x 256.
 """
 
 from __future__ import annotations
