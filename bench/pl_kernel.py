@@ -33,6 +33,7 @@ import time
 import jax
 import numpy as np
 
+from rrpo_jax import malloc
 from rrpo_jax import plackett_luce as pl
 
 SHAPES = ((64, 100, 5), (256, 1000, 10))
@@ -170,6 +171,7 @@ def main():
   parser.add_argument("--update_repeats", type=int, default=2)
   parser.add_argument("--no_update", action="store_true", help="skip the cross-encoder update step")
   args = parser.parse_args()
+  malloc.configure()  # the trainer's malloc policy, before JAX's first computation
   print(f"jax {jax.__version__} on {jax.devices()[0].device_kind}; best-of-n wall times")
   loop_ratios, row_ratios, host_loop_ratios, host_row_ratios = [], [], [], []
   for b, n, k in SHAPES:

@@ -13,6 +13,10 @@ loaded by transformers so both sides run identical weights):
   4. achieved GFLOP/s of the forward as a share of the matmul peak measured here (best of JAX,
      PyTorch and numpy float32 GEMMs).
 Timings alternate between the two sides and report the median; the last line prints the ratios.
+Both sides run in one process under the malloc policy the trainer sets (rrpo_jax/malloc.py;
+--malloc, default auto: RRPO_JAX_MALLOC, else keep on a CPU-only JAX), which cuts the page faults of
+PyTorch's step as well as ours; the train step also prints each side's process CPU seconds and
+minor page faults per step. The first line names the CPU and its widest SIMD extension.
 
   python bench/reranker.py --family qwen3 [--layers 2 --hidden 256 --batch 32 --length 256]
 
@@ -50,14 +54,23 @@ def median_time(fn, repeats):
   return float(np.median(times))
 
 
-def alternate(fns, repeats):
-  """Median seconds of each fn, run alternately so load changes hit both sides alike."""
+def alternate(fns, repeats, *, cpu=None):
+  """Median seconds of each fn, run alternately so load changes hit both sides alike.
+
+  cpu: a list that receives, per fn, the median process CPU seconds and minor page faults per call.
+  """
+  import resource
+
   times = [[] for _ in fns]
+  used = [[] for _ in fns]
   for _ in range(repeats):
     for i, fn in enumerate(fns):
-      t = time.perf_counter()
+      r0, c0, t = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.process_time(), time.perf_counter()
       fn()
       times[i].append(time.perf_counter() - t)
+      used[i].append((time.process_time() - c0, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - r0))
+  if cpu is not None:
+    cpu.extend((float(np.median([u[0] for u in x])), int(np.median([u[1] for u in x]))) for x in used)
   return [float(np.median(t)) for t in times]
 
 
@@ -80,6 +93,26 @@ def matmul_peak(repeats):
     out[f"torch {m}x{k}x{n}"] = flops / median_time(lambda: ta @ tb, repeats)
     out[f"numpy {m}x{k}x{n}"] = flops / median_time(lambda: a @ b, repeats)
   return out
+
+
+def cpu_description():
+  """'<model name>, <n> cores available, <AVX-512 | AVX2 | NEON>' from /proc/cpuinfo (Linux)."""
+  import platform
+
+  name, flags = platform.processor() or platform.machine(), set()
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+      for line in f:
+        key, _, value = line.partition(":")
+        if key.strip() == "model name":
+          name = value.strip()
+        elif key.strip() in ("flags", "Features"):
+          flags = set(value.split())
+          break
+  except OSError:
+    pass
+  simd = next((s for s, f in (("AVX-512", "avx512f"), ("AVX2", "avx2"), ("NEON", "asimd")) if f in flags), "")
+  return f"{name}, {len(os.sched_getaffinity(0))} cores available" + (f", {simd}" if simd else "")
 
 
 def forward_flops(cfg, length):
@@ -120,8 +153,36 @@ def main():
       help="qwen3: 0.6b = Qwen3-0.6B's sizes (28 x 1024, 16 / 8 heads of 128, SwiGLU 3072)",
   )
   p.add_argument("--dtype", default="float32", help="qwen3: compute dtype (float32 | bfloat16)")
+  p.add_argument(
+      "--malloc",
+      default="auto",
+      choices=("auto", "keep", "system"),
+      help="glibc malloc policy, as the trainer sets it (rrpo_jax/malloc.py; auto reads RRPO_JAX_MALLOC, unset = "
+      "system); applies to both sides",
+  )
+  p.add_argument(
+      "--threads",
+      type=int,
+      default=0,
+      help="threads per side (JAX's CPU client is sized while the process is pinned to that many cores, "
+      "torch.set_num_threads); 0: each library's default",
+  )
   args = p.parse_args()
   skip = set(filter(None, args.skip.split(",")))
+  from rrpo_jax import malloc
+
+  malloc_on = malloc.configure(args.malloc)  # before JAX's first computation
+  if args.threads:
+    cores = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, set(sorted(cores)[: args.threads]))
+    import jax.numpy as jnp
+    import torch
+
+    jnp.zeros(()).block_until_ready()  # the CPU client and its thread pool, sized to the pinned cores
+    torch.set_num_threads(args.threads)
+    os.sched_setaffinity(0, cores)
+  print(f"cpu: {cpu_description()}", flush=True)
+  print(f"malloc policy {'keep' if malloc_on else 'system'} (--malloc={args.malloc})", flush=True)
   if args.family == "qwen3":
     return bench_qwen3(args, skip)
 
@@ -257,11 +318,17 @@ def main():
       box[0], l = jstep(box[0], next(keys))
       l.block_until_ready()
 
-    tj, tt = alternate([jax_step, torch_step], args.train_repeats)
+    jax_step()  # a second untimed step per side: the heap settles (see rrpo_jax/malloc.py)
+    torch_step()
+    cpu = []
+    tj, tt = alternate([jax_step, torch_step], args.train_repeats, cpu=cpu)
     results["train"] = tt / tj
+    results["train_cpu"] = cpu[1][0] / cpu[0][0]
     print(
         f"train step {b}x{length}: ours {b / tj:.2f} pairs/s, torch {b / tt:.2f} pairs/s, "
-        f"ratio {tt / tj:.2f}x; ours {3 * fwd_gflop / tj:.1f} GFLOP/s (3x forward FLOPs)",
+        f"ratio {tt / tj:.2f}x; ours {3 * fwd_gflop / tj:.1f} GFLOP/s (3x forward FLOPs); "
+        f"process CPU s per step ours {cpu[0][0]:.2f}, torch {cpu[1][0]:.2f} (ratio {results['train_cpu']:.2f}x); "
+        f"page faults per step ours {cpu[0][1]}, torch {cpu[1][1]}",
         flush=True,
     )
 

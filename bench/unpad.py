@@ -57,7 +57,9 @@ def main():
   p.add_argument("--repeats", type=int, default=5)
   p.add_argument("--settings", default=",".join(s[0] for s in SETTINGS), help="comma list of setting names")
   args = p.parse_args()
+  from rrpo_jax import malloc
 
+  malloc.configure()  # the trainer's malloc policy, before JAX's first computation
   import jax
   import jax.numpy as jnp
   import optax

@@ -1,7 +1,8 @@
 """Which implementation the core's kernels use.
 
 Tricks measured faster on this project's 2-core XLA:CPU (plackett_luce's hand-written Threefry bits
-and bitcast integer max, modeling's 8-bit dropout masks) run only on CPU; on GPU / TPU the core takes
+and bitcast integer max, modeling's 8-bit dropout masks and the attention backward's custom
+gradients, batched_matmul and softmax_dropout) run only on CPU; on GPU / TPU the core takes
 the library path (jax.random, plain jnp reductions), which is what XLA optimises there. The choice
 is made when a function is traced. RRPO_JAX_KERNELS=cpu or =library overrides it (tests, benchmarks).
 """

@@ -1,8 +1,9 @@
 """Entry point: `python -m rrpo_jax.main --config=configs/nq.py --workdir=runs/nq [--config.x=y ...]`.
 
-Parses flags, starts jax.distributed when the config asks for it, and calls
-train.train_and_evaluate(config, workdir). Known failures (bad config, bad data, reader down,
-non-finite loss) end with a one-paragraph message and exit status 1, without a traceback.
+Parses flags, sets the process's malloc policy (rrpo_jax/malloc.py, RRPO_JAX_MALLOC), starts
+jax.distributed when the config asks for it, and calls train.train_and_evaluate(config, workdir).
+Known failures (bad config, bad data, reader down, non-finite loss, a bad RRPO_JAX_MALLOC) end with
+a one-paragraph message and exit status 1, without a traceback.
 """
 
 import os
@@ -12,6 +13,8 @@ from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
+
+from rrpo_jax import malloc
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -63,6 +66,11 @@ def main(argv):
   os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
   if not FLAGS["verbosity"].present:  # orbax logs every checkpoint event at INFO
     logging.set_verbosity(logging.WARNING)
+  try:
+    malloc.configure()  # before JAX's first computation
+  except ValueError as e:
+    print(f"\nrrpo_jax: {e}", file=sys.stderr, flush=True)
+    sys.exit(1)
   config = FLAGS.config
   init_distributed(config.distributed)
   from rrpo_jax import train  # pylint: disable=g-import-not-at-top  (after distributed init)

@@ -205,3 +205,98 @@ def test_dropout_keeps_230_of_256_and_preserves_the_mean(width):
   assert abs((y > 0).mean() - keep) < 0.01
   assert abs(y.mean() - 1.0) < 0.012
   assert dropout(x, 0.0, jax.random.key(0)) is x
+
+
+def _plain_batched_matmul(a, b, *, transpose_b=False, preferred_element_type=None):
+  return jnp.matmul(a, b.swapaxes(-1, -2) if transpose_b else b, preferred_element_type=preferred_element_type)
+
+
+def _plain_softmax_dropout(logits, rate, key, *, dtype):
+  return modeling.dropout(jax.nn.softmax(logits, axis=-1).astype(dtype), rate, key)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("transpose_b", [False, True])
+@pytest.mark.parametrize("i,j,e", [(16, 16, 4), (16, 4, 16)])  # either operand the smaller one
+def test_cpu_batched_matmul_gradients_equal_autodiff(dtype, transpose_b, i, j, e):
+  rng = np.random.default_rng(0)
+  a = jnp.asarray(rng.standard_normal((2, 3, i, j)), dtype)
+  b = jnp.asarray(rng.standard_normal((2, 3, e, j) if transpose_b else (2, 3, j, e)), dtype)
+  w = jnp.asarray(rng.standard_normal((2, 3, i, e)), jnp.float32)
+
+  def grads(matmul):
+    f = lambda a, b: jnp.sum(w * matmul(a, b, transpose_b=transpose_b, preferred_element_type=jnp.float32))
+    return jax.jit(jax.value_and_grad(f, argnums=(0, 1)))(a, b)
+
+  (v, (da, db)), (v_ref, (da_ref, db_ref)) = grads(modeling.batched_matmul), grads(_plain_batched_matmul)
+  assert da.dtype == a.dtype and db.dtype == b.dtype
+  tol = 1e-5 if dtype == "float32" else 2e-2  # bf16: the cotangent is rounded to bf16 before the product
+  np.testing.assert_allclose(v, v_ref, rtol=1e-6)
+  for x, y in ((da, da_ref), (db, db_ref)):
+    x, y = np.asarray(x, np.float32), np.asarray(y, np.float32)
+    np.testing.assert_allclose(x, y, atol=tol * np.abs(y).max(), rtol=0)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("rate", [0.0, 0.1, 0.5])
+def test_cpu_softmax_dropout_gradient_equals_autodiff(dtype, rate):
+  rng = np.random.default_rng(1)
+  logits = jnp.asarray(3 * rng.standard_normal((2, 3, 8, 16)), jnp.float32)
+  w = jnp.asarray(rng.standard_normal((2, 3, 8, 16)), jnp.float32)
+  key = jax.random.key(4)
+
+  def grads(fn):
+    f = lambda z: jnp.sum(w * fn(z, rate, key, dtype=jnp.dtype(dtype)).astype(jnp.float32))
+    return jax.jit(jax.value_and_grad(f))(logits)
+
+  (v, g), (v_ref, g_ref) = grads(modeling.softmax_dropout), grads(_plain_softmax_dropout)
+  y, y_ref = (
+      np.asarray(fn(logits, rate, key, dtype=jnp.dtype(dtype)), np.float32)
+      for fn in (modeling.softmax_dropout, _plain_softmax_dropout)
+  )
+  np.testing.assert_array_equal(y == 0, y_ref == 0)  # the same mask
+  np.testing.assert_allclose(y, y_ref, rtol=1e-6)
+  np.testing.assert_allclose(v, v_ref, rtol=1e-5)
+  tol = 1e-6 if dtype == "float32" else 1e-2
+  np.testing.assert_allclose(g, g_ref, atol=tol * float(np.abs(g_ref).max()), rtol=0)
+  # softmax invariance: each row's gradient sums to zero, dropout or not (y dy - p sum(y dy), sum p = 1)
+  np.testing.assert_allclose(np.asarray(g, np.float64).sum(-1), 0.0, atol=1e-5 if dtype == "float32" else 1e-2)
+
+
+def test_training_gradients_equal_autodiff_and_transformers(monkeypatch):
+  """Train-mode parameter gradients: with dropout, the CPU custom gradients (batched_matmul,
+  softmax_dropout) equal plain autodiff under the same key; without dropout, they equal
+  PyTorch's for the same loss."""
+  model, config, state = tiny_torch("bert")
+  params, _ = hf_io.hf_to_flax(state, config)
+  ids, mask, types = random_inputs(config, (2, 3), seed=5)
+
+  def grads(cfg, key=jax.random.key(0)):
+    def loss(p):
+      s = CrossEncoder(cfg).apply({"params": p}, ids, mask, types, deterministic=False, rngs={"dropout": key})
+      return jnp.sum(s**2)
+
+    return jax.jit(jax.grad(loss))(params)
+
+  g = grads(config)
+  monkeypatch.setattr(modeling, "batched_matmul", _plain_batched_matmul)
+  monkeypatch.setattr(modeling, "softmax_dropout", _plain_softmax_dropout)
+  g_ref = grads(config)
+  for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(g_ref)):
+    np.testing.assert_allclose(a, b, atol=1e-6 * max(1.0, float(np.abs(b).max())), rtol=1e-4)
+  monkeypatch.undo()
+
+  no_dropout = config.replace(hidden_dropout=0.0, attention_dropout=0.0)
+  g = grads(no_dropout)
+  flat = lambda x: torch.tensor(x.reshape(-1, x.shape[-1]), dtype=torch.long)
+  model.train()
+  for m in model.modules():
+    if isinstance(m, torch.nn.Dropout):
+      m.p = 0.0
+  model.zero_grad()
+  out = model(input_ids=flat(ids), attention_mask=flat(mask), token_type_ids=flat(types)).logits[:, 0]
+  (out**2).sum().backward()
+  t_grads, _ = hf_io.hf_to_flax({k: p.grad.numpy() for k, p in model.named_parameters()}, config)
+  for path, a in jax.tree_util.tree_leaves_with_path(g):
+    b = functools.reduce(lambda t, k: t[k.key], path, t_grads)
+    np.testing.assert_allclose(a, b, atol=2e-5 * max(1.0, float(np.abs(b).max())), rtol=1e-3, err_msg=str(path))
