@@ -16,6 +16,7 @@ import json
 import os
 import sys
 
+from rrpo_jax import paths
 from rrpo_jax import stats
 
 
@@ -25,15 +26,11 @@ class CompareError(ValueError):
 
 def _load(path: str) -> dict:
   try:
-    with open(path, encoding="utf-8") as f:
-      data = json.load(f)
+    return paths.read_json_object(path)
   except OSError as e:
     raise CompareError(f"{path}: cannot read ({e.strerror})") from e
-  except json.JSONDecodeError as e:
-    raise CompareError(f"{path}: line {e.lineno}: not JSON ({e.msg})") from e
-  if not isinstance(data, dict):
-    raise CompareError(f"{path}: expected a JSON object, got {type(data).__name__}")
-  return data
+  except ValueError as e:
+    raise CompareError(str(e)) from e
 
 
 def per_query_results(path: str) -> tuple[str, dict]:

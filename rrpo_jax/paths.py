@@ -11,6 +11,7 @@ epath).
 from __future__ import annotations
 
 import io
+import json
 import os
 import posixpath
 import shutil
@@ -74,6 +75,17 @@ def open_(path, mode: str = "r"):
 
 def read_text(path) -> str:
   return epath.Path(path).read_text()
+
+
+def read_json_object(path) -> dict:
+  """The JSON object in a file; a file that is not one is a ValueError naming it (and the line)."""
+  try:
+    data = json.loads(read_text(path))
+  except json.JSONDecodeError as e:
+    raise ValueError(f"{path}: line {e.lineno}: not JSON ({e.msg})") from None
+  if not isinstance(data, dict):
+    raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
+  return data
 
 
 def write_bytes(path, data: bytes) -> None:

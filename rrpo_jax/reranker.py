@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rrpo_jax import hf_io, modeling, modeling_modernbert, modeling_qwen3
+from rrpo_jax import hf_io, modeling, modeling_modernbert, modeling_qwen3, paths
 from rrpo_jax.packing import PACK_MODES, PACKED_KEYS
 from rrpo_jax.tokenization import DEFAULT_BUCKETS, Passage, PairEncoder, PromptEncoder, smallest_bucket
 
@@ -92,18 +92,6 @@ def public_text(text: str | None) -> str | None:
   )
   home = os.path.expanduser("~")
   return cut.replace(home, "~") if len(home) > 1 else cut
-
-
-def _read_json(path: str) -> dict:
-  """A JSON object from `path`; a damaged file is a ValueError naming it."""
-  with open(path, encoding="utf-8") as f:
-    try:
-      out = json.load(f)
-    except ValueError as e:
-      raise ValueError(f"{path}: not valid JSON ({e})") from None
-  if not isinstance(out, dict):
-    raise ValueError(f"{path}: expected a JSON object, got {type(out).__name__}")
-  return out
 
 
 class Reranker:
@@ -214,8 +202,10 @@ class Reranker:
     """
     from transformers import AutoTokenizer
 
-    hf_config = _read_json(os.path.join(path, "config.json"))
-    meta = _read_json(os.path.join(path, META_FILE)) if os.path.exists(os.path.join(path, META_FILE)) else {}
+    hf_config = paths.read_json_object(os.path.join(path, "config.json"))
+    meta = (
+        paths.read_json_object(os.path.join(path, META_FILE)) if os.path.exists(os.path.join(path, META_FILE)) else {}
+    )
     config = hf_io.config_from_hf(hf_config, dtype=dtype, remat=remat)
     if config.num_labels != 1:
       raise ValueError(

@@ -212,8 +212,9 @@ def test_a_damaged_exported_model_is_one_error_naming_the_file(tmp_path, damage)
     weights.unlink()
     named = "no model.safetensors"
   elif damage == "garbled config.json":
-    cfg.write_text(cfg.read_text()[:40])
-    named = f"{cfg}: not valid JSON"
+    cut = cfg.read_text()[:40]
+    cfg.write_text(cut)
+    named = f"{cfg}: line {cut.count(chr(10)) + 1}: not JSON"
   else:
     cfg.write_text("[1, 2]")
     named = f"{cfg}: expected a JSON object"
