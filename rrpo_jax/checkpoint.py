@@ -15,7 +15,9 @@ is never read and is removed at the next start. A step that cannot be read raise
 naming it; with fallback=True, restoring the latest step falls back to the newest step that reads
 and moves the damaged ones aside to "<step>.damaged" (kept, never deleted). Damage is told from a
 mismatch (a checkpoint of another model or config) by reading the step without a target: only a
-step that cannot be read at all is damaged, and a mismatch is never set aside.
+step that cannot be read at all is damaged, and a mismatch is never set aside. On several processes
+each host first reads the step on its own (no barrier) and the hosts agree on the newest step that
+all of them read before the collective restore: none waits in a restore that another has given up.
 """
 
 from __future__ import annotations
@@ -188,16 +190,15 @@ class Checkpointer:
     steps = [step] if step is not None else sorted(self.all_steps(), reverse=True)
     if not steps:
       raise FileNotFoundError(f"no checkpoint in {self.directory}")
+    if jax.process_count() > 1 and self.fallback and step is None:
+      return self._read_agreed(steps, read)
     damaged: list[int] = []
     for s in steps:
       try:
         out = read(s)
       except Exception as e:  # pylint: disable=broad-except
         if not self._damaged(s):
-          raise CheckpointError(
-              f"checkpoint step {s} in {self.directory} does not fit this run ({describe_error(e)}): was it "
-              "written with another model or config? Use that config, or a fresh --workdir"
-          ) from e
+          raise self._mismatch(s, e) from e
         damaged.append(s)
         if not (self.fallback and step is None):
           hint = "set --config.checkpoint.fallback=True to resume from the step before it, or " if step is None else ""
@@ -210,6 +211,56 @@ class Checkpointer:
       self._set_aside(damaged)
       return out, s
     raise CheckpointError(f"no checkpoint in {self.directory} can be read: steps {damaged} are all damaged")
+
+  def _mismatch(self, step: int, e: Exception) -> CheckpointError:
+    return CheckpointError(
+        f"checkpoint step {step} in {self.directory} does not fit this run ({describe_error(e)}): was it "
+        "written with another model or config? Use that config, or a fresh --workdir"
+    )
+
+  def _read_agreed(self, steps: list[int], read: Callable[[int], Any]) -> tuple[Any, int]:
+    """_read's fallback on several processes: the hosts agree on the newest step that every one of
+    them can read before any collective restore, so that no host waits in orbax's restore barrier
+    while another has moved on (each host reads the step once more, barrier-free, to check it)."""
+    damaged: list[int] = []
+    for s in steps:
+      error = self._unreadable_here(s)
+      if error:
+        logging.warning(
+            "checkpoint step %d in %s does not read on process %d (%s)", s, self.directory, jax.process_index(), error
+        )
+      oks = multihost_utils.process_allgather(np.asarray(not error))
+      if not np.all(oks):
+        logging.warning("checkpoint step %d in %s is damaged; trying the step before it", s, self.directory)
+        damaged.append(s)
+        continue
+      try:
+        out = read(s)
+      except Exception as e:  # pylint: disable=broad-except
+        raise self._mismatch(s, e) from e
+      self._set_aside(damaged)
+      return out, s
+    raise CheckpointError(f"no checkpoint in {self.directory} can be read: steps {damaged} are all damaged")
+
+  def _unreadable_here(self, step: int) -> str:
+    """Why `step` cannot be read on this process ("" if it can): every array read into host memory
+    and the JSON item, by a checkpointer of this process alone (no barrier, no collective)."""
+    mp = ocp.options.MultiprocessingOptions(primary_host=jax.process_index(), active_processes={jax.process_index()})
+    handler = ocp.CompositeCheckpointHandler(
+        state=ocp.PyTreeCheckpointHandler(multiprocessing_options=mp),
+        extra=ocp.JsonCheckpointHandler(multiprocessing_options=mp),
+    )
+    path = paths.join(self.directory, str(step))
+    try:
+      with ocp.Checkpointer(handler, multiprocessing_options=mp) as ckptr:
+        tree = ckptr.metadata(path).item_metadata["state"].tree
+        host = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+        ckptr.restore(
+            path, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(restore_args=host), extra=ocp.args.JsonRestore())
+        )
+    except Exception as e:  # pylint: disable=broad-except
+      return describe_error(e)
+    return ""
 
   def _damaged(self, step: int) -> bool:
     """True if `step` cannot be read even without a target (its files are damaged, not mismatched)."""

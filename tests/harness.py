@@ -6,11 +6,14 @@ runs rrpo_jax.main with what the environment asks for (nothing else changes):
                                (process index, then the request's cache key)
   RRPO_TEST_KILL_AFTER=P:S     SIGKILL this process right after phase P asked for the checkpoint of
                                step S (an asynchronous save may still be in flight)
+
+SIGUSR1 prints every thread's Python stack to stderr (what a test sends a process that hangs).
 """
 
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import os
 import signal
 import sys
@@ -107,6 +110,7 @@ def _kill_after(spec: str):
 
 
 def main():
+  faulthandler.register(signal.SIGUSR1, all_threads=True)
   from absl import app  # pylint: disable=import-outside-toplevel
 
   from rrpo_jax import main as main_lib  # pylint: disable=import-outside-toplevel

@@ -9,8 +9,10 @@ step before on both hosts."""
 import glob
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 
 import numpy as np
@@ -50,16 +52,22 @@ def _env(devices, scratch, log):
   return env
 
 
-def _wait(procs):
-  errors = []
+def _wait(procs, timeout=900):
+  """Waits for the processes; one that hangs past `timeout` s prints its threads' stacks (SIGUSR1,
+  tests/harness.py) before it is killed, and the stacks are in the failure message."""
+  deadline, errors = time.monotonic() + timeout, []
   for p in procs:
     try:
-      _, err = p.communicate(timeout=1200)
+      _, err = p.communicate(timeout=max(1.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
+      for q in procs:
+        if q.poll() is None:
+          q.send_signal(signal.SIGUSR1)
+      time.sleep(5)
       p.kill()
       _, err = p.communicate()
     errors.append(err)
-  assert [p.returncode for p in procs] == [0] * len(procs), "\n----\n".join(e[-3000:] for e in errors)
+  assert [p.returncode for p in procs] == [0] * len(procs), "\n----\n".join(e[-12000:] for e in errors)
 
 
 def _two_hosts(tmp_path, name, *extra):
