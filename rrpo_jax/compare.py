@@ -101,7 +101,7 @@ def run(argv=None) -> str:
   ]
   for m in ("em", "f1"):
     c = result[m]
-    verdict = "significant" if stats.significant(c) else "not significant"
+    verdict = stats.verdict(c)
     lines.append(f"  {m.upper():<3} {stats.describe(c)}  ({verdict}; differs on {100 * c['differ']:.0f}% of questions)")
   return "\n".join(lines)
 

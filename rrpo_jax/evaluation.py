@@ -184,7 +184,7 @@ def comparison_lines(comparisons: Mapping[str, Mapping], *, resamples: int = sta
     verdict = []
     for m in ("em", "f1"):
       if m in c:
-        verdict.append(f"{m.upper()} {'significant' if stats.significant(c[m]) else 'not significant'}")
+        verdict.append(f"{m.upper()} {stats.verdict(c[m])}")
     differ = c["f1"]["differ"] if "f1" in c else float("nan")
     lines.append(
         f"  {pair.replace('-', ' - '):<22} EM {stats.describe(c['em'])}   F1 {stats.describe(c['f1'])}"

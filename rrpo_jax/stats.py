@@ -96,6 +96,16 @@ def significant(c: Mapping) -> bool:
   return bool(lo > 0 or hi < 0)
 
 
+def verdict(c: Mapping) -> str:
+  """ "significant" when the 95% interval excludes 0 and the paired t-test's p < 0.05, "not
+  significant" when neither says so, "borderline" when the two disagree (an interval that just
+  excludes 0 with p = 0.051 is reported as such, not as a finding)."""
+  by_interval, by_test = significant(c), bool(c.get("p", math.nan) < 0.05)
+  if by_interval == by_test:
+    return "significant" if by_interval else "not significant"
+  return "borderline: " + ("interval excludes 0, p >= 0.05" if by_interval else "p < 0.05, interval includes 0")
+
+
 def describe(c: Mapping) -> str:
   """'+1.20 [-0.40, +2.80] p=0.14' (x100 units)."""
   lo, hi = c["ci95"]

@@ -50,6 +50,11 @@ def test_compare_rows_pairs_by_qid_and_scales():
   lo, hi = c["f1"]["ci95"]
   assert 0.0 <= lo <= 50.0 <= hi <= 100.0
   assert stats.significant({"ci95": [0.1, 2.0]}) and not stats.significant({"ci95": [-0.1, 2.0]})
+  assert stats.verdict({"ci95": [0.1, 2.0], "p": 0.01}) == "significant"
+  assert stats.verdict({"ci95": [-0.1, 2.0], "p": 0.2}) == "not significant"
+  assert stats.verdict({"ci95": [0.42, 7.73], "p": 0.0508}) == "borderline: interval excludes 0, p >= 0.05"
+  assert stats.verdict({"ci95": [-0.1, 2.0], "p": 0.04}) == "borderline: p < 0.05, interval includes 0"
+  assert stats.verdict({"ci95": [0.0, 0.0], "p": float("nan")}) == "not significant"  # no question differs
   assert stats.describe({"diff": 1.2, "ci95": [-0.4, 2.8], "p": 0.14}) == "+1.20 [-0.40, +2.80] p=0.140"
 
 

@@ -87,7 +87,7 @@ def collect(runs: str, out: str) -> list[str]:
           lines.append(f"| {system} | {ms['em']:.2f} | {ms['f1']:.2f} | {ms['hit']:.2f} | {ms['answer_recall']:.1f} |")
         lines.append("")
         for pair, c in res.get("comparisons", {}).items():
-          verdict = "significant" if stats.significant(c["f1"]) else "not significant"
+          verdict = stats.verdict(c["f1"])
           lines.append(
               f"- {pair}: EM {_fmt(c['em'])}; F1 {_fmt(c['f1'])} ({verdict}; F1 differs on "
               f"{100 * c['f1']['differ']:.0f}% of questions)"
