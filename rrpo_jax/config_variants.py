@@ -25,14 +25,15 @@ def rrpo_choices(c):
   1 (dropout 0.1 with identical parameters logged ratios 0.72-1.99, past the 0.8-1.2 clip); without
   dropout a greedy policy would repeat the reference's top-k (every advantage 0). Against these
   settings on val (NQ seed 0, steps 16 / 32, none significant): GAE + mean/std -0.61 / -1.11 F1;
-  greedy top-k under dropout 0.1 -2.69 / -1.02 F1 (its step-1 ratios 0.67-3.76).
+  greedy top-k under dropout 0.1 -2.69 / -1.02 F1 (its step-1 ratios 0.67-3.76); beta 0 -0.23 / 0.00;
+  k_train 1 -0.57 / -0.31; learning rate 2e-4 -1.67 / -1.00.
   model.dropout also applies to a warm-up in the same run.
   """
   c.model.dropout = 0.0  # exploration by sampling; the ratio is 1 at step 1
   c.rrpo.selection = "sample"  # Gumbel-top-k from the policy (greedy: the ablation in README's Results)
   c.rrpo.advantage = "ref_diff_return"  # no query-difficulty term (GAE: A_t = V_{t+1} + ... on a repeat)
   c.rrpo.standardize = "std"  # zero advantages (policy prefix = reference prefix) stay zero
-  c.rrpo.learning_rate = 5e-5  # the one value of a 30-step pilot (not tuned: no other value tried); sweep pending
+  c.rrpo.learning_rate = 5e-5  # a 30-step pilot's value; 2e-4 on NQ val: -1.67 / -1.00 F1 (n.s.); lower untried
   return c
 
 
