@@ -197,7 +197,7 @@ class Checkpointer:
       try:
         out = read(s)
       except Exception as e:  # pylint: disable=broad-except
-        if not self._damaged(s):
+        if not self._unreadable_here(s):  # it reads without a target: not damaged
           raise self._mismatch(s, e) from e
         damaged.append(s)
         if not (self.fallback and step is None):
@@ -243,8 +243,10 @@ class Checkpointer:
     raise CheckpointError(f"no checkpoint in {self.directory} can be read: steps {damaged} are all damaged")
 
   def _unreadable_here(self, step: int) -> str:
-    """Why `step` cannot be read on this process ("" if it can): every array read into host memory
-    and the JSON item, by a checkpointer of this process alone (no barrier, no collective)."""
+    """Why `step` cannot be read on this process ("" if it can), without a target: every array read
+    into host memory and the JSON item, by a checkpointer of this process alone (no barrier, no
+    collective). A step that fails here is damaged; one that reads here but not into this run's
+    target is a mismatch."""
     mp = ocp.options.MultiprocessingOptions(primary_host=jax.process_index(), active_processes={jax.process_index()})
     handler = ocp.CompositeCheckpointHandler(
         state=ocp.PyTreeCheckpointHandler(multiprocessing_options=mp),
@@ -261,15 +263,6 @@ class Checkpointer:
     except Exception as e:  # pylint: disable=broad-except
       return describe_error(e)
     return ""
-
-  def _damaged(self, step: int) -> bool:
-    """True if `step` cannot be read even without a target (its files are damaged, not mismatched)."""
-    args = ocp.args.Composite(state=ocp.args.StandardRestore(), extra=ocp.args.JsonRestore())
-    try:
-      self._mngr.restore(step, args=args)
-    except Exception:  # pylint: disable=broad-except
-      return True
-    return False
 
   def _set_aside(self, steps: list[int]):
     """Renames damaged step folders to "<step>.damaged" (on process 0), so that training writes them again."""
