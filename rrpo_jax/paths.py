@@ -83,6 +83,8 @@ def read_json_object(path) -> dict:
     data = json.loads(read_text(path))
   except json.JSONDecodeError as e:
     raise ValueError(f"{path}: line {e.lineno}: not JSON ({e.msg})") from None
+  except UnicodeDecodeError as e:
+    raise ValueError(f"{path}: byte {e.start}: not UTF-8 text ({e.reason})") from None
   if not isinstance(data, dict):
     raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
   return data

@@ -126,3 +126,6 @@ def test_compare_cli_between_two_runs(tmp_path, capsys):
   (tmp_path / "bad.json").write_text("{not json")
   with pytest.raises(compare.CompareError, match=r"bad.json: line 1: not JSON"):
     compare.run([str(tmp_path / "bad.json"), str(tmp_path / "b")])
+  (tmp_path / "latin1.json").write_bytes(b'{"a": "\xff"}')
+  with pytest.raises(compare.CompareError, match=r"latin1.json: byte 7: not UTF-8 text"):
+    compare.run([str(tmp_path / "latin1.json"), str(tmp_path / "b")])
