@@ -116,6 +116,11 @@ class Checkpointer:
     )
     try:
       self._mngr = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "extra"))
+      # orbax removes half-written "<step>.orbax-checkpoint-tmp" folders in a background thread and
+      # waits for it only at the next save; wait here so a restore and a listing see the settled folder.
+      settle = getattr(self._mngr, "_maybe_await_cleanup_tmp_directory", None)
+      if settle is not None:
+        settle()
     except OSError as e:
       raise CheckpointError(f"cannot open the checkpoint directory {self.directory}: {describe_error(e)}") from e
 
