@@ -5,12 +5,13 @@
       policy's k actions, and log pi_ref of those actions (plackett_luce);
   (b) the reader scores the k prefixes of both (outside jit; cached, deduplicated: scoring.py);
   (c) the RolloutBatch the update step consumes (a query whose reader calls failed leaves the
-      update), and the step's RL diagnostics.
+      update), and the step's RL diagnostics and reader accounting over every process's queries.
 make_rollout(...) returns rollout(state_params, batch, step) -> (RolloutBatch, diagnostics).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any, Callable
 
@@ -22,7 +23,7 @@ from rrpo_jax import plackett_luce
 from rrpo_jax import sharding
 from rrpo_jax import update as update_lib
 from rrpo_jax.batches import model_inputs
-from rrpo_jax.scoring import ScoreResult, ScoringStep
+from rrpo_jax.scoring import ScoreResult, ScoringStep, counter_row, summed_stats
 from rrpo_jax.sharding import BROADCAST, REPLICATED, SHARDED, DataParallel
 
 # The selection key of step s on process p is fold_in(fold_in(key, s), p + SELECTION_STREAM). The
@@ -112,8 +113,7 @@ def make_rollout(
         values=scored.values.astype(np.float32),
         query_mask=np.asarray(qmask, bool) & scored.ok,
     )
-    diagnostics = rl_diagnostics(scored, ref_scores, pol_scores, where, ref_topk, actions, qmask, k)
-    diagnostics.update({f"reader_{kk}": v for kk, v in scored.stats.items()})
+    diagnostics = all_hosts_diagnostics(scored, ref_scores, pol_scores, where, ref_topk, actions, qmask, k)
     diagnostics.update(time_score=t1 - t0, time_reader=t2 - t1)
     return batch, diagnostics
 
@@ -128,6 +128,36 @@ def kendall_tau(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:
   da, db = np.sign(a[:, None] - a[None, :]), np.sign(b[:, None] - b[None, :])
   iu = np.triu_indices(a.size, 1)
   return float(np.mean(da[iu] * db[iu]))
+
+
+def all_hosts_diagnostics(scored: ScoreResult, ref_scores, pol_scores, where, ref_topk, actions, qmask, k) -> dict:
+  """rl_diagnostics and the reader's accounting (reader_<counter>) of the whole step: over every
+  process's queries and summed reader counts on several processes (a collective, as the update is),
+  so the metrics row host 0 writes speaks for the run. Arguments: this process's rows [b, ...]."""
+  ok = np.ones(len(qmask), bool) if scored.ok is None else np.asarray(scored.ok, bool)
+  rows = sharding.all_hosts_rows(
+      {
+          "rewards": scored.rewards,
+          "values": scored.values,
+          "terms": scored.terms,
+          "ok": ok,
+          "ref_scores": np.asarray(ref_scores),
+          "pol_scores": np.asarray(pol_scores),
+          "where": np.asarray(where, bool),
+          "ref_topk": np.asarray(ref_topk),
+          "actions": np.asarray(actions),
+          "qmask": np.asarray(qmask, bool),
+          "stats": counter_row(scored.stats)[None],
+      }
+  )
+  every = dataclasses.replace(
+      scored, rewards=rows["rewards"], values=rows["values"], terms=rows["terms"], ok=rows["ok"], answers=[]
+  )
+  out = rl_diagnostics(
+      every, rows["ref_scores"], rows["pol_scores"], rows["where"], rows["ref_topk"], rows["actions"], rows["qmask"], k
+  )
+  out.update({f"reader_{name}": v for name, v in summed_stats(rows["stats"]).items()})
+  return out
 
 
 def rl_diagnostics(scored: ScoreResult, ref_scores, pol_scores, where, ref_topk, actions, qmask, k) -> dict:

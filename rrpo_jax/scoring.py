@@ -23,7 +23,7 @@ from rrpo_jax import faults
 from rrpo_jax import rewards as rewards_lib
 from rrpo_jax.reader import Passage, Request, Response, cache_key
 
-_COUNTERS = (
+COUNTERS = (
     "queries",
     "prefixes",
     "unique_requests",
@@ -58,8 +58,20 @@ class ScoreResult:
   ok: np.ndarray | None = None
 
 
+def summed_stats(per_host: np.ndarray) -> dict[str, float]:
+  """ScoreResult.stats of several hosts' scoring together: per_host float[P, len(COUNTERS)] (each
+  row counter_row(stats) of one host) summed, the rates derived again from the sums."""
+  total = np.asarray(per_host, np.float64).reshape(-1, len(COUNTERS)).sum(axis=0)
+  return _derived(collections.Counter(dict(zip(COUNTERS, total.tolist()))))
+
+
+def counter_row(stats: dict[str, float]) -> np.ndarray:
+  """The counters of ScoreResult.stats as float64[len(COUNTERS)], in COUNTERS order."""
+  return np.array([stats[name] for name in COUNTERS], np.float64)
+
+
 def _derived(counts: collections.Counter) -> dict[str, float]:
-  stats = {name: float(counts.get(name, 0)) for name in _COUNTERS}
+  stats = {name: float(counts.get(name, 0)) for name in COUNTERS}
   looked_up = stats["cache_hits"] + stats["cache_misses"]
   stats["cache_hit_rate"] = stats["cache_hits"] / looked_up if looked_up else 0.0
   stats["reader_calls_per_query"] = stats["reader_calls"] / stats["queries"] if stats["queries"] else 0.0

@@ -13,6 +13,7 @@ from typing import Callable
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 AXIS = "data"
@@ -130,3 +131,11 @@ def local_rows(x) -> np.ndarray:
     shards = sorted(x.addressable_shards, key=lambda s: s.index[0].start or 0)
     return np.concatenate([np.asarray(s.data) for s in shards])
   return np.asarray(x)
+
+
+def all_hosts_rows(tree):
+  """Every process's host arrays [b, ...] concatenated along axis 0 in process order, [P * b, ...]
+  (a collective: every process calls it, with the same shapes); the tree itself on one process."""
+  if jax.process_count() == 1:
+    return tree
+  return jax.tree.map(np.asarray, multihost_utils.process_allgather(tree, tiled=True))

@@ -101,6 +101,24 @@ def _prompts(log):
   return [line for line in log.read_text().splitlines() if CHECK_REQUEST.qid not in line]
 
 
+# RRPO metrics every host's queries enter (rollout.all_hosts_diagnostics), and host 0 writes
+DIAGNOSTICS = (
+    "reward",
+    "value",
+    "reward_f1",
+    "overlap@2",
+    "prefix_eq_ref_frac",
+    "kendall_tau",
+    "reader_queries",
+    "reader_prefixes",
+)  # not reader_unique_requests: a host remembers the reference's rewards of the queries it met itself
+
+
+def _rrpo_rows(workdir):
+  rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  return [r for r in rows if r["phase"] == "rrpo" and "reward" in r]
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(3600)  # minutes on a free 2-core machine; far longer on a shared one
 def test_two_hosts_with_a_shared_cache_ask_each_prompt_once(tmp_path, postgres_url):
@@ -125,11 +143,17 @@ def test_two_hosts_with_a_shared_cache_ask_each_prompt_once(tmp_path, postgres_u
       np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if r["phase"] == "rrpo"] == list(range(1, 13))  # one writer: host 0
+    # host 0's row speaks for both hosts: the diagnostics and reader counts of one 2-device process
+    for r, o in zip(_rrpo_rows(workdir), _rrpo_rows(one)):
+      for name in DIAGNOSTICS:
+        assert r[name] == pytest.approx(o[name], rel=1e-5, abs=1e-6), (workdir.name, r["step"], name)
     assert json.loads((workdir / "results.json").read_text())["step"] == 12
     assert not (workdir / "reader_cache.sqlite").exists()
     assert {line.split()[0] for line in host0 + sq0} == {"0"} and {line.split()[0] for line in host1 + sq1} == {"1"}
 
   # Shared cache: the two hosts together sent exactly the prompts one process sent, each once.
+  calls = lambda w: sum(r["reader_reader_calls"] for r in _rrpo_rows(w))  # noqa: E731
+  assert calls(shared) == calls(one) and calls(per_host) > calls(one)
   both = [line.split(" ", 1)[1] for line in host0 + host1]
   assert sorted(both) == sorted(line.split(" ", 1)[1] for line in single)
   assert host1, "host 1 asked nothing: the run did not exercise two hosts"
