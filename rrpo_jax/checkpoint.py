@@ -84,6 +84,8 @@ class Checkpointer:
   """Saves and restores the training state of one phase under `directory`.
 
   fallback: restoring the latest step (step=None) falls back to older steps when it is damaged.
+  read_only: another run's directory (rrpo.init_from): nothing in it is created, removed or
+  renamed, not even a half-written step folder that run may still be writing; save refuses.
   """
 
   def __init__(
@@ -95,8 +97,10 @@ class Checkpointer:
       best_mode: str = "max",
       async_save: bool = True,
       fallback: bool = False,
+      read_only: bool = False,
   ):
     self.directory = paths.absolute(directory)
+    self.read_only = read_only
     self.best_metric = best_metric
     self.fallback = fallback
     policies = [pp.LatestN(max(1, keep))]
@@ -111,8 +115,9 @@ class Checkpointer:
         best_fn=best_fn,
         best_mode=best_mode,
         enable_async_checkpointing=async_save,
-        create=True,
-        cleanup_tmp_directories=True,
+        create=not read_only,
+        cleanup_tmp_directories=not read_only,
+        read_only=read_only,
     )
     try:
       self._mngr = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "extra"))
@@ -137,6 +142,10 @@ class Checkpointer:
 
   def save(self, step: int, state: Any, extra: dict, *, metrics: dict | None = None, force: bool = True) -> bool:
     """Saves `state` (array pytree) and `extra` (JSON-able dict) at `step`."""
+    if self.read_only:
+      raise CheckpointError(
+          f"{self.directory} was opened read-only (another run's checkpoints): not saving step {step}"
+      )
     if metrics is not None and self.best_metric and self.best_metric not in metrics:
       metrics = None
     args = ocp.args.Composite(state=ocp.args.StandardSave(state), extra=ocp.args.JsonSave(extra))
@@ -272,6 +281,9 @@ class Checkpointer:
   def _set_aside(self, steps: list[int]):
     """Renames damaged step folders to "<step>.damaged" (on process 0), so that training writes them again."""
     if not steps:
+      return
+    if self.read_only:
+      logging.warning("damaged checkpoint steps %s of %s left in place (opened read-only)", steps, self.directory)
       return
     if jax.process_index() == 0:
       for s in steps:

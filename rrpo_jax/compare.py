@@ -3,7 +3,8 @@
   python -m rrpo_jax.compare RUN_OR_RESULTS_A RUN_OR_RESULTS_B [--system_a=policy] [--system_b=policy]
 
 Each argument is a run's workdir (its results.json names the evaluated step, whose per-question
-rows are in eval/step_N/results.json), such an eval/step_N/results.json, or a directory holding one.
+rows are in eval/step_N/results.json), such an eval/step_N/results.json, or a directory holding one:
+a local path or a gs:// (s3://, az://) URI.
 Prints, for EM and F1, mean(A - B) x100 with a 95% paired-bootstrap interval and the paired
 t-test's p over the questions both evaluated, and how many questions each side had. Exit status 2
 with one line for a missing or malformed file or a system the file does not hold.
@@ -35,16 +36,16 @@ def _load(path: str) -> dict:
 
 def per_query_results(path: str) -> tuple[str, dict]:
   """(file, results with "per_query") for a workdir, a results.json or an eval/step_N directory."""
-  if os.path.isdir(path):
-    if os.path.isfile(os.path.join(path, "results.json")):
-      return per_query_results(os.path.join(path, "results.json"))
+  if paths.isdir(path):
+    if paths.isfile(paths.join(path, "results.json")):
+      return per_query_results(paths.join(path, "results.json"))
     raise CompareError(f"{path}: no results.json (evaluate the run first: --config.mode=eval)")
   data = _load(path)
   if "per_query" in data:
     return path, data
   if "step" in data:  # a workdir's top-level results.json: the rows are under eval/step_N/
-    inner = os.path.join(os.path.dirname(os.path.abspath(path)), "eval", f"step_{data['step']}", "results.json")
-    if os.path.isfile(inner):
+    inner = paths.join(os.path.dirname(paths.absolute(path)), "eval", f"step_{data['step']}", "results.json")
+    if paths.isfile(inner):
       return inner, _load(inner)
     raise CompareError(f"{path}: names step {data['step']}, but {inner} is missing")
   raise CompareError(f"{path}: field 'per_query': missing (not an rrpo_jax evaluation results file)")

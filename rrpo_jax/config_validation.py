@@ -12,6 +12,7 @@ import os
 
 from rrpo_jax import evaluation
 from rrpo_jax import objective
+from rrpo_jax import paths
 from rrpo_jax import reader as reader_lib
 from rrpo_jax import rewards
 from rrpo_jax import sharding
@@ -101,7 +102,11 @@ def validate(config, *, num_devices: int = 1) -> tuple[str, ...]:
         "model.init",
         f"'minilm', 'random', or an existing HF / checkpoint directory; not found: {m.init}",
     )
-  _check(not r.init_from or os.path.isdir(r.init_from), "rrpo.init_from", f"directory not found: {r.init_from}")
+  # a checkpoint directory may sit in a bucket (gs://...); a Hugging Face directory is read from local disk
+  if r.init_from:
+    problem = paths.backend_problem(r.init_from)
+    _check(problem is None, "rrpo.init_from", str(problem))
+    _check(paths.isdir(r.init_from), "rrpo.init_from", f"directory not found: {r.init_from}")
   _check(
       config.parallel in sharding.PARALLEL_KINDS,
       "parallel",

@@ -115,10 +115,15 @@ def checkpointer(config, workdir: str, phase: str) -> ckpt_lib.Checkpointer:
 def params_from(config, path: str):
   """Params from a Checkpointer directory or an HF directory (init-from)."""
   if ckpt_lib.is_checkpoint_dir(path):
-    return ckpt_lib.Checkpointer(path, keep=1, async_save=False).restore_params()
-  if os.path.isfile(os.path.join(path, "config.json")):
+    ck = ckpt_lib.Checkpointer(path, keep=1, async_save=False, read_only=True)  # another run's: touch nothing
+    try:
+      return ck.restore_params()
+    finally:
+      ck.close()
+  if paths.is_local(path) and os.path.isfile(os.path.join(path, "config.json")):
     return build_reranker(config, init=path).params
-  raise ConfigError(f"init-from {path}: neither a checkpoint directory nor a Hugging Face directory")
+  where = "" if paths.is_local(path) else " (a Hugging Face directory is read from local disk)"
+  raise ConfigError(f"init-from {path}: neither a checkpoint directory nor a Hugging Face directory{where}")
 
 
 def initial_params(config, workdir: str, params) -> tuple[Any, dict]:

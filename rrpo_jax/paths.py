@@ -28,6 +28,23 @@ def is_local(path) -> bool:
   return not (sep and scheme in _SCHEMES)
 
 
+_PACKAGES = {"gs": "gcsfs (pip install -e '.[gcs]')", "s3": "s3fs", "az": "adlfs", "hf": "huggingface_hub"}
+
+
+def backend_problem(path) -> str | None:
+  """Why this install cannot reach a URI's object store (the fsspec package for its scheme is not
+  installed), or None (a local path, or a store whose package is there; the store itself may still
+  refuse, with its own error)."""
+  if is_local(path):
+    return None
+  scheme = os.fspath(path).partition("://")[0]
+  try:
+    epath.Path(path).exists()  # epath loads the store's fsspec package at the first use
+  except ImportError:
+    return f"{path}: {scheme}:// needs {_PACKAGES[scheme]}, which is not installed"
+  return None
+
+
 def absolute(path) -> str:
   """A local path made absolute (and ~ expanded); a URI unchanged."""
   path = os.fspath(path)

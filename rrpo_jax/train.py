@@ -62,6 +62,9 @@ USER_ERRORS = (
 def train_and_evaluate(config, workdir: str) -> dict | None:
   """Runs config.mode in `workdir` (created); returns the last evaluation results (host 0). A write
   that fails for lack of space or in the workdir, at the start or mid-run, raises WorkdirError."""
+  problem = paths.backend_problem(workdir)
+  if problem:
+    raise ConfigError(f"--workdir {problem}")
   try:
     return _train_and_evaluate(config, workdir)
   except OSError as e:

@@ -156,6 +156,24 @@ def test_a_kill_during_an_asynchronous_write_is_never_restored(tmp_path):
   assert sorted(os.listdir(d)) == ["1"]  # the half-written folder was removed at the start
 
 
+def test_another_runs_directory_read_only_is_left_as_it_is(tmp_path):
+  """rrpo.init_from opens another run's checkpoints read-only: a step folder that run is still
+  writing stays (a writable Checkpointer removes it when it opens), and nothing can be saved."""
+  d = tmp_path / "c"
+  _saved(d, steps=(1, 2))
+  (d / "3.orbax-checkpoint-tmp-0").mkdir()  # the other run is writing step 3
+  ck = ckpt_lib.Checkpointer(str(d), keep=1, async_save=False, read_only=True)
+  assert ck.all_steps() == [1, 2]
+  state, extra, step = ck.restore(_target())
+  assert step == 2 and extra == {"step": 2} and np.array_equal(state["w"], _state(2)["w"])
+  with pytest.raises(ckpt_lib.CheckpointError, match="opened read-only"):
+    ck.save(4, _state(4), {"step": 4})
+  ck.close()
+  assert sorted(os.listdir(d)) == ["1", "2", "3.orbax-checkpoint-tmp-0"]
+  ckpt_lib.Checkpointer(str(d), keep=3, async_save=False).close()
+  assert sorted(os.listdir(d)) == ["1", "2"]
+
+
 def test_a_failed_write_names_the_directory_and_keeps_what_was_saved(tmp_path, capfd):
   """A real write error from the kernel (RLIMIT_FSIZE: EFBIG, as a full disk gives ENOSPC) in
   orbax's background thread: one CheckpointError, the saved step intact, no traceback printed."""

@@ -1,5 +1,6 @@
 """A gs:// workdir through etils' own epath mock (tests/harness.py fake_gcs): every file the run
-writes and reads, TensorBoard and Orbax included; a full run, a SIGKILL and a resume.
+writes and reads, TensorBoard and Orbax included; a full run, a SIGKILL and a resume, and RRPO
+initialised from checkpoints in the bucket.
 
 fake_gcs serves gs://BUCKET/PATH from a local folder through epath.testing.mock_epath. Orbax's
 array bytes go through TensorStore's own gcs driver, which the Python mock cannot reach: the
@@ -40,6 +41,28 @@ def test_paths_on_fake_gcs(tmp_path):
     on_disk = os.path.join(root, "bucket", "runs", "unit")
     assert open(os.path.join(on_disk, "export", "model.bin"), "rb").read() == b"\x00\x01" * 1000
   assert not os.path.exists(os.path.join(os.getcwd(), "gs:"))  # nothing leaked to a relative 'gs:' folder
+
+
+def test_a_uri_whose_store_is_not_installed_stops_with_one_line(tmp_path, monkeypatch):
+  """gs:// without gcsfs (the [gcs] extra): one ConfigError naming the field and the package, for
+  the workdir and for rrpo.init_from (it was a bare ImportError traceback from fsspec)."""
+  monkeypatch.setitem(sys.modules, "gcsfs", None)  # as on an install without the [gcs] extra
+  assert "gcsfs" in str(paths.backend_problem("gs://bucket/run")) and paths.backend_problem("runs/x") is None
+  with fake_gcs(tmp_path / "gcs"):
+    assert paths.backend_problem("gs://bucket/run") is None  # the mock stands for an installed store
+  env = env_for(1)
+  env["PYTHONPATH"] = os.pathsep.join([os.path.join(ROOT, "tests", "no_gcsfs"), env.get("PYTHONPATH", "")])
+  for where, extra in (
+      ("--workdir gs://b/x", []),
+      ("config.rrpo.init_from: gs://b/y", ["--config.rrpo.init_from=gs://b/y"]),
+  ):
+    workdir = "gs://b/x" if not extra else str(tmp_path / "local")
+    cmd = [sys.executable, "-m", "rrpo_jax.main", f"--config={ROOT}/configs/smoke.py", f"--workdir={workdir}", *extra]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"rrpo_jax: ConfigError: {where}: gs:// needs gcsfs (pip install -e '.[gcs]'), which is not installed"
+    )
 
 
 def test_metric_writer_on_fake_gcs(tmp_path):
@@ -126,3 +149,10 @@ def test_full_run_kill_and_resume_on_a_gs_workdir(tmp_path):
     np.testing.assert_array_equal(a, b)
   rows = [json.loads(line) for line in (tmp_path / "gcs" / "bucket" / "runs" / "killed" / "metrics.jsonl").open()]
   assert [r["step"] for r in rows if r["phase"] == "rrpo"] == [1, 2, 3]
+
+  # RRPO started from the first run's warm-up checkpoints in the bucket (rrpo.init_from=gs://...)
+  # trains exactly as the run that warmed up itself.
+  proc = _run(tmp_path, f"{BUCKET}/from_sft", "mode=rrpo", f"rrpo.init_from={full}/checkpoints/sft")
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  for a, b in zip(leaves(_params(tmp_path, f"{BUCKET}/from_sft", 3)), leaves(_params(tmp_path, full, 3))):
+    np.testing.assert_array_equal(a, b)

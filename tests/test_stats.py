@@ -2,12 +2,14 @@
 
 import json
 import math
+import os
 
 import numpy as np
 import pytest
 import scipy.stats
 
-from rrpo_jax import compare, evaluation, stats
+from harness import fake_gcs
+from rrpo_jax import compare, evaluation, paths, stats
 
 
 def test_paired_t_test_matches_scipy_and_hand_example():
@@ -102,16 +104,32 @@ def test_evaluation_reports_comparisons_and_oracle():
 
 
 def _write_run(path, results):
-  (path / "eval" / "step_7").mkdir(parents=True)
-  (path / "eval" / "step_7" / "results.json").write_text(json.dumps({"step": 7, **results}))
-  (path / "results.json").write_text(json.dumps({"step": 7, "k": results["k"], "systems": results["systems"]}))
+  """A workdir's results.json and its eval/step_7/results.json (path: local or a gs:// URI)."""
+  paths.write_text(paths.join(path, "eval", "step_7", "results.json"), json.dumps({"step": 7, **results}))
+  paths.write_text(
+      paths.join(path, "results.json"), json.dumps({"step": 7, "k": results["k"], "systems": results["systems"]})
+  )
+
+
+def test_compare_reads_runs_on_gcs(tmp_path):
+  _, a = _results(policy_first=30)
+  _, b = _results(policy_first=10)
+  with fake_gcs(tmp_path / "gcs"):
+    _write_run("gs://bucket/runs/a", a)
+    _write_run("gs://bucket/runs/b", b)
+    out = compare.run(["gs://bucket/runs/a", "gs://bucket/runs/b/results.json"])
+    assert "paired over the 40 questions" in out and "EM  +50.00" in out
+    with pytest.raises(compare.CompareError, match="gs://bucket/runs/c: no results.json"):
+      paths.write_text("gs://bucket/runs/c/config.json", "{}")
+      compare.run(["gs://bucket/runs/c", "gs://bucket/runs/b"])
+  assert not os.path.exists(os.path.join(os.getcwd(), "gs:"))
 
 
 def test_compare_cli_between_two_runs(tmp_path, capsys):
   _, a = _results(policy_first=30)
   _, b = _results(policy_first=10)
-  _write_run(tmp_path / "a", a)
-  _write_run(tmp_path / "b", b)
+  _write_run(str(tmp_path / "a"), a)
+  _write_run(str(tmp_path / "b"), b)
   out = compare.run([str(tmp_path / "a"), str(tmp_path / "b")])
   assert "paired over the 40 questions" in out and "EM  +50.00" in out and "(significant" in out
   parsed = json.loads(
