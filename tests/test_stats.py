@@ -119,8 +119,8 @@ def test_compare_reads_runs_on_gcs(tmp_path):
     _write_run("gs://bucket/runs/b", b)
     out = compare.run(["gs://bucket/runs/a", "gs://bucket/runs/b/results.json"])
     assert "paired over the 40 questions" in out and "EM  +50.00" in out
+    paths.write_text("gs://bucket/runs/c/config.json", "{}")  # a run never evaluated
     with pytest.raises(compare.CompareError, match="gs://bucket/runs/c: no results.json"):
-      paths.write_text("gs://bucket/runs/c/config.json", "{}")
       compare.run(["gs://bucket/runs/c", "gs://bucket/runs/b"])
   assert not os.path.exists(os.path.join(os.getcwd(), "gs:"))
 
