@@ -163,37 +163,51 @@ def _plot(curves, path, title):
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
 
-  fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+  fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+  # the seeds (the headline) blue and red, thick; each ablation its own colour, thin and dashed
+  seed_colours, others = ["tab:blue", "tab:red"], [
+      c for j, c in enumerate(plt.get_cmap("tab20").colors) if j not in (0, 1, 6, 7)
+  ]
+  n_seeds = n_others = 0
   for kind, rows in curves.items():
+    seed = kind.startswith("rrpo_s")
+    if seed:
+      colour, n_seeds = seed_colours[n_seeds % 2], n_seeds + 1
+    else:
+      colour, n_others = others[n_others % len(others)], n_others + 1
     train = [r for r in rows if r.get("phase") == "rrpo" and "reward" in r]
-    if train:
+    if train and seed:  # the ablations' training curves would bury the seeds'
       steps = [r["step"] for r in train]
       gap = [r["reward"] - r["value"] for r in train]
-      (line,) = axes[0].plot(steps, gap, alpha=0.35)
+      axes[0].plot(steps, gap, alpha=0.35, color=colour)
       window = 8  # trailing mean over 8 steps
       smooth = [
           sum(gap[max(0, i - window + 1) : i + 1]) / len(gap[max(0, i - window + 1) : i + 1]) for i in range(len(gap))
       ]
-      axes[0].plot(steps, smooth, color=line.get_color(), label=f"{kind} (8-step mean)")
+      axes[0].plot(steps, smooth, color=colour, label=f"{kind} (8-step mean)")
     val = [r for r in rows if r.get("phase") == "val" and "policy_f1" in r]
     if val:  # step 0: the policy is the reference
       axes[1].plot(
           [0] + [r["step"] for r in val],
           [val[0]["reference_f1"]] + [r["policy_f1"] for r in val],
           marker="o",
+          color=colour,
+          linewidth=2.2 if seed else 1.0,
+          linestyle="-" if seed else "--",
+          markersize=5 if seed else 3,
           label=f"{kind} policy",
       )
       axes[1].axhline(val[0]["reference_f1"], linestyle=":", color="grey")
       if "retriever_f1" in val[0]:
         axes[1].axhline(val[0]["retriever_f1"], linestyle="--", color="grey", linewidth=0.8)
   axes[0].axhline(0.0, color="grey", linewidth=0.8)
-  axes[0].set_title(f"{title}: policy reward - reference value (batch mean)")
+  axes[0].set_title(f"{title}: policy reward - reference value (batch mean, seeds)")
   axes[0].set_xlabel("RRPO step")
   axes[1].set_title(f"{title}: validation F1 (dotted: reference, dashed: retriever)")
   axes[1].set_xlabel("RRPO step")
   for ax in axes:
     if ax.lines:
-      ax.legend(fontsize=7)
+      ax.legend(fontsize=7, ncol=2 if len(ax.get_legend_handles_labels()[1]) > 6 else 1)
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
