@@ -26,10 +26,10 @@ def rrpo_choices(c):
   1 (dropout 0.1 with identical parameters logged ratios 0.72-1.99, past the 0.8-1.2 clip); without
   dropout a greedy policy would repeat the reference's top-k (every advantage 0). Against these
   settings on val (NQ seed 0, steps 16 / 32, none significant): GAE + mean/std -0.61 / -1.11 F1;
-  greedy top-k under dropout 0.1 -2.69 / -1.02 F1 (its step-1 ratios 0.67-3.76); beta 0 -0.23 / 0.00;
-  k_train 1 -0.57 / -0.31; k_train 5 -0.15 / +2.35 at 1.8x the cost (k stays 3, the paper's);
-  learning rate 2e-4 -1.67 / -1.00, 1e-5 -1.99 / -1.19; greedy with the reference under the
-  policy's dropout masks -1.28 / -1.34.
+  greedy top-k under dropout 0.1 -2.69 / -1.02 F1 (its step-1 ratios 0.67-3.76); beta 0 -0.23 /
+  0.00, beta 0.1 -0.50 / +0.76; k_train 1 -0.57 / -0.31; k_train 5 -0.15 / +2.35 at 1.8x the cost
+  (k stays 3, the paper's); learning rate 2e-4 -1.67 / -1.00, 1e-5 -1.99 / -1.19; greedy with the
+  reference under the policy's dropout masks -1.28 / -1.34.
   model.dropout also applies to a warm-up in the same run.
   """
   c.model.dropout = 0.0  # exploration by sampling; the ratio is 1 at step 1
