@@ -39,7 +39,7 @@ def backend_problem(path) -> str | None:
     return None
   scheme = os.fspath(path).partition("://")[0]
   try:
-    epath.Path(path).exists()  # epath loads the store's fsspec package at the first use
+    exists(path)  # epath loads the store's fsspec package at the first use
   except ImportError:
     return f"{path}: {scheme}:// needs {_PACKAGES[scheme]}, which is not installed"
   return None
