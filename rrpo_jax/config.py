@@ -62,7 +62,9 @@ def get_config(arg=None):
   c.data.max_train_queries = 0  # use only the first this many training queries (0 = all)
   c.data.max_eval_queries = 30  # evaluate on the first this many queries of data.eval_split (0 = all)
   c.data.val_size = 0  # hold out the last this many training examples as the validation split "val" (0 = none)
-  c.data.eval_split = "dev"  # report split: a sample split ("dev", "test", "dev+test"), "val", or "eval" (= eval_path)
+  c.data.eval_split = "dev"  # report split: "dev", "test", "dev+test" (sample), "val", "eval" (eval_path), "heldout"
+  c.data.folds = 0  # cross-fitting of the sample minus "val": 0 = off, 2 = two folds (report split "heldout")
+  c.data.fold = 0  # with data.folds=2: the fold this run trains on, 0 or 1; "heldout" is the other (data/splits.py)
 
   # --- model --------------------------------------------------------------------------------
   c.model = ml_collections.ConfigDict()
@@ -87,7 +89,8 @@ def get_config(arg=None):
   c.sft.warmup_steps = 6  # linear warm-up steps, then linear decay to 0
   c.sft.weight_decay = 0.01  # AdamW weight decay
   c.sft.max_grad_norm = 1.0  # clip gradients by this global norm
-  c.sft.labels = "auto"  # "auto" (is_supporting where given, else has_answer), "has_answer", "is_supporting"
+  c.sft.labels = "auto"  # "auto" (is_supporting where given, else has_answer), "has_answer", "is_supporting", "reader"
+  c.sft.reader_temperature = 0.1  # labels="reader": target softmax(log q_d / T) (REPLUG LSR / Atlas)
 
   # --- RRPO ---------------------------------------------------------------------------------
   c.rrpo = ml_collections.ConfigDict()
@@ -112,11 +115,13 @@ def get_config(arg=None):
   c.rrpo.weight_decay = 0.01  # AdamW weight decay
   c.rrpo.max_grad_norm = 1.0  # clip gradients by this global norm
   c.rrpo.grad_accum = 1  # gradient accumulation (optax.MultiSteps): batches per optimiser step
+  c.rrpo.samples = 1  # G: Plackett-Luce samples per question (> 1: selection="sample"; see group_loo)
 
   # --- reward -------------------------------------------------------------------------------
   c.reward = ml_collections.ConfigDict()
   c.reward.lambda_f = 1.0  # weight of token F1 in R = EM + lambda_f*F1 + lambda_h*hit (unpublished)
   c.reward.lambda_h = 1.0  # weight of hit (unpublished)
+  c.reward.lambda_ll = 0.0  # weight of q, the reader's gold-answer likelihood (0: the paper's reward, no scoring)
 
   # --- reader -------------------------------------------------------------------------------
   c.reader = reader_config()
@@ -135,6 +140,7 @@ def get_config(arg=None):
       override=True
   )  # transfer evaluation: a different reader ("" fields = training reader's)
   c.eval.oracle = False  # add the row "oracle@1": the reader's best score over single candidates (N calls a question)
+  c.eval.likelihood = False  # add the column q (reader likelihood of the gold answer) per system: scoring calls
   c.eval.resamples = 10_000  # paired-bootstrap resamples for the intervals of system differences
   c.eval.write_runs = True  # write DPR JSONL and TREC run files of the policy's ranking
 

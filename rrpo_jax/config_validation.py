@@ -24,7 +24,12 @@ from rrpo_jax.registry import one_of as _one_of
 MODES = ("sft", "rrpo", "eval", "export")
 DEFAULT_MODES = ("sft", "rrpo", "eval")
 SYSTEMS = ("retriever", "reference", "policy")
-LABEL_KINDS = ("auto", "has_answer", "is_supporting")  # sft.labels (labels_for)
+LABEL_KINDS = (
+    "auto",
+    "has_answer",
+    "is_supporting",
+    "reader",
+)  # sft.labels (labels_for; "reader": the reader's likelihood)
 REF_MODES = ("eval", "same_dropout")  # how log pi_ref of the ratio is computed (rrpo.ref_mode)
 
 
@@ -76,6 +81,9 @@ def validate(config, *, num_devices: int = 1) -> tuple[str, ...]:
   _check(d.sample in SAMPLES, "data.sample", f"must be {_one_of([repr(x) for x in SAMPLES])}, got {d.sample!r}")
   _check(d.format in FORMATS, "data.format", f"must be {_one_of(FORMATS.names())}, got {d.format!r}")
   _check(d.val_size >= 0, "data.val_size", f"must be >= 0, got {d.val_size}")
+  fold_problem = splits.check_folds(d)  # data.folds / data.fold (cross-fitting)
+  if fold_problem:
+    _check(False, *fold_problem)
   for field, split in (("data.eval_split", d.eval_split), ("eval.select_split", select_split(config))):
     why = splits.check(d, split)
     _check(why is None, field, why or "")
@@ -119,6 +127,7 @@ def validate(config, *, num_devices: int = 1) -> tuple[str, ...]:
         f"{s.batch_size} is not divisible by the {num_devices} devices",
     )
     _check(s.labels in LABEL_KINDS, "sft.labels", f"must be {_one_of(LABEL_KINDS)}, got {s.labels!r}")
+    _check(s.reader_temperature > 0, "sft.reader_temperature", f"must be > 0, got {s.reader_temperature}")
   _check(s.steps >= 0, "sft.steps", "must be >= 0")
   if "rrpo" in modes:
     _check(r.steps >= 1, "rrpo.steps", f"must be >= 1, got {r.steps}")
@@ -146,6 +155,17 @@ def validate(config, *, num_devices: int = 1) -> tuple[str, ...]:
   _check(r.clip_eps > 0, "rrpo.clip_eps", f"must be > 0, got {r.clip_eps}")
   _check(r.window >= 1, "rrpo.window", f"must be >= 1, got {r.window}")
   _check(r.grad_accum >= 1, "rrpo.grad_accum", f"must be >= 1, got {r.grad_accum}")
+  _check(_is_int(r.samples) and r.samples >= 1, "rrpo.samples", f"must be an integer >= 1, got {r.samples!r}")
+  _check(
+      r.samples == 1 or r.selection == "sample",
+      "rrpo.samples",
+      f"{r.samples} samples per question need rrpo.selection='sample' (greedy repeats one top-k)",
+  )
+  for name, term in rewards.TERMS.items():
+    if term.weight is not None and term.weight in config.reward:
+      _check(
+          config.reward[term.weight] >= 0, f"reward.{term.weight}", f"must be >= 0, got {config.reward[term.weight]}"
+      )
   _check(e.resamples >= 100, "eval.resamples", f"must be >= 100, got {e.resamples}")
   _check(
       e.batch_size % num_devices == 0,

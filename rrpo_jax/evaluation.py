@@ -8,7 +8,8 @@ reranker), "policy" (the current reranker). For each, over the evaluation querie
   answer_recall  share of queries with a has_answer passage in the top-k (DPR "top-k accuracy", x100);
   ndcg, mrr  nDCG@k and MRR over has_answer (rax, x100).
 Paired comparisons (policy - reference, policy - retriever, reference - retriever) of EM and F1 over
-the same questions come with a 95% paired-bootstrap interval and a paired t-test (stats.py).
+the same questions come with a 95% paired-bootstrap interval, a paired t-test and the minimum
+detectable effect at 80% power, mde80 (stats.py).
 Outputs: results JSON, the policy's ranking as DPR JSONL and TREC run files, a printed table.
 """
 
@@ -156,7 +157,7 @@ def _oracle(examples, answer_fn) -> tuple[dict, list[dict]]:
 
 def flat_metrics(results: dict) -> dict[str, float]:
   """{"<system>_<metric>": value} for logging and best-checkpoint selection, plus
-  "<a>-<b>_<metric>_diff" / "_lo" / "_hi" / "_p" of every paired comparison."""
+  "<a>-<b>_<metric>_diff" / "_lo" / "_hi" / "_p" / "_mde80" of every paired comparison."""
   out = {f"{name}_{m}": v for name, ms in results["systems"].items() for m, v in ms.items() if m in METRICS}
   for pair, by_metric in results.get("comparisons", {}).items():
     for m, c in by_metric.items():
@@ -169,6 +170,8 @@ def flat_metrics(results: dict) -> dict[str, float]:
                 f"{pair}_{m}_p": c["p"],
             }
         )
+        if "mde80" in c:
+          out[f"{pair}_{m}_mde80"] = c["mde80"]
   return out
 
 
@@ -178,7 +181,7 @@ def comparison_lines(comparisons: Mapping[str, Mapping], *, resamples: int = sta
     return []
   lines = [
       f"paired differences over the same questions (x100; 95% paired-bootstrap interval, "
-      f"{resamples:,} resamples; paired t-test p):"
+      f"{resamples:,} resamples; paired t-test p; mde: minimum detectable effect at 80% power):"
   ]
   for pair, c in comparisons.items():
     verdict = []

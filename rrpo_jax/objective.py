@@ -26,6 +26,10 @@ Array = jax.Array
 # rrpo.loss). A new one is a registered function below plus a test; validation reads names().
 # advantage(r, v, *, gamma, lam) -> A, with r and v already 0 on invalid steps.
 ADVANTAGES: Registry[Callable[..., Array]] = Registry("advantage kind")
+# The advantage kinds that read the group of samples of a question: r is [..., G, k] (G samples,
+# rrpo.samples) and v [..., G, k] (the reference's, the same for every sample); the update step
+# gives them a group axis of 1 when a question has a single sample.
+GROUPED: set[str] = set()
 # standardise(window, adv, *, eps) -> A^ (see window_standardise).
 STANDARDIZERS: Registry[Callable[..., Array]] = Registry("standardize kind")
 # kl(x) -> per-sample KL(pi || pi_ref) estimate from the capped log-ratio x = log pi - log pi_ref.
@@ -59,7 +63,12 @@ def advantages(
   kind="gae":             delta_t = r_t + gamma V_{t+1} - V_t (V_{k+1} = 0),
                           A_t = sum_{j >= t} (gamma lam)^(j-t) delta_j   (the paper's literal form);
   kind="ref_diff_return": A_t = sum_{j >= t} gamma^(j-t) (r_j - V_j);
-  kind="ref_diff":        A_t = r_t - V_t.
+  kind="ref_diff":        A_t = r_t - V_t;
+  kind="group_loo":       r, V [..., G, k] (G samples of a question, GROUPED): the return to go R^g_t
+                          of sample g against the leave-one-out mean of the group with the
+                          reference as one more member, A^g_t = R^g_t - (sum_{h != g} R^h_t + V_t) / G
+                          (R_t = sum_{j >= t} gamma^(j-t) r_j, V_t the reference's; Kool et al. 2019,
+                          RLOO); with G = 1 it is ref_diff_return.
   Invalid steps (where=False; they form a suffix, e.g. -1 action slots) are treated as past the end
   of the episode: their r and V are 0, so the last valid step bootstraps from V = 0, and their A is 0.
   """
@@ -88,6 +97,17 @@ def _ref_diff_return(r: Array, v: Array, *, gamma: float, lam: float) -> Array:
 def _ref_diff(r: Array, v: Array, *, gamma: float, lam: float) -> Array:
   del gamma, lam
   return r - v
+
+
+@ADVANTAGES.register("group_loo")
+def _group_loo(r: Array, v: Array, *, gamma: float, lam: float) -> Array:
+  del lam
+  ret, ref = _discounted_suffix_sum(r, gamma), _discounted_suffix_sum(v, gamma)
+  others = jnp.sum(ret, axis=-2, keepdims=True) - ret
+  return ret - (others + ref) / r.shape[-2]
+
+
+GROUPED.add("group_loo")
 
 
 @flax.struct.dataclass

@@ -8,6 +8,7 @@ transfer evaluation's different reader). Equal settings share one reader (and it
 from __future__ import annotations
 
 import json
+import math
 
 import jax
 
@@ -22,6 +23,7 @@ CHECK_REQUEST = Request(
     "What is the capital of France?",
     (Passage("rrpo_jax-reader-check", "Paris", "Paris is the capital and largest city of France."),),
 )
+CHECK_CONTINUATION = "Paris"
 
 
 class Readers:
@@ -39,11 +41,17 @@ class Readers:
     rc = resolve_reader(c.reader, c.eval.reader if which == "eval" else None)
     return json.dumps({k: v for k, v in rc.items() if k != "cache_path"}, sort_keys=True), rc
 
-  def check(self, which: str = "train") -> None:
+  def check(self, which: str = "train", *, scores: bool = False) -> None:
     """One real request to the reader (outside the cache), before any training: a reader that
     cannot be built, is unreachable, rejects the request or answers without an answer raises
-    ReaderError naming the config section, backend, base_url / model. Each setting is checked once."""
+    ReaderError naming the config section, backend, base_url / model. scores=True (the run asks it
+    for teacher-forced scores: reward.lambda_ll, sft.labels="reader", eval.likelihood) also scores
+    one continuation: a reader that cannot score fails here, not with zeros later. Each setting is
+    checked once."""
     key, rc = self._settings(which)
+    if scores and key + "+scores" not in self._checked:
+      self._check_scores(which, rc)
+      self._checked.add(key + "+scores")
     if key in self._checked:
       return
     where = describe(rc, "config.eval.reader" if which == "eval" else "config.reader")
@@ -55,6 +63,19 @@ class Readers:
     if not response.ok or response.malformed:
       raise ReaderError(f"{where}: the reader check before training got no usable answer: {response.error}")
     self._checked.add(key)
+
+  def _check_scores(self, which: str, rc: dict) -> None:
+    where = describe(rc, "config.eval.reader" if which == "eval" else "config.reader")
+    try:
+      (scored,) = self.scoring(which).reader.score([CHECK_REQUEST], [CHECK_CONTINUATION])
+    except (ReaderError, ConfigError, OSError) as e:
+      cls = type(e) if isinstance(e, ReaderError) else ReaderError
+      raise cls(f"{where}: the reader's scoring check before training failed: {e}") from e
+    if not scored.ok or not scored.logprobs or not all(math.isfinite(x) and x <= 0 for x in scored.logprobs):
+      raise ReaderError(
+          f"{where}: the reader's scoring check before training got no usable log-probabilities "
+          f"({scored.error or scored.logprobs})"
+      )
 
   def scoring(self, which: str = "train") -> ScoringStep:
     """A ScoringStep for the training reader or the (possibly different) evaluation reader."""

@@ -51,9 +51,15 @@ def make_scorer(dp: DataParallel, apply_fn: Callable, *, train_mode: bool) -> Ca
   return scores
 
 
-def select(ref_scores, pol_scores, ref_lp_scores, where, key, *, k, selection, temperature):
-  """Reference greedy top-k, the policy's actions, and log pi_ref of those actions under ref_lp_scores."""
+def select(ref_scores, pol_scores, ref_lp_scores, where, key, *, k, selection, temperature, samples=1):
+  """Reference greedy top-k [B, k], the policy's actions ([B, k]; [B, G, k] for samples G > 1: G
+  independent Plackett-Luce samples per question) and log pi_ref of those actions under ref_lp_scores."""
   ref_topk = plackett_luce.greedy(ref_scores, k=k, where=where)
+  if samples > 1:
+    by_sample = lambda x: jnp.broadcast_to(x[:, None, :], x.shape[:1] + (samples,) + x.shape[1:])  # noqa: E731
+    actions = plackett_luce.sample(by_sample(pol_scores), key=key, k=k, temperature=temperature, where=by_sample(where))
+    ref_lp = plackett_luce.log_prob(by_sample(ref_lp_scores), actions, temperature=temperature, where=by_sample(where))
+    return ref_topk, actions, ref_lp
   if selection == "sample":
     actions = plackett_luce.sample(pol_scores, key=key, k=k, temperature=temperature, where=where)
   else:
@@ -73,7 +79,8 @@ def make_rollout(
   k = r.k
   score_eval = make_scorer(dp, apply_fn, train_mode=False)
   score_train = make_scorer(dp, apply_fn, train_mode=True)
-  select_jit = jax.jit(select, static_argnames=("k", "selection", "temperature"))
+  select_jit = jax.jit(select, static_argnames=("k", "selection", "temperature", "samples"))
+  g = r.samples
   key_data = np.asarray(jax.random.key_data(key))
 
   def rollout(policy_params, b: dict, step: int) -> tuple[update_lib.RolloutBatch, dict]:
@@ -97,9 +104,16 @@ def make_rollout(
             k=k,
             selection=r.selection,
             temperature=r.temperature,
+            samples=g,
         )
     )
     t1 = time.perf_counter()
+    if g > 1:
+      batch, diagnostics = _grouped(
+          scoring, exs, inputs, where, qmask, ref_topk, actions, ref_lp, ref_scores, pol_scores
+      )
+      diagnostics.update(time_score=t1 - t0, time_reader=time.perf_counter() - t1)
+      return batch, diagnostics
     # (b) the reader scores both prefixes (outside jit; cached)
     scored = scoring.score(exs, ref_topk, actions)
     t2 = time.perf_counter()
@@ -115,6 +129,44 @@ def make_rollout(
     )
     diagnostics = all_hosts_diagnostics(scored, ref_scores, pol_scores, where, ref_topk, actions, qmask, k)
     diagnostics.update(time_score=t1 - t0, time_reader=t2 - t1)
+    return batch, diagnostics
+
+  def _grouped(scoring, exs, inputs, where, qmask, ref_topk, actions, ref_lp, ref_scores, pol_scores):
+    """(b) and (c) for G samples per question: the B*G episodes are scored as rows (each query's
+    reference once: the value memo), and a group whose G rewards all equal the reference's at every
+    step leaves the update (no sample differs from the baseline: DAPO's dynamic sampling), counted
+    as tied_group_frac."""
+    b = actions.shape[0]
+    rep = lambda x: np.repeat(np.asarray(x), g, axis=0)  # noqa: E731  [B, ...] -> [B*G, ...]
+    scored = scoring.score([ex for ex in exs for _ in range(g)], rep(ref_topk), np.asarray(actions).reshape(b * g, k))
+    rewards = scored.rewards.reshape(b, g, k).astype(np.float32)
+    values = scored.values.reshape(b, g, k)[:, 0].astype(np.float32)
+    ok = np.asarray(scored.ok, bool).reshape(b, g).all(axis=1)
+    tied = np.all(rewards == values[:, None, :], axis=(1, 2)) & np.asarray(qmask, bool) & ok
+    batch = update_lib.RolloutBatch(
+        inputs=inputs,
+        where=where,
+        actions=np.asarray(actions, np.int32),
+        ref_log_prob=np.asarray(ref_lp, np.float32),
+        rewards=rewards,
+        values=values,
+        query_mask=np.asarray(qmask, bool) & ok & ~tied,
+    )
+    diagnostics = all_hosts_diagnostics(
+        scored,
+        rep(ref_scores),
+        rep(pol_scores),
+        rep(where),
+        rep(ref_topk),
+        batch.actions.reshape(b * g, k),
+        rep(qmask),
+        k,
+    )
+    counts = sharding.all_hosts_rows(
+        {"tied": tied.astype(np.float64)[None], "real": np.asarray(qmask, np.float64)[None]}
+    )
+    real = counts["real"].sum()
+    diagnostics["tied_group_frac"] = float(counts["tied"].sum() / real) if real else 0.0
     return batch, diagnostics
 
   return rollout

@@ -3,11 +3,13 @@
 For each query b and step t = 1..k the reader answers from the first t picks:
   r[b, t] = R(A_b, Reader(q_b, d_{a_1}..d_{a_t}))   (policy actions a)
   V[b, t] = R(A_b, Reader(q_b, d_{g_1}..d_{g_t}))   (reference greedy top-k g; computed once per query)
-with R = EM + lambda_f * F1 + lambda_h * hit (rrpo_jax.rewards: the weighted sum of its registered
-terms). Slots at or after the first -1 in a
-row are invalid: no request, 0 in every output. Identical requests in a batch are sent once, cached
-ones not at all; the rest go to the reader in one batch, each query's prefixes adjacent and in
-order (t = 1..k) so a reader that keeps its KV cache reuses the shared beginning.
+with R = EM + lambda_f * F1 + lambda_h * hit + lambda_ll * q (rrpo_jax.rewards: the weighted sum of
+its registered terms; q and any other reader term only when its weight is not 0: then the reader
+also scores the gold aliases teacher-forced after each prefix's prompt, Reader.ask). Slots at or
+after the first -1 in a row are invalid: no request, 0 in every output. Identical requests in a
+batch are sent once, cached ones (answers and scores alike) not at all; the rest go to the reader in
+one batch, each query's prefixes adjacent and in order (t = 1..k) so a reader that keeps its KV
+cache reuses the shared beginning.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np
 
 from rrpo_jax import faults
 from rrpo_jax import rewards as rewards_lib
-from rrpo_jax.reader import Passage, Request, Response, cache_key
+from rrpo_jax.reader import Passage, Request, Response, Scored, cache_key, response_as_score, score_as_response, score_key
 
 COUNTERS = (
     "queries",
@@ -38,6 +40,10 @@ COUNTERS = (
     "prompt_tokens",
     "completion_tokens",
     "reader_seconds",
+    "score_requests",  # unique teacher-forced scores wanted (reader terms, likelihood labels and columns)
+    "score_cache_hits",
+    "score_calls",  # scores computed by the reader (not cached)
+    "score_failed",
 )
 
 
@@ -113,7 +119,9 @@ class ScoringStep:
     self.weights = (
         dict(weights) if weights is not None else rewards_lib.weights({"lambda_f": lambda_f, "lambda_h": lambda_h})
     )
-    self.term_names = rewards_lib.TERMS.names()
+    # Answer terms always; reader terms only when weighted (weight 0: no scoring calls, not logged).
+    self.reader_terms = rewards_lib.reader_terms(self.weights)
+    self.term_names = rewards_lib.answer_terms() + self.reader_terms
     self.totals: collections.Counter = collections.Counter()  # score() calls
     self.eval_totals: collections.Counter = collections.Counter()  # answer() calls (evaluation)
     self._values: dict[Any, np.ndarray] = {}  # (qid, question, ref pids, k) -> float32[1 + terms, k] (R, terms)
@@ -132,40 +140,86 @@ class ScoringStep:
   def _answer(self, wanted: dict[str, Request], counts: collections.Counter, use: str) -> dict[str, Response]:
     """Responses for every wanted key: the cache first, then one reader batch in insertion order.
     use: "rrpo" (training rewards) or "eval" (answers), the name of its fault points (faults.py)."""
+    return self._ask(wanted, {}, counts, use)[0]
+
+  def _ask(
+      self, wanted: dict[str, Request], scores: dict[str, tuple[Request, str]], counts: collections.Counter, use: str
+  ) -> tuple[dict[str, Response], dict[str, Scored]]:
+    """Answers for every key of `wanted` and teacher-forced scores for every key of `scores`
+    ({score key: (request, continuation)}): the cache first, then one reader.ask batch, in insertion
+    order (a request's answer and its scores together, so llama.cpp reuses the prompt's KV cache)."""
     faults.point(f"{use}.reader.before")
     counts["unique_requests"] += len(wanted)
+    counts["score_requests"] += len(scores)
     got = self.cache.get_many(wanted) if self.cache is not None else {}
     # Post-processing is not part of the key: re-apply the current one to the cached raw output.
     got = {k: dataclasses.replace(r, text=self.reader.clean(r.raw)) for k, r in got.items()}
     counts["cache_hits"] += len(got)
     counts["cache_misses"] += len(wanted) - len(got) if self.cache is not None else 0
+    held = self.cache.get_many(scores) if self.cache is not None and scores else {}
+    scored = {k: response_as_score(r) for k, r in held.items()}
+    counts["score_cache_hits"] += len(scored)
     pending = [(k, r) for k, r in wanted.items() if k not in got]
-    if pending:
+    pending_scores = [(k, rc) for k, rc in scores.items() if k not in scored]
+    if pending or pending_scores:
+      # One entry per distinct prompt: (request, answer key or None, [(score key, continuation)])
+      asks: dict[Any, tuple[Request, str | None, list[tuple[str, str]]]] = {}
+      for k, r in pending:
+        asks[self._key(r)] = (r, k, [])
+      for k, (r, cont) in pending_scores:
+        entry = asks.setdefault(self._key(r), (r, None, []))
+        entry[2].append((k, cont))
+      entries = list(asks.values())
       start = time.perf_counter()
-      responses = self.reader.answer([r for _, r in pending])
+      responses, scores_out = self.reader.ask(
+          [e[0] for e in entries],
+          answer=[e[1] is not None for e in entries],
+          continuations=[[c for _, c in e[2]] for e in entries],
+      )
       counts["reader_seconds"] += time.perf_counter() - start
       counts["reader_calls"] += len(pending)
-      for (k, _), resp in zip(pending, responses):
-        got[k] = resp
-        counts["failed"] += not resp.ok
-        counts["malformed"] += resp.malformed
-        counts["truncated"] += resp.truncated
-        counts["prompt_tokens"] += resp.prompt_tokens
-        counts["completion_tokens"] += resp.completion_tokens
+      counts["score_calls"] += len(pending_scores)
+      for (req, akey, conts), resp, outs in zip(entries, responses, scores_out):
+        if akey is not None:
+          got[akey] = resp
+          counts["failed"] += not resp.ok
+          counts["malformed"] += resp.malformed
+          counts["truncated"] += resp.truncated
+          counts["prompt_tokens"] += resp.prompt_tokens
+          counts["completion_tokens"] += resp.completion_tokens
+        for (skey, _), out in zip(conts, outs):
+          scored[skey] = out
+          counts["score_failed"] += not out.ok
       faults.point(f"{use}.reader.during")
       if self.cache is not None:
         identity = self._prefix[0]
         # Score what the cache keeps (the first answer stored under a key, perhaps another host's),
         # so every host computes the same reward for a prefix whichever host asked first.
-        held = self.cache.store({k: (r, identity, got[k]) for k, r in pending})
-        got.update({k: dataclasses.replace(r, text=self.reader.clean(r.raw)) for k, r in held.items()})
+        kept = self.cache.store(
+            {k: (r, identity, got[k]) for k, r in pending}
+            | {k: (rc[0], identity, score_as_response(rc[1], scored[k])) for k, rc in pending_scores}
+        )
+        got.update({k: dataclasses.replace(r, text=self.reader.clean(r.raw)) for k, r in kept.items() if k in wanted})
+        scored.update({k: response_as_score(r) for k, r in kept.items() if k in scores})
     faults.point(f"{use}.reader.after")
-    return got
+    return got, scored
 
-  def _reward(self, ex, text: str) -> list[float]:
-    """[R, term_1, ..., term_T] of one answer."""
+  def _score_keys(self, ex, req: Request) -> dict[str, list[str]]:
+    """{reader term: the score keys of its continuations} for one prefix request."""
+    return {
+        name: [score_key(*self._prefix, req, c) for c in rewards_lib.TERMS.get(name).asks(list(ex.answers))]
+        for name in self.reader_terms
+    }
+
+  def _reward(self, ex, text: str, means: dict[str, list[float]] | None = None) -> list[float]:
+    """[R, term_1, ..., term_T] of one answer; means: {reader term: its continuations' mean log p}."""
     values = rewards_lib.terms(text, list(ex.answers))
+    for name in self.reader_terms:
+      values[name] = rewards_lib.reader_term(name, (means or {}).get(name, []), list(ex.answers))
     return [rewards_lib.total(values, self.weights)] + [values[name] for name in self.term_names]
+
+  def _means(self, keys: dict[str, list[str]], scored: dict[str, Scored]) -> dict[str, list[float]]:
+    return {name: [scored[k].mean_logprob for k in ks] for name, ks in keys.items()}
 
   def score(self, examples: Sequence[Any], ref_topk, actions) -> ScoreResult:
     """r[B, k] on the policy prefixes, V[B, k] on the reference prefixes, per-term arrays, stats."""
@@ -176,6 +230,16 @@ class ScoringStep:
     counts = collections.Counter()
     wanted: dict[str, Request] = {}
     ref_keys, pol_keys, memo, mkeys = {}, {}, {}, {}
+    skeys: dict[tuple, dict[str, list[str]]] = {}  # (side, i, t) -> {reader term: score keys}
+    score_wanted: dict[str, tuple[Request, str]] = {}
+
+    def ask_scores(side, i, t, ex, req):
+      if self.reader_terms:
+        skeys[side, i, t] = keys = self._score_keys(ex, req)
+        conts = [c for name in self.reader_terms for c in rewards_lib.TERMS.get(name).asks(list(ex.answers))]
+        for key, cont in zip([k for ks in keys.values() for k in ks], conts):
+          score_wanted.setdefault(key, (req, cont))
+
     for i, ex in enumerate(examples):
       if ex is None:
         continue
@@ -194,25 +258,32 @@ class ScoringStep:
           req = self._request(ex, ref[: t + 1])
           ref_keys[i, t] = key = self._key(req)
           wanted.setdefault(key, req)
+          ask_scores("ref", i, t, ex, req)
       for t in range(len(pol)):
         req = self._request(ex, pol[: t + 1])
         pol_keys[i, t] = key = self._key(req)
         wanted.setdefault(key, req)
-    got = self._answer(wanted, counts, "rrpo")
+        ask_scores("pol", i, t, ex, req)
+    got, scored = self._ask(wanted, score_wanted, counts, "rrpo")
 
     out = np.zeros((2, 1 + len(self.term_names), b, k), np.float32)  # (policy, reference) x (R, terms)
     answers: list[list[str]] = [[] for _ in range(b)]
     usable = np.array([ex is not None for ex in examples], bool)
-    for (i, _), key in list(pol_keys.items()) + list(ref_keys.items()):
-      usable[i] &= got[key].ok and not got[key].malformed
+    ok_scores = {
+        (side, i, t): all(scored[k].ok for ks in keys.values() for k in ks) for (side, i, t), keys in skeys.items()
+    }
+    for (i, t), key in list(pol_keys.items()):
+      usable[i] &= got[key].ok and not got[key].malformed and ok_scores.get(("pol", i, t), True)
+    for (i, t), key in list(ref_keys.items()):
+      usable[i] &= got[key].ok and not got[key].malformed and ok_scores.get(("ref", i, t), True)
     counts["failed_queries"] += int(sum(ex is not None for ex in examples) - usable.sum())
     for (i, t), key in pol_keys.items():
-      out[0, :, i, t] = self._reward(examples[i], got[key].text)
+      out[0, :, i, t] = self._reward(examples[i], got[key].text, self._means(skeys.get(("pol", i, t), {}), scored))
       answers[i].append(got[key].text)
     fresh: dict[int, bool] = {}
     for (i, t), key in ref_keys.items():
-      out[1, :, i, t] = self._reward(examples[i], got[key].text)
-      fresh[i] = fresh.get(i, True) and got[key].ok and not got[key].malformed
+      out[1, :, i, t] = self._reward(examples[i], got[key].text, self._means(skeys.get(("ref", i, t), {}), scored))
+      fresh[i] = fresh.get(i, True) and got[key].ok and not got[key].malformed and ok_scores.get(("ref", i, t), True)
     for i, values in memo.items():
       out[1, :, i, :] = values
     for i, ok in fresh.items():
@@ -228,8 +299,26 @@ class ScoringStep:
 
   def answer(self, requests: Sequence[Request]) -> list[Response]:
     """Responses for arbitrary requests through the same dedup + cache (counted in eval totals)."""
+    return self.answer_and_likelihood(requests)[0]
+
+  def answer_and_likelihood(
+      self, requests: Sequence[Request], answers: Sequence[Sequence[str]] | None = None, *, generate: bool = True
+  ) -> tuple[list[Response], list[float | None]]:
+    """Responses (generate=True; else []) and, with the gold `answers` of each request, the
+    likelihood term q of each request (rewards.likelihood over rewards.gold_aliases; None where a
+    score failed), through the same dedup + cache, counted in eval totals. The evaluation's q
+    column and the reader-preference warm-up labels (one passage a request) come from here."""
     counts = collections.Counter(queries=len({r.qid for r in requests}), prefixes=len(requests))
     keys = [self._key(r) for r in requests]
-    got = self._answer(dict(zip(keys, requests)), counts, "eval")
+    wanted = dict(zip(keys, requests)) if generate else {}
+    conts = [rewards_lib.gold_aliases(a) for a in answers] if answers is not None else [[] for _ in requests]
+    skeys = [[score_key(*self._prefix, r, c) for c in cs] for r, cs in zip(requests, conts)]
+    score_wanted = {k: (r, c) for r, ks, cs in zip(requests, skeys, conts) for k, c in zip(ks, cs)}
+    got, scored = self._ask(wanted, score_wanted, counts, "eval")
     self.eval_totals.update(counts)
-    return [got[k] for k in keys]
+    qs: list[float | None] = []
+    if answers is not None:
+      for ks in skeys:
+        outs = [scored[k] for k in ks]
+        qs.append(rewards_lib.likelihood([o.mean_logprob for o in outs]) if all(o.ok for o in outs) else None)
+    return ([got[k] for k in keys] if generate else []), qs

@@ -1,5 +1,12 @@
 """The supervised warm-up: listwise softmax cross-entropy (rax) of the cross-encoder's scores
-against relevance labels (update.make_sft_step), before RRPO."""
+against relevance labels (update.make_sft_step), before RRPO.
+
+Labels (sft.labels): the dataset's is_supporting / has_answer, or "reader": the reader's preference,
+the REPLUG LSR / Atlas perplexity-distillation target
+  y_d = softmax_d(log q_d / T),  q_d = max_alias exp(mean token log p(alias | question, passage d alone)),
+over the question's valid candidates (T = sft.reader_temperature; N scoring calls a question, cached).
+The loss is then the cross-entropy H(y, softmax(s)), i.e. KL(y || softmax(s)) up to a constant.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +19,35 @@ from rrpo_jax import models
 from rrpo_jax import sharding
 from rrpo_jax import update as update_lib
 from rrpo_jax.batches import labels_for, make_loader, model_inputs
+from rrpo_jax.scoring import ScoringStep, request
 
 
-def run(config, workdir: str, params, *, reranker, examples: list, dp: sharding.DataParallel, writer):
+def reader_labels(scoring: ScoringStep, examples, n: int, *, temperature: float) -> np.ndarray:
+  """float32[B, n] soft labels y_d = softmax_d(log q_d / T) over each example's first n candidates
+  (module docstring); a row of zeros (the query leaves the loss) for a padding query (None), a query
+  without gold answers or one of whose scores failed."""
+  out = np.zeros((len(examples), n), np.float32)
+  rows = [(i, j) for i, ex in enumerate(examples) if ex is not None for j in range(min(n, len(ex.candidates)))]
+  _, qs = scoring.answer_and_likelihood(
+      [request(examples[i], [j]) for i, j in rows], [list(examples[i].answers) for i, _ in rows], generate=False
+  )
+  q = np.full((len(examples), n), np.nan)
+  for (i, j), value in zip(rows, qs):
+    q[i, j] = np.nan if value is None else value
+  for i, ex in enumerate(examples):
+    m = min(n, len(ex.candidates)) if ex is not None else 0
+    row = q[i, :m]
+    if m == 0 or np.isnan(row).any() or not (row > 0).any():
+      continue
+    z = np.log(np.maximum(row, 1e-300)) / temperature
+    z = np.exp(z - z.max())
+    out[i, :m] = z / z.sum()
+  return out
+
+
+def run(config, workdir: str, params, *, reranker, examples: list, dp: sharding.DataParallel, writer, readers=None):
   """Warms up `params` (host pytree) on `examples` (the train split); returns the warmed-up params.
+  readers (readers.Readers): the training reader, for sft.labels="reader".
 
   Resumes from <workdir>/checkpoints/sft; returns `params` unchanged when sft.steps is 0 or the
   checkpoint is already complete (the next phase reads that checkpoint: models.initial_params).
@@ -50,9 +82,16 @@ def run(config, workdir: str, params, *, reranker, examples: list, dp: sharding.
     loop.fresh("sft", writer)
   sft_step = update_lib.make_sft_step(reranker.apply, tx, dp)
 
+  def labels(b) -> np.ndarray:
+    if s.labels != "reader":
+      return labels_for(b, s.labels)
+    exs = [ex if keep else None for ex, keep in zip(b["examples"], b["query_mask"])]
+    n = np.asarray(b["where"]).shape[-1]
+    return reader_labels(readers.scoring("train"), exs, n, temperature=s.reader_temperature) * np.asarray(b["where"])
+
   def step_fn(state, b, step):
     del step  # the state counts its steps
-    state, m = sft_step(state, *dp.shard((model_inputs(b), b["where"], labels_for(b, s.labels), b["query_mask"])), key)
+    state, m = sft_step(state, *dp.shard((model_inputs(b), b["where"], labels(b), b["query_mask"])), key)
     return state, {k: float(v) for k, v in jax.device_get(m).items()}
 
   state = loop.run(

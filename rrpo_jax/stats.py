@@ -5,19 +5,35 @@ For per-question scores a_q, b_q (q = 1..n) and d_q = a_q - b_q:
   ci95      the 2.5% / 97.5% percentiles of mean(d*) over B paired bootstrap resamples d* (questions
             drawn with replacement, the same draw for both systems: the pairing is kept);
   p         two-sided paired t-test, t = mean(d) / (sd(d) / sqrt(n)), n - 1 degrees of freedom
-            (the paper's test); 1.0 when every d_q is 0.
+            (the paper's test); 1.0 when every d_q is 0;
+  mde80     the minimum detectable effect at 80% power for this n and spread: the true mean
+            difference a two-sided 5% test detects 80% of the time,
+            (z_0.975 + z_0.80) * sd(d) / sqrt(n) = 2.80 sd(d) / sqrt(n) (same scale as diff). A
+            non-significant diff smaller than mde80 says the comparison could not have seen it,
+            not that there is no effect (rrpo-method.md, Statistics).
 The resamples are seeded, so a comparison is reproducible.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 from typing import Mapping, Sequence
 
 import numpy as np
 
 RESAMPLES = 10_000
 PAIRS = (("policy", "reference"), ("policy", "retriever"), ("reference", "retriever"))
+# z_0.975 + z_0.80 = 1.95996 + 0.84162 = 2.80158: a two-sided 5% test at 80% power.
+Z_MDE80 = statistics.NormalDist().inv_cdf(0.975) + statistics.NormalDist().inv_cdf(0.80)
+
+
+def mde80(a: Sequence[float], b: Sequence[float]) -> float:
+  """(z_0.975 + z_0.80) * sd(a - b) / sqrt(n), sd with n - 1 degrees of freedom; nan for n < 2."""
+  d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+  if d.size < 2:
+    return float("nan")
+  return float(Z_MDE80 * d.std(ddof=1) / math.sqrt(d.size))
 
 
 def paired_t_test(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
@@ -54,7 +70,8 @@ def paired_bootstrap(
 def compare(
     a: Sequence[float], b: Sequence[float], *, scale: float = 100.0, resamples: int = RESAMPLES, seed: int = 0
 ) -> dict:
-  """{"diff", "ci95": [lo, hi], "p", "t", "n", "differ"} for per-question scores a vs b (scaled)."""
+  """{"diff", "ci95": [lo, hi], "p", "t", "mde80", "n", "differ"} for per-question scores a vs b
+  (diff, ci95 and mde80 scaled)."""
   a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
   if a.shape != b.shape:
     raise ValueError(f"paired scores need the same questions: {a.shape} vs {b.shape}")
@@ -65,6 +82,7 @@ def compare(
       "ci95": [scale * lo, scale * hi],
       "p": p,
       "t": t,
+      "mde80": scale * mde80(a, b),
       "n": int(a.size),
       "differ": float(np.mean(a != b)) if a.size else float("nan"),
   }
@@ -107,8 +125,9 @@ def verdict(c: Mapping) -> str:
 
 
 def describe(c: Mapping) -> str:
-  """'+1.20 [-0.40, +2.80] p=0.14' (x100 units)."""
+  """'+1.20 [-0.40, +2.80] p=0.140 mde 2.10' (x100 units; the mde part where c has mde80)."""
   lo, hi = c["ci95"]
   p = c["p"]
   p_text = "p=nan" if not math.isfinite(p) else (f"p={p:.3f}" if p >= 0.001 else f"p={p:.1e}")
-  return f"{c['diff']:+.2f} [{lo:+.2f}, {hi:+.2f}] {p_text}"
+  mde = f" mde {c['mde80']:.2f}" if "mde80" in c else ""
+  return f"{c['diff']:+.2f} [{lo:+.2f}, {hi:+.2f}] {p_text}{mde}"

@@ -128,7 +128,16 @@ def _train_and_evaluate(config, workdir: str) -> dict | None:
       for mode in modes:
         t = time.perf_counter()
         if mode == "sft":
-          params = sft.run(config, workdir, params, reranker=reranker, examples=examples("train"), dp=dp, writer=writer)
+          params = sft.run(
+              config,
+              workdir,
+              params,
+              reranker=reranker,
+              examples=examples("train"),
+              dp=dp,
+              writer=writer,
+              readers=readers,
+          )
         elif mode == "rrpo":
           params = rrpo.run(
               config,
@@ -167,10 +176,13 @@ def check_readers(config, workdir: str, modes, readers: Readers) -> None:
   c = config
   done = max(ckpt_lib.saved_steps(models.ckpt_dir(workdir, "rrpo")), default=0)
   rrpo_left = "rrpo" in modes and done < c.rrpo.steps
+  sft_scores = "sft" in modes and c.sft.steps > 0 and c.sft.labels == "reader"
   if rrpo_left:
-    readers.check("train")
+    readers.check("train", scores=c.reward.lambda_ll != 0)
+  if sft_scores:
+    readers.check("train", scores=True)
   if jax.process_index() == 0 and ("eval" in modes or (rrpo_left and c.eval.every_steps > 0)):
-    readers.check("eval")
+    readers.check("eval", scores=bool(c.eval.likelihood))
 
 
 def run_eval(config, workdir: str, params, *, evaluate, examples, writer) -> dict:

@@ -33,9 +33,10 @@ class RolloutBatch:
   """One frozen rollout, built outside jit (host-local leading axis B).
 
   inputs: pytree with leaves [B, ...] (e.g. input_ids int32[B, N, L]) fed to apply_fn;
-  where: bool[B, N] valid candidates; actions: int32[B, k] (-1 = no candidate);
-  ref_log_prob: float32[B, k] reference log pi on the same actions; rewards: float32[B, k];
-  values: float32[B, k] reference-greedy rewards; query_mask: bool[B] (False for padding queries).
+  where: bool[B, N] valid candidates; actions: int32[B, k] (-1 = no candidate), or int32[B, G, k]
+  for G samples per question (rrpo.samples); ref_log_prob: float32[B, k] / [B, G, k] reference
+  log pi on the same actions; rewards: float32[B, k] / [B, G, k]; values: float32[B, k]
+  reference-greedy rewards; query_mask: bool[B] (False for padding queries and left-out groups).
   """
 
   inputs: Any
@@ -168,9 +169,22 @@ def make_update_step(
 
   def per_device(state: TrainState, batch: RolloutBatch, key_data: Array):
     key = device_key(key_data, state.step)
-    actions = batch.actions
-    valid = plackett_luce.valid_actions(actions, where=batch.where) & batch.query_mask[:, None]
-    adv_raw = objective.advantages(batch.rewards, batch.values, kind=advantage, gamma=gamma, lam=lam, where=valid)
+    actions, rewards, values = batch.actions, batch.rewards, batch.values
+    # G samples per question: actions [B, G, k] against scores [B, 1, N]; one sample keeps [B, k]
+    # (a group estimator then sees a group of 1).
+    grouped = actions.ndim == 3
+    by_sample = lambda x: jnp.broadcast_to(x[:, None, :], actions.shape[:-1] + x.shape[-1:])  # [B, N] -> [B, G, N]
+    where = by_sample(batch.where) if grouped else batch.where
+    qmask = batch.query_mask[:, None, None] if grouped else batch.query_mask[:, None]
+    if grouped:
+      values = jnp.broadcast_to(values[:, None, :], rewards.shape)
+    valid = plackett_luce.valid_actions(actions, where=where) & qmask
+    if not grouped and advantage in objective.GROUPED:
+      adv_raw = objective.advantages(
+          rewards[:, None], values[:, None], kind=advantage, gamma=gamma, lam=lam, where=valid[:, None]
+      )[:, 0]
+    else:
+      adv_raw = objective.advantages(rewards, values, kind=advantage, gamma=gamma, lam=lam, where=valid)
     all_adv = jax.lax.all_gather(adv_raw, AXIS, tiled=True)
     all_valid = jax.lax.all_gather(valid, AXIS, tiled=True)
     window = objective.window_push(state.window, all_adv, where=all_valid)
@@ -180,7 +194,9 @@ def make_update_step(
 
     def loss_fn(params):
       scores = apply_fn(params, batch.inputs, key=key)
-      lp = plackett_luce.log_prob(scores, actions, temperature=temperature, where=batch.where)
+      lp = plackett_luce.log_prob(
+          by_sample(scores) if grouped else scores, actions, temperature=temperature, where=where
+      )
       value, diag = objective.loss(
           lp, batch.ref_log_prob, adv, where=valid, eps=eps, beta=beta, kl=kl, estimator=estimator, normalizer=n_steps
       )
@@ -200,12 +216,12 @@ def make_update_step(
     metrics["ratio_min"] = jnp.where(jnp.isfinite(ratio_min), ratio_min, 0.0)
     metrics["adv_mean"], metrics["adv_std"] = _global_mean_std(adv_raw, valid, n_steps)
     metrics["adv_norm_mean"], metrics["adv_norm_std"] = _global_mean_std(adv, valid, n_steps)
-    zero = batch.query_mask & jnp.all(jnp.where(valid, adv_raw == 0.0, True), axis=-1)
+    zero = batch.query_mask & jnp.all(jnp.where(valid, adv_raw == 0.0, True), axis=tuple(range(1, adv_raw.ndim)))
     metrics["zero_adv_frac"] = jax.lax.psum(jnp.sum(zero), AXIS) / jnp.maximum(n_queries, 1)
     metrics["window_mean"], metrics["window_std"] = objective.window_stats(window)
     metrics["window_count"] = window.count
     metrics["reward_mean"], _ = _global_mean_std(batch.rewards, valid, n_steps)
-    metrics["value_mean"], _ = _global_mean_std(batch.values, valid, n_steps)
+    metrics["value_mean"], _ = _global_mean_std(values, valid, n_steps)
     metrics["grad_norm"] = optax.global_norm(grads)
     metrics["param_norm"] = optax.global_norm(params)
     metrics["valid_steps"] = n_steps

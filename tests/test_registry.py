@@ -40,11 +40,13 @@ def test_registry_basics():
 
 
 def test_existing_names_are_registered():
-  assert objective.ADVANTAGES.names() == ("gae", "ref_diff_return", "ref_diff")
+  assert objective.ADVANTAGES.names() == ("gae", "ref_diff_return", "ref_diff", "group_loo")
+  assert objective.GROUPED == {"group_loo"}
   assert objective.STANDARDIZERS.names() == ("mean_std", "std", "none")
   assert objective.KL_ESTIMATORS.names() == ("log_ratio", "k3")
   assert objective.LOSSES.names() == ("clipped", "reinforce")
-  assert rewards.TERMS.names() == ("em", "f1", "hit")
+  assert rewards.TERMS.names() == ("em", "f1", "hit", "likelihood")
+  assert rewards.reader_terms() == ["likelihood"]
   assert set(reader_lib.BACKENDS.names()) >= {"llama_cpp", "openai", "hf"}
   assert set(formats.FORMATS.names()) == {
       "dpr",
@@ -73,7 +75,9 @@ def test_a_new_advantage_estimator_is_one_registration():
     assert train.validate(config, num_devices=1)
   finally:
     objective.ADVANTAGES.unregister("double_ref_diff")
-  with pytest.raises(train.ConfigError, match=r"config\.rrpo\.advantage: must be gae, ref_diff_return or ref_diff"):
+  with pytest.raises(
+      train.ConfigError, match=r"config\.rrpo\.advantage: must be gae, ref_diff_return, ref_diff or group_loo"
+  ):
     train.validate(config, num_devices=1)
 
 
@@ -86,7 +90,7 @@ def test_a_new_reward_term_is_one_registration_and_a_weight(tmp_path):
     config.reward.lambda_s = 0.5
     assert train.validate(config, num_devices=1)
     w = rewards.weights(config.reward)
-    assert w == {"em": 1.0, "f1": 1.0, "hit": 1.0, "short": 0.5}
+    assert w == {"em": 1.0, "f1": 1.0, "hit": 1.0, "likelihood": 0.0, "short": 0.5}
     values = rewards.terms("Paris", ["Paris"])
     assert values == {"em": 1.0, "f1": 1.0, "hit": 1.0, "short": 1.0}
     assert rewards.total(values, w) == 3.5  # 1 + 1 + 1 + 0.5 * 1
@@ -94,6 +98,32 @@ def test_a_new_reward_term_is_one_registration_and_a_weight(tmp_path):
     assert step._reward(_Ex(), "Paris") == [3.5, 1.0, 1.0, 1.0, 1.0]
   finally:
     rewards.TERMS.unregister("short")
+
+
+def test_a_reward_term_that_asks_the_reader_is_one_registration_and_a_weight():
+  """A reader term: asks(answers) names the continuations the scoring step has the reader score
+  after each prefix; fn(mean log-probs, answers) turns their scores into the term."""
+  from rrpo_jax.data.example import Candidate, Example  # pylint: disable=import-outside-toplevel
+  from rrpo_jax.reader import make_reader  # pylint: disable=import-outside-toplevel
+
+  rewards.register_term("confident", weight="lambda_c", asks=lambda answers: answers[:1])(
+      lambda means, answers: float(means[0] > -0.75)
+  )
+  try:
+    config = default_config()
+    config.reward.lambda_c = 2.0
+    assert train.validate(config, num_devices=1)
+    w = rewards.weights(config.reward)
+    assert rewards.reader_terms(w) == ["confident"]
+    step = scoring.ScoringStep(make_reader({"backend": "fake"}), weights=w)
+    ex = Example("q", "?", ["Paris"], [Candidate("0", "A", "x"), Candidate("1", "B", "paris")])
+    res = step.score([ex], np.array([[1, 0]]), np.array([[0, 1]]))
+    # fake reader: log p("Paris") = -3 with no passage holding it, -0.5 with one
+    np.testing.assert_array_equal(res.terms["reward_confident"][0], [0.0, 1.0])
+    np.testing.assert_array_equal(res.terms["value_confident"][0], [1.0, 1.0])
+    np.testing.assert_array_equal(res.rewards[0], [0.0, 2.0])
+  finally:
+    rewards.TERMS.unregister("confident")
 
 
 class _EchoReader:

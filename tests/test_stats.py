@@ -58,6 +58,39 @@ def test_compare_rows_pairs_by_qid_and_scales():
   assert stats.verdict({"ci95": [-0.1, 2.0], "p": 0.04}) == "borderline: p < 0.05, interval includes 0"
   assert stats.verdict({"ci95": [0.0, 0.0], "p": float("nan")}) == "not significant"  # no question differs
   assert stats.describe({"diff": 1.2, "ci95": [-0.4, 2.8], "p": 0.14}) == "+1.20 [-0.40, +2.80] p=0.140"
+  assert (
+      stats.describe({"diff": 1.2, "ci95": [-0.4, 2.8], "p": 0.14, "mde80": 2.104})
+      == "+1.20 [-0.40, +2.80] p=0.140 mde 2.10"
+  )
+
+
+def test_mde80_by_hand():
+  # z_0.975 = 1.959964, z_0.80 = 0.841621 (normal quantiles): their sum is the 80%-power multiplier.
+  assert stats.Z_MDE80 == pytest.approx(1.959964 + 0.841621, abs=1e-6)
+  # d = (1, 0, 1, 0) as before: sd = sqrt(1/3), n = 4 -> mde80 = 2.801585 * sqrt(1/3) / 2 = 0.80875.
+  assert stats.mde80([1, 1, 1, 0], [0, 1, 0, 0]) == pytest.approx(2.801585 * math.sqrt(1 / 3) / 2, rel=1e-6)
+  c = stats.compare([1, 1, 1, 0], [0, 1, 0, 0], resamples=200)
+  assert c["mde80"] == pytest.approx(80.875, abs=1e-3)  # x100 like diff
+  # d = (0.2, -0.1, 0.4, 0.1, -0.2): mean 0.08, sum of squares about the mean 0.228, sd = sqrt(0.228 / 4).
+  a, b = [0.7, 0.4, 0.9, 0.6, 0.3], [0.5, 0.5, 0.5, 0.5, 0.5]
+  assert stats.compare(a, b, resamples=200)["mde80"] == pytest.approx(
+      100 * 2.801585 * math.sqrt(0.228 / 4) / math.sqrt(5), rel=1e-5
+  )
+  assert stats.compare([0.5, 1.0], [0.5, 1.0], resamples=200)["mde80"] == 0.0  # no spread at all
+  assert math.isnan(stats.mde80([1.0], [0.0]))  # one question: no sd
+
+
+def test_mde80_is_the_effect_detected_with_80_percent_power():
+  # Draw n = 60 paired differences with true mean = mde80 of their sd: a two-sided 5% paired t-test
+  # then rejects in ~80% of repetitions (77-78% with the t distribution's heavier tails at n = 60).
+  rng = np.random.default_rng(0)
+  n, sd, reps = 60, 0.2, 4000
+  effect = stats.Z_MDE80 * sd / math.sqrt(n)
+  d = effect + sd * rng.standard_normal((reps, n))
+  p = scipy.stats.ttest_1samp(d, 0.0, axis=1).pvalue
+  assert 0.75 < float(np.mean(p < 0.05)) < 0.82
+  # ... and the estimate from one draw is that effect up to the sd's sampling error.
+  assert stats.mde80(d[0], np.zeros(n)) == pytest.approx(effect, rel=0.25)
 
 
 class _Ex:
@@ -96,11 +129,16 @@ def test_evaluation_reports_comparisons_and_oracle():
   assert c["reference-retriever"]["f1"]["diff"] == 0.0 and c["reference-retriever"]["f1"]["p"] == 1.0
   assert res["systems"]["oracle@1"]["em"] == 100.0  # candidate 1 alone always answers right
   assert all(row["order"] == [1] for row in res["per_query"]["oracle@1"])
+  # 30 of 40 differences are 1, 10 are 0: sd = sqrt(40 * 0.75 * 0.25 / 39); mde80 = 2.801585 sd / sqrt(40).
+  mde = 100 * 2.801585 * math.sqrt(40 * 0.75 * 0.25 / 39) / math.sqrt(40)
+  assert c["policy-reference"]["em"]["mde80"] == pytest.approx(mde, rel=1e-5)
   text = evaluation.table(res)
   assert "policy - reference" in text and "EM significant" in text
   assert "reference - retriever" in text and "F1 not significant" in text
+  assert f"mde {mde:.2f}" in text and "minimum detectable effect at 80% power" in text
   flat = evaluation.flat_metrics(res)
   assert flat["policy-reference_em_diff"] == pytest.approx(75.0) and "policy-reference_f1_p" in flat
+  assert flat["policy-reference_em_mde80"] == pytest.approx(mde, rel=1e-5)
 
 
 def _write_run(path, results):

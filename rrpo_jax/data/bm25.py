@@ -9,13 +9,15 @@ Wikipedia runs). Instead of bm25s' in-memory `index` (Python lists of token ids:
 per token), the corpus is tokenised in chunks into (term, tf) arrays spilled to disk, then
 assembled into bm25s' own CSC score matrix (8 bytes per distinct term of a passage); bm25s
 retrieves from it. A second streaming pass fetches only the retrieved passages' text.
-has_answer uses rrpo_jax.text.contains_answer.
+has_answer uses rrpo_jax.text.contains_answer. order_candidates puts candidate sets that a dataset
+fixes (HotpotQA's 10 distractor-setting paragraphs) in BM25 order.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import itertools
 import os
 import resource
@@ -218,6 +220,35 @@ def attach_candidates(
         for i, s in zip(row.tolist(), srow.tolist())
         if i >= 0
     ]
+    out.append(Example(ex.qid, ex.question, list(ex.answers), cands, dict(ex.meta)))
+  return out
+
+
+def order_candidates(
+    examples: Sequence[Example], *, k1: float = DEFAULT_K1, b: float = DEFAULT_B, show_progress: bool = False
+) -> list[Example]:
+  """New examples whose own candidates are in BM25 order, with their BM25 scores: for candidate
+  sets fixed by the dataset (HotpotQA's distractor setting). One index over the distinct passages
+  ("title text") of all the examples' candidates, as a retriever's index over a corpus would be
+  (IDF and average length from that pool, not from one question's 10 paragraphs); each question
+  scores every passage and keeps its own, best first, ties in the given order."""
+  key_of: dict[tuple[str, str], int] = {}
+  for ex in examples:
+    for c in ex.candidates:
+      key_of.setdefault((c.title, c.text), len(key_of))
+  if not key_of:
+    return [dataclasses.replace(ex) for ex in examples]
+  index = BM25Index.build(
+      (f"{title} {text}" for title, text in key_of), k1=k1, b=b, show_progress=show_progress, total=len(key_of)
+  )
+  idx, scores = index.search([ex.question for ex in examples], len(key_of))
+  out = []
+  for ex, row, srow in zip(examples, idx, scores):
+    by_doc = np.zeros(len(key_of), np.float32)
+    by_doc[row[row >= 0]] = srow[row >= 0]
+    own = [float(by_doc[key_of[(c.title, c.text)]]) for c in ex.candidates]
+    order = sorted(range(len(own)), key=lambda i: (-own[i], i))
+    cands = [dataclasses.replace(ex.candidates[i], score=own[i]) for i in order]
     out.append(Example(ex.qid, ex.question, list(ex.answers), cands, dict(ex.meta)))
   return out
 

@@ -3,7 +3,10 @@
 - "nq": splits train (2,255) / dev (200) / test (200); candidates are the BM25 top-n (default 20)
   over the sample's 6,084-passage pool, built on first use (a few seconds) and cached.
 - "hotpotqa": splits train (250) / dev (100); candidates are HotpotQA's 10 distractor-setting
-  paragraphs with their is_supporting labels (n does not apply).
+  paragraphs with their is_supporting labels (n does not apply), in BM25 order with their BM25
+  scores (bm25.order_candidates: one index over the sample's 3,489 distinct paragraphs, all splits,
+  so IDF and lengths come from a corpus as a retriever's would; the source files' order put the
+  supporting paragraphs at positions 0-9 about uniformly).
 Splits are shuffled once, so the first m examples of a split are a random subset.
 The cache lives in `cache_dir`, else $RRPO_JAX_CACHE, else $XDG_CACHE_HOME/rrpo_jax, else
 ~/.cache/rrpo_jax; its file names carry a fingerprint of the sample files and settings, and files
@@ -30,7 +33,9 @@ _HOTPOT_FILES = {
     "train": (("train.hotpotqa.json.gz", "hotpotqa"), ("train.ircot.jsonl.gz", "hotpotqa_ircot")),
     "dev": (("dev.ircot.jsonl.gz", "hotpotqa_ircot"),),
 }
-_VERSION = "2"  # bump when the cached files' content would change for the same inputs
+# Bump a sample's version when its cached files' content would change for the same inputs (it is
+# part of the cache name, so an old file is never read again). hotpotqa 3: candidates in BM25 order.
+_VERSIONS = {"nq": "2", "hotpotqa": "3"}
 _K1, _B = 0.9, 0.4  # BM25 parameters of the sample (bm25.DEFAULT_K1 / DEFAULT_B; bm25s loads lazily)
 
 
@@ -41,8 +46,8 @@ def default_cache_dir() -> pathlib.Path:
   return pathlib.Path(base) / "rrpo_jax"
 
 
-def _fingerprint(name: str, n: int) -> str:
-  h = hashlib.sha256(f"{_VERSION}|{name}|{n}|{_K1}|{_B}".encode())
+def _fingerprint(name: str, n: int, version: str | None = None) -> str:
+  h = hashlib.sha256(f"{version or _VERSIONS[name]}|{name}|{n}|{_K1}|{_B}".encode())
   for f in sorted((SAMPLE_DIR / name).iterdir()):
     h.update(f.name.encode())
     h.update(f.read_bytes())
@@ -81,14 +86,18 @@ def load_sample(
 
 
 def _build(name: str, n: int, out: pathlib.Path, *, show_progress: bool) -> None:
-  from rrpo_jax.data.bm25 import BM25Index, attach_candidates, read_corpus  # bm25s imports slowly
+  from rrpo_jax.data.bm25 import BM25Index, attach_candidates, order_candidates, read_corpus  # slow import
 
   out.mkdir(parents=True, exist_ok=True)
   d = SAMPLE_DIR / name
   if name == "hotpotqa":
-    for split, files in _HOTPOT_FILES.items():
-      examples = [ex for f, fmt in files for ex in read_examples(d / f, format=fmt)[0]]
-      write_examples(out / f"{split}.top{n}.jsonl", examples)
+    by_split = {
+        split: [ex for f, fmt in files for ex in read_examples(d / f, format=fmt)[0]]
+        for split, files in _HOTPOT_FILES.items()
+    }
+    ordered = iter(order_candidates([ex for exs in by_split.values() for ex in exs], k1=_K1, b=_B))
+    for split, examples in by_split.items():
+      write_examples(out / f"{split}.top{n}.jsonl", [next(ordered) for _ in examples])
     return
   passages = list(read_corpus(str(d / "passages.tsv.gz")))
   index = BM25Index.build(

@@ -37,8 +37,18 @@ from rrpo_jax.reader.base import (
     ReaderUnavailableError,  # noqa: F401
     Request,
     Response,
+    Scored,  # noqa: F401
 )
-from rrpo_jax.reader.cache import Cache, CacheError, ResponseCache, cache_key, per_host_path  # noqa: F401
+from rrpo_jax.reader.cache import (  # noqa: F401
+    Cache,
+    CacheError,
+    ResponseCache,
+    cache_key,
+    per_host_path,
+    response_as_score,
+    score_as_response,
+    score_key,
+)
 from rrpo_jax.reader.prompts import PromptTemplate, postprocess  # noqa: F401
 from rrpo_jax.registry import Registry, one_of
 

@@ -90,6 +90,29 @@ class Response:
   truncated: int = 0
 
 
+@dataclasses.dataclass(frozen=True)
+class Scored:
+  """Teacher-forced log-probabilities of a continuation after a request's answering prompt.
+
+  logprobs[i] = log p(c_i | prompt, c_<i) for the continuation's tokens c_1..c_m (the same prompt
+  the reader answers from, the continuation where the model's answer would start). ok=False marks a
+  failed call (never cached; it carries no signal).
+  """
+
+  logprobs: tuple[float, ...] = ()
+  prompt_tokens: int = 0
+  latency_s: float = 0.0
+  ok: bool = True
+  error: str | None = None
+  cached: bool = False
+  truncated: int = 0
+
+  @property
+  def mean_logprob(self) -> float:
+    """mean_i log p(c_i | ...); -inf for an empty or failed score."""
+    return sum(self.logprobs) / len(self.logprobs) if self.ok and self.logprobs else float("-inf")
+
+
 class Reader(abc.ABC):
   """Base class: subclasses implement `_complete` and `_settings`.
 
@@ -131,6 +154,46 @@ class Reader(abc.ABC):
       text = self.clean(r.raw) if r.ok else ""
       out.append(dataclasses.replace(r, text=text))
     return out
+
+  def _score(self, requests: Sequence[Request], continuations: Sequence[str]) -> list[Scored]:
+    """Teacher-forced scores, one per (request, continuation) pair, in order (backends override)."""
+    del requests, continuations
+    raise ReaderError(
+        f"reader backend {self.backend!r} cannot score continuations (teacher-forced log-probabilities of "
+        "the gold answer): use llama_cpp, hf, or an openai server that returns prompt log-probabilities"
+    )
+
+  def score(self, requests: Sequence[Request], continuations: Sequence[str]) -> list[Scored]:
+    """log p(continuation tokens | the answering prompt of request), pairwise, in order.
+
+    The continuation is scored where the model's answer would start (right after the generation
+    prompt, as `answer` decodes). Raises ReaderError for a backend that cannot score and
+    ReaderUnavailableError past the retry budget; a single failed pair is Scored(ok=False).
+    """
+    if len(requests) != len(continuations):
+      raise ValueError(f"score: {len(requests)} requests but {len(continuations)} continuations")
+    if not requests:
+      return []
+    return self._score(list(requests), list(continuations))
+
+  def ask(
+      self, requests: Sequence[Request], *, answer: Sequence[bool], continuations: Sequence[Sequence[str]]
+  ) -> tuple[list[Response | None], list[list[Scored]]]:
+    """For each request its answer (where answer[i], else None) and the scores of continuations[i].
+
+    Default: one answer() batch, then one score() batch; backends that keep a KV cache (llama_cpp)
+    interleave them per request so that the scores reuse the prompt the answer just read.
+    """
+    responses: list[Response | None] = [None] * len(requests)
+    idx = [i for i, a in enumerate(answer) if a]
+    for i, r in zip(idx, self.answer([requests[i] for i in idx])):
+      responses[i] = r
+    pairs = [(i, c) for i, cs in enumerate(continuations) for c in cs]
+    flat = self.score([requests[i] for i, _ in pairs], [c for _, c in pairs]) if pairs else []
+    scores: list[list[Scored]] = [[] for _ in requests]
+    for (i, _), s in zip(pairs, flat):
+      scores[i].append(s)
+    return responses, scores
 
   def close(self) -> None:
     """Releases clients and models."""

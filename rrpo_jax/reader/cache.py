@@ -24,7 +24,7 @@ import threading
 import time
 from typing import Iterable, Mapping
 
-from rrpo_jax.reader.base import Request, Response
+from rrpo_jax.reader.base import Request, Response, Scored
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -56,6 +56,47 @@ def cache_key(identity: str, template_hash: str, request: Request) -> str:
       separators=(",", ":"),
   )
   return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def score_key(identity: str, template_hash: str, request: Request, continuation: str) -> str:
+  """sha256 over what cache_key covers plus the scored continuation: a teacher-forced score's key.
+
+  The hashed list has seven entries where an answer's has five, so the two kinds never collide.
+  """
+  blob = json.dumps(
+      [identity, template_hash, request.qid, request.question, list(request.pids), "score", continuation],
+      ensure_ascii=False,
+      separators=(",", ":"),
+  )
+  return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def score_as_response(continuation: str, scored: Scored) -> Response:
+  """A Scored stored in the responses table: text = the continuation, raw = its log-probabilities as
+  JSON (repr-exact floats), completion_tokens = their count. Failed scores stay failed (never stored)."""
+  return Response(
+      text=continuation,
+      raw=json.dumps(list(scored.logprobs)),
+      prompt_tokens=scored.prompt_tokens,
+      completion_tokens=len(scored.logprobs),
+      latency_s=scored.latency_s,
+      ok=scored.ok,
+      error=scored.error,
+      truncated=scored.truncated,
+  )
+
+
+def response_as_score(response: Response) -> Scored:
+  """The Scored a score_as_response row holds (cached=True when read from a cache)."""
+  if not response.ok:
+    return Scored(ok=False, error=response.error, latency_s=response.latency_s, truncated=response.truncated)
+  return Scored(
+      logprobs=tuple(float(x) for x in json.loads(response.raw)),
+      prompt_tokens=response.prompt_tokens,
+      latency_s=response.latency_s,
+      cached=response.cached,
+      truncated=response.truncated,
+  )
 
 
 def per_host_path(workdir: str) -> str:

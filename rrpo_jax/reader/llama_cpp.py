@@ -10,8 +10,10 @@ from typing import Sequence
 
 from absl import logging
 
+import numpy as np
+
 from rrpo_jax.reader import prompts
-from rrpo_jax.reader.base import DEFAULTS, Reader, ReaderError, Request, Response
+from rrpo_jax.reader.base import DEFAULTS, Reader, ReaderError, Request, Response, Scored
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
@@ -73,6 +75,13 @@ class LlamaCppReader(Reader):
   calls would parse it as the special token).
   Prompts always fit n_ctx with room for max_tokens: passages that would overflow it are cut (the
   longest first, keeping their beginning), counted in Response.truncated and `self.truncated`.
+
+  Scoring (score / ask) is teacher-forced on the KV cache, never with logits_all (Gemma's 262k
+  vocabulary would make that ~2 GB a prompt): the prompt's tokens are decoded without logits, reusing
+  the longest prefix already in the KV cache (the answer just generated from the same prompt, or an
+  earlier continuation), then one batch [last prompt token, c_1, .., c_{m-1}] is decoded with logits
+  at each position, and log p(c_i) is read off a log-softmax of row i. ask() interleaves each
+  request's answer and its scores, so the scores reuse the prompt the answer read.
   """
 
   backend = "llama_cpp"
@@ -154,14 +163,14 @@ class LlamaCppReader(Reader):
       return len(text) + CHAT_MARGIN  # a token holds at least one byte: it fits without tokenising
     return len(self.prompt_tokens(request)) + CHAT_MARGIN
 
-  def fit(self, request: Request) -> tuple[Request, int]:
+  def fit(self, request: Request, *, reserve: int | None = None) -> tuple[Request, int]:
     """`request` with passage texts cut so that prompt + max_tokens fit n_ctx -> (request, passages cut).
 
     Texts are first cut to MAX_CHARS_PER_TOKEN characters per token of budget (tokenising a 1 MB
     passage would take seconds), then the longest are cut to a common token length, keeping their
     beginning. A question too long to fit even without passages is left to fail in the call.
     """
-    budget = self.n_ctx - self.max_tokens
+    budget = self.n_ctx - max(self.max_tokens, reserve or 0)  # reserve: a scored continuation's tokens
     if not _encodable(request.question):
       request = dataclasses.replace(request, question=_clean(request.question))
     passages = [
@@ -215,3 +224,69 @@ class LlamaCppReader(Reader):
 
   def _complete(self, requests: Sequence[Request]) -> list[Response]:
     return [self._one(r) for r in requests]
+
+  def _continuation(self, text: str) -> list[int]:
+    """The continuation's tokens where the answer starts: after a chat template's generation prompt
+    as written; after a completion prompt (which ends in "Answer:") with a leading space."""
+    return self._tokens(text if self._formatter is not None else " " + text)
+
+  def _score_one(self, request: Request, continuation: str) -> Scored:
+    start = time.perf_counter()
+    cont = self._continuation(continuation)
+    if not cont:
+      return Scored(ok=False, error=f"the continuation {continuation!r} has no tokens")
+    request, cut = self.fit(request, reserve=len(cont))
+    prompt = self.prompt_tokens(request)
+    if len(prompt) + len(cont) > self.n_ctx:
+      return Scored(ok=False, error=f"prompt ({len(prompt)}) + continuation ({len(cont)}) exceed n_ctx {self.n_ctx}")
+    llm = self._llm
+    # pylint: disable=protected-access  (llama-cpp-python's KV-cache bookkeeping, as Llama.generate keeps it)
+    seq = prompt + cont
+    have = llm._input_ids.tolist()
+    keep = 0
+    for a, b in zip(have, seq[: len(prompt) - 1]):  # the last prompt token is decoded again for its logits
+      if a != b:
+        break
+      keep += 1
+    try:
+      llm.n_tokens = keep
+      llm._ctx.kv_cache_seq_rm(-1, keep, -1)
+      llm._requires_eval = True
+      if len(prompt) - 1 > keep:
+        llm.eval(prompt[keep:-1])
+      batch = [prompt[-1]] + cont[:-1]
+      n_past = llm.n_tokens
+      llm._batch.set_batch(batch=batch, n_past=n_past, logits_all=True)
+      llm._ctx.decode(llm._batch)
+      llm.input_ids[n_past : n_past + len(batch)] = batch
+      llm.n_tokens += len(batch)
+      vocab = llm.n_vocab()
+      logits = np.stack(
+          [np.ctypeslib.as_array(llm._ctx.get_logits_ith(i), shape=(vocab,)) for i in range(len(batch))]
+      ).astype(np.float64)
+    except (RuntimeError, ValueError) as e:  # a failed decode: this pair carries no signal
+      llm.reset()
+      return Scored(ok=False, error=str(e), latency_s=time.perf_counter() - start, truncated=cut)
+    top = logits.max(axis=-1, keepdims=True)
+    log_z = top[:, 0] + np.log(np.exp(logits - top).sum(axis=-1))
+    logprobs = logits[np.arange(len(cont)), cont] - log_z
+    return Scored(
+        logprobs=tuple(float(x) for x in logprobs),
+        prompt_tokens=len(prompt),
+        latency_s=time.perf_counter() - start,
+        truncated=cut,
+    )
+
+  def _score(self, requests: Sequence[Request], continuations: Sequence[str]) -> list[Scored]:
+    return [self._score_one(r, c) for r, c in zip(requests, continuations)]
+
+  def ask(
+      self, requests: Sequence[Request], *, answer: Sequence[bool], continuations: Sequence[Sequence[str]]
+  ) -> tuple[list[Response | None], list[list[Scored]]]:
+    """Each request's answer, then its scores on the same KV cache (the prompt is decoded once)."""
+    responses: list[Response | None] = []
+    scores: list[list[Scored]] = []
+    for request, wanted, conts in zip(requests, answer, continuations):
+      responses.append(self.answer([request])[0] if wanted else None)
+      scores.append(self.score([request] * len(conts), list(conts)) if conts else [])
+    return responses, scores

@@ -18,6 +18,11 @@ DEFAULT_LAYOUT = "{instruction}\n\n{passages}\n\nQuestion: {question}\nAnswer:"
 DEFAULT_PASSAGE = "[{index}] {title}\n{text}"
 
 _ANSWER_LABEL = re.compile(r"^\s*(?:final\s+)?answer\s*:\s*", re.IGNORECASE)
+# Leading passage markers the reader copies from the prompt: "[1]", "[4] Title", "[1], [2]: ...", and a
+# marker cut by max_tokens ("[4").
+_MARKERS = re.compile(r"^\s*(?:\[\s*\d+\s*(?:\]|$)[\s,.;:)-]*)+")
+# An echoed line of the prompt's scaffolding ("Question: ...", "Passages: ..."): never the answer.
+_SCAFFOLD = re.compile(r"^\s*(?:question|passages?|context)\s*:", re.IGNORECASE)
 _MARK = "\ue000rrpo-message-{}\ue000"  # stands for a message's text while a chat template is rendered
 _MARKS = re.compile("\ue000rrpo-message-(\\d+)\ue000")
 
@@ -63,9 +68,18 @@ class PromptTemplate:
 def postprocess(text: str) -> str:
   """The answer: the first non-empty line, stripped, without a leading "Answer:" label.
 
-  A line that ends with ":" ("The answer to the question is:") is a lead-in: the next line is taken.
+  Leading passage markers ("[1]", "[1] Title", "[1], [2]") are stripped, echoed scaffolding lines
+  ("Question: ...", "Passages: ...") are skipped, and a line that ends with ":" ("The answer to the
+  question is:") is a lead-in: the next line is taken. A reply that is only a marker is the empty
+  answer.
   """
-  lines = [line for line in (_ANSWER_LABEL.sub("", raw).strip() for raw in text.strip().splitlines()) if line]
+  lines = []
+  for raw in text.strip().splitlines():
+    if _SCAFFOLD.match(raw) and not _ANSWER_LABEL.match(raw):
+      continue
+    line = _ANSWER_LABEL.sub("", _MARKERS.sub("", _ANSWER_LABEL.sub("", raw))).strip()
+    if line:
+      lines.append(line)
   return next((line for line in lines if not line.endswith(":")), lines[0] if lines else "")
 
 
