@@ -6,7 +6,9 @@ reranker), "policy" (the current reranker). For each, over the evaluation querie
   hit        share of answers that contain a gold answer (x100);
   recall     Recall@k over has_answer labels (rax.recall_metric, x100);
   answer_recall  share of queries with a has_answer passage in the top-k (DPR "top-k accuracy", x100);
-  ndcg, mrr  nDCG@k and MRR over has_answer (rax, x100).
+  ndcg, mrr  nDCG@k and MRR over has_answer (rax, x100);
+  q          with eval.likelihood: the reader's likelihood of the gold answer given the top-k
+             (rewards.likelihood, x100), the dense signal the likelihood reward uses.
 Paired comparisons (policy - reference, policy - retriever, reference - retriever) of EM and F1 over
 the same questions come with a 95% paired-bootstrap interval, a paired t-test and the minimum
 detectable effect at 80% power, mde80 (stats.py).
@@ -80,6 +82,7 @@ def evaluate(
     oracle: bool = False,
     resamples: int = stats.RESAMPLES,
     seed: int = 0,
+    likelihood_fn: Callable[[list[Request], list[list[str]]], list[float | None]] | None = None,
 ) -> dict:
   """Evaluates each system's candidate orders; returns {"systems": {name: metrics}, "per_query": ...,
   "comparisons": {"a-b": {"em": {...}, "f1": {...}}}} (stats.compare for each pair in stats.PAIRS
@@ -89,6 +92,8 @@ def evaluate(
   answer_fn answers a batch of reader requests (cached, deduplicated by the caller).
   oracle=True adds the system "oracle@1": per question the reader's best EM / F1 / hit over its
   candidates shown one at a time (N reader calls a question): the reachable ceiling of a first pick.
+  likelihood_fn(requests, gold answers) -> q per request (None: failed) adds the metric "q" (x100;
+  the mean over the questions whose score did not fail) and its paired comparisons.
   """
   n = max((len(ex.candidates) for ex in examples), default=0)
   labels = np.zeros((len(examples), n), bool)
@@ -100,11 +105,16 @@ def evaluate(
   requests = {name: [scoring.request(ex, order[:k]) for ex, order in zip(examples, orders[name])] for name in orders}
   flat = [r for name in orders for r in requests[name]]
   answers = answer_fn(flat)
+  qs = likelihood_fn(flat, [list(ex.answers) for _ in orders for ex in examples]) if likelihood_fn else None
   pos = 0
   for name in orders:
     resp = answers[pos : pos + len(examples)]
-    pos += len(examples)
     rm, rows = reader_metrics(examples, resp)
+    if qs is not None:
+      for row, q in zip(rows, qs[pos : pos + len(examples)]):
+        row["q"] = float("nan") if q is None else float(q)
+      rm["q"] = 100 * float(np.nanmean([row["q"] for row in rows])) if rows else float("nan")
+    pos += len(examples)
     s = np.stack([order_scores(o, n) for o in orders[name]]) if examples else np.zeros((0, n), np.float32)
     systems[name] = {**rm, **ir_metrics(s, labels, where, k=k), "queries": len(examples)}
     for row, order in zip(rows, orders[name]):
@@ -112,8 +122,9 @@ def evaluate(
     per_query[name] = rows
   if oracle:
     systems[ORACLE], per_query[ORACLE] = _oracle(examples, answer_fn)
+  metrics = ("em", "f1") + (("q",) if qs is not None else ())
   comparisons = {
-      f"{a}-{b}": stats.compare_rows(per_query[a], per_query[b], metrics=("em", "f1"), resamples=resamples, seed=seed)
+      f"{a}-{b}": stats.compare_rows(per_query[a], per_query[b], metrics=metrics, resamples=resamples, seed=seed)
       for a, b in stats.PAIRS
       if a in per_query and b in per_query
   }
@@ -158,7 +169,7 @@ def _oracle(examples, answer_fn) -> tuple[dict, list[dict]]:
 def flat_metrics(results: dict) -> dict[str, float]:
   """{"<system>_<metric>": value} for logging and best-checkpoint selection, plus
   "<a>-<b>_<metric>_diff" / "_lo" / "_hi" / "_p" / "_mde80" of every paired comparison."""
-  out = {f"{name}_{m}": v for name, ms in results["systems"].items() for m, v in ms.items() if m in METRICS}
+  out = {f"{name}_{m}": v for name, ms in results["systems"].items() for m, v in ms.items() if m in METRICS + ("q",)}
   for pair, by_metric in results.get("comparisons", {}).items():
     for m, c in by_metric.items():
       if m != "questions":
@@ -189,8 +200,9 @@ def comparison_lines(comparisons: Mapping[str, Mapping], *, resamples: int = sta
       if m in c:
         verdict.append(f"{m.upper()} {stats.verdict(c[m])}")
     differ = c["f1"]["differ"] if "f1" in c else float("nan")
+    q = f"   q {stats.describe(c['q'])}" if "q" in c else ""
     lines.append(
-        f"  {pair.replace('-', ' - '):<22} EM {stats.describe(c['em'])}   F1 {stats.describe(c['f1'])}"
+        f"  {pair.replace('-', ' - '):<22} EM {stats.describe(c['em'])}   F1 {stats.describe(c['f1'])}{q}"
         f"   ({', '.join(verdict)}; F1 differs on {100 * differ:.0f}% of questions)"
     )
   return lines
@@ -198,11 +210,12 @@ def comparison_lines(comparisons: Mapping[str, Mapping], *, resamples: int = sta
 
 def table(results: dict, *, title: str = "") -> str:
   """The evaluation table as text."""
-  head = f"{'system':<12}" + "".join(f"{m:>14}" for m in METRICS)
+  columns = METRICS + (("q",) if any("q" in ms for ms in results["systems"].values()) else ())
+  head = f"{'system':<12}" + "".join(f"{m:>14}" for m in columns)
   lines = [title] if title else []
   lines += [head, "-" * len(head)]
   for name, ms in results["systems"].items():
-    lines.append(f"{name:<12}" + "".join(f"{ms[m]:>14.2f}" for m in METRICS))
+    lines.append(f"{name:<12}" + "".join(f"{ms.get(m, float('nan')):>14.2f}" for m in columns))
   split = f"split {results['split']}; " if results.get("split") else ""
   lines.append(
       f"(reader EM/F1/hit and IR metrics x100; k={results['k']}; {split}"

@@ -107,8 +107,22 @@ def _answer_and_write(c, workdir, examples, orders, scores, *, readers, writer, 
       answer_bar.update(len(part))
     return out
 
+  def likelihood_fn(requests, answers):  # q of each system's top-k (eval.likelihood), cached like answers
+    out = []
+    for lo in range(0, len(requests), 8):
+      out.extend(scoring.answer_and_likelihood(requests[lo : lo + 8], answers[lo : lo + 8], generate=False)[1])
+    return out
+
   results = evaluation.evaluate(
-      examples, orders, answer_fn=answer_fn, k=e.k, scores=scores, oracle=e.oracle, resamples=e.resamples, seed=c.seed
+      examples,
+      orders,
+      answer_fn=answer_fn,
+      k=e.k,
+      scores=scores,
+      oracle=e.oracle,
+      resamples=e.resamples,
+      seed=c.seed,
+      likelihood_fn=likelihood_fn if e.likelihood else None,
   )
   answer_bar.close()
   results["step"] = step

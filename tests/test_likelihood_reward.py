@@ -261,3 +261,31 @@ def test_reader_preference_labels_and_warm_up_loss_against_hand_computations():
   loss = float(rax.softmax_loss(jnp.asarray(s), jnp.asarray(labels[:1]), reduce_fn=None)[0])
   expected = -(labels[0] * (s[0] - np.log(np.exp(s[0]).sum()))).sum()
   assert loss == pytest.approx(expected, rel=1e-5)
+
+
+def test_evaluation_adds_the_q_column_and_its_comparisons():
+  from rrpo_jax import evaluation  # pylint: disable=import-outside-toplevel
+  from rrpo_jax.reader import Response  # pylint: disable=import-outside-toplevel
+
+  exs = [_example(f"q{i}", ["Paris"], [("Paris", "paris"), ("B", "nothing")]) for i in range(4)]
+  orders = {"retriever": [[1, 0]] * 4, "reference": [[0, 1]] * 4}
+  step = ScoringStep(CountingFake(), None)
+
+  def likelihood_fn(requests, answers):
+    return step.answer_and_likelihood(requests, answers, generate=False)[1]
+
+  out = evaluation.evaluate(
+      exs,
+      orders,
+      answer_fn=lambda reqs: [Response(text="x") for _ in reqs],
+      k=1,
+      likelihood_fn=likelihood_fn,
+      resamples=200,
+  )
+  q_hit, q_miss = math.exp(-0.5), math.exp(-3.0)
+  assert out["per_query"]["reference"][0]["q"] == pytest.approx(q_hit)
+  assert out["systems"]["retriever"]["q"] == pytest.approx(100 * q_miss)
+  assert out["comparisons"]["reference-retriever"]["q"]["diff"] == pytest.approx(100 * (q_hit - q_miss))
+  text = evaluation.table(out)
+  assert " q" in text.splitlines()[0] and "q +" in text
+  assert "reference_q" in evaluation.flat_metrics(out)
