@@ -6,7 +6,9 @@ Honest evaluation chooses checkpoints and hyper-parameters on one split and repo
   "val"     the last data.val_size examples of the training file: periodic evaluation during RRPO
             and best-checkpoint selection (eval.select_split);
   report    data.eval_split: for the bundled sample one of its splits or several joined by "+"
-            ("dev", "test", "dev+test"), or "val"; with data.eval_path set, "eval" (that file).
+            ("dev", "test", "dev+test"), or "val"; with data.eval_path set, "eval" (that file);
+            "train" evaluates on the training questions themselves (a learnability check: can the
+            method fit what it trains on), never a report.
 Cross-fitting (data.folds = 2, the bundled sample only): every question of the sample except
 "val" (the training split minus its last val_size, then every report split: NQ's 2,105 + 200 +
 200 = 2,505 with val_size 150, HotpotQA's 200 + 100 = 300 with val_size 50) is dealt into two
@@ -79,6 +81,8 @@ def check(data_config, split: str) -> str | None:
     return f"must name a split, got {split!r}"
   if parts == ["val"]:
     return None if d.val_size > 0 else "'val' needs data.val_size > 0 (the held-out part of the training file)"
+  if parts == ["train"]:
+    return None  # the training questions themselves: a learnability check, never a report
   if _folds(d):
     if parts == [HELDOUT]:
       return None
