@@ -15,9 +15,16 @@
    top --real_n BM25 candidates, scored once per epoch per policy; same ScoringStep + cache.
 2. Requests/s through OpenAIReader with `--concurrency` requests in flight vs one at a time, against
    a local llama-cpp-python server on the SmolLM2 GGUF (127.0.0.1), same prompts, alternating runs.
+3. With --likelihood=N: reader seconds per training episode with and without the likelihood reward
+   (reward.lambda_ll = 0 vs 1) on N NQ train queries and the in-process --likelihood_model reader:
+   one episode = the reference's k prefixes (BM25 order) and a Gumbel-top-k sample's k prefixes,
+   scored by a ScoringStep without a cache (every call is real); the two settings alternate per
+   query (which goes first alternates too), so a busy machine slows both alike. The ratio
+   with/without is the cost of the term (its scores reuse the answer's KV cache: Reader.ask).
 
   python bench/reader.py                 # 5.5-9.5 min measured on 2 cores shared with other jobs
   python bench/reader.py --requests=0    # part 1 only (about a minute)
+  python bench/reader.py --requests=0 --queries=1 --epochs=1 --sigmas= --likelihood=40   # part 3
   python bench/reader.py --requests=0 --model=/tmp/sft_bench/nq_default2_sft_step60   # + real reranker (8 min measured, busy 2 cores)
 A supervised reranker to pass as --model (the bench trains nothing): export a warm-up checkpoint,
   python -m rrpo_jax.main --config=configs/nq.py --workdir=/tmp/sft_bench --config.mode=export \
@@ -223,6 +230,33 @@ def throughput(examples, *, n_requests: int, concurrency: int, max_tokens: int, 
   return {"seq": seq, "conc": conc, "ratio": conc / seq, "threads": threads}
 
 
+def likelihood_cost(examples, *, model: str, k: int, max_tokens: int, seed: int = 0) -> dict:
+  """Part 3: reader seconds per episode, answers only vs answers + likelihood scores (see the docstring)."""
+  rng = np.random.default_rng(seed)
+  reader = make_reader({"backend": "llama_cpp", "model": model, "max_tokens": max_tokens})
+  steps = {
+      name: scoring.ScoringStep(reader, None, weights={"em": 1.0, "f1": 1.0, "hit": 1.0, "likelihood": w})
+      for name, w in (("without", 0.0), ("with", 1.0))
+  }
+  seconds = {"without": [], "with": []}
+  try:
+    for i, ex in enumerate(examples):
+      scores = np.array([[c.score for c in ex.candidates]], np.float32)
+      ref = np.argsort(-scores, axis=-1, kind="stable")[:, :k].astype(np.int32)
+      act = _policy(scores, "gumbel", 0.0, k, rng)
+      for name in ("without", "with") if i % 2 == 0 else ("with", "without"):
+        steps[name]._values.clear()  # pylint: disable=protected-access  (no value memo: the reference is asked too)
+        res = steps[name].score([ex], ref, act)
+        seconds[name].append(res.stats["reader_seconds"])
+  finally:
+    reader.close()
+  out = {name: float(np.mean(v)) for name, v in seconds.items()}
+  out["ratio"] = out["with"] / out["without"]
+  out["ratio_median"] = float(np.median(np.array(seconds["with"]) / np.array(seconds["without"])))
+  out["episodes"] = len(examples)
+  return out
+
+
 def main():
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--queries", type=int, default=0, help="NQ train queries (0 = all 2,255)")
@@ -240,6 +274,8 @@ def main():
   p.add_argument("--real_max_length", type=int, default=128, help="tokens per (query, passage) pair")
   p.add_argument("--real_chunk", type=int, default=16, help="queries per scoring call of the reranker")
   p.add_argument("--real_temperature", type=float, default=1.0, help="Plackett-Luce temperature of the sampled policy")
+  p.add_argument("--likelihood", type=int, default=0, help="part 3: NQ train queries (0 = skip)")
+  p.add_argument("--likelihood_model", default="gemma3-270m", help="part 3: the in-process reader (GGUF alias)")
   args = p.parse_args()
 
   examples = load_sample("nq", "train", limit=args.queries or None)
@@ -321,6 +357,22 @@ def main():
     summary += (
         f" | openai backend: {t['conc']:.2f} req/s at concurrency {args.concurrency} vs {t['seq']:.2f} "
         f"one at a time (x{t['ratio']:.2f}; server parallel slots {PARALLEL_SLOTS}, {t['threads']} threads)"
+    )
+  if args.likelihood:
+    lik_ex = load_sample("nq", "train", limit=args.likelihood)
+    print(
+        f"part 3: {len(lik_ex)} NQ train queries, k={args.k}, reader {args.likelihood_model} in-process, "
+        f"max_tokens {args.max_tokens}, no cache; lambda_ll 0 vs 1 alternating per query",
+        flush=True,
+    )
+    lc = likelihood_cost(lik_ex, model=args.likelihood_model, k=args.k, max_tokens=args.max_tokens)
+    print(
+        f"  reader seconds per episode: {lc['without']:.2f} without the likelihood term, {lc['with']:.2f} with it "
+        f"(x{lc['ratio']:.2f}; median per-episode ratio x{lc['ratio_median']:.2f})"
+    )
+    summary += (
+        f" | likelihood term ({args.likelihood_model}, {lc['episodes']} episodes of 2k={2 * args.k} prefixes): "
+        f"{lc['with']:.2f} vs {lc['without']:.2f} reader s/episode (x{lc['ratio']:.2f})"
     )
   print("RESULT " + summary)
 
