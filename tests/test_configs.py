@@ -99,7 +99,7 @@ def test_unknown_variant():
         ("model.init", "/nonexistent/model", "model.init"),
         ("reader.backend", "vllm", "reader.backend"),
         ("eval.reader.backend", "openai", "eval.reader.base_url"),
-        ("data.eval_split", "train", "data.eval_split"),
+        ("data.eval_split", "trian", "data.eval_split"),
         ("eval.select_split", "val", "eval.select_split"),  # val_size is 0 in the default
         ("rrpo.standardize", "zscore", "rrpo.standardize"),
         ("rrpo.ref_mode", "train", "rrpo.ref_mode"),
