@@ -29,7 +29,7 @@
 A supervised reranker to pass as --model (the bench trains nothing): export a warm-up checkpoint,
   python -m rrpo_jax.main --config=configs/nq.py --workdir=/tmp/sft_bench --config.mode=export \
       --config.rrpo.init_from=<run>/checkpoints/sft --config.export.path=/tmp/sft_bench/nq_default2_sft_step60
-or run the warm-up itself: --config.mode=sft,export (a few minutes of CPU). The figures in README.md
+or run the warm-up itself: --config.mode=sft,export (a few minutes of CPU). The figures in docs/benchmarks.md
 use a 400-step warm-up (17 min on 2 cores; reference answer@3 91.0% vs BM25 87.0% on these queries):
   python -m rrpo_jax.main --config=configs/nq.py --workdir=/tmp/sft400 --config.mode=sft,export \
       --config.sft.steps=400 --config.sft.warmup_steps=20 --config.export.which=latest \

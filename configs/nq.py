@@ -1,4 +1,4 @@
-"""NQ: the embedded default (bundled NQ sample, MiniLM, SmolLM2 in-process) and a paper variant.
+"""NQ: the embedded default (bundled NQ sample, MiniLM, Gemma-3-270M in-process) and a paper variant.
 
 --config=configs/nq.py         warm-up -> RRPO -> eval on all 200 dev questions, in-process Gemma-3-270M
                                reader, RRPO choices from the experiments (config_variants.embedded)
@@ -20,7 +20,7 @@ def get_config(arg=None):
   c.data.sample = "nq"
   if arg in (None, ""):
     variants.embedded(c)
-    c.data.max_eval_queries = 0  # all 200 dev questions: the whole run fits 20 minutes on 2 CPU cores (README)
+    c.data.max_eval_queries = 0  # all 200 dev questions: the whole run fits 20 minutes on 2 CPU cores (README, Quick start)
     return c
   if arg in ("qwen3", "modernbert"):
     return paper(c, scale=variants.qwen3_scale if arg == "qwen3" else variants.modernbert_scale)

@@ -198,7 +198,7 @@ def reader_config(override=False):
   r.separator = unset("separator")  # between passages ("" = default)
   r.system = unset("system")  # system message of chat prompts ("" = default)
   r.max_passage_chars = unset("max_passage_chars")  # cut each passage the reader sees to this many chars (0 = all)
-  r.cache_path = unset("cache_path")  # response cache: SQLite file or postgresql:// URL ("" = per run: README)
+  r.cache_path = unset("cache_path")  # response cache: SQLite file or postgresql:// URL ("" = per run: docs/scaling.md)
   return r
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 def embedded(c):
   """The bundled-sample runs (configs/nq.py, configs/hotpotqa.py without a variant): the in-process
   Gemma-3-270M reader (about 1.2 s vs 2.2 s a 3-paragraph call on 2 cores, and F1 24.5 vs 9.8 with
-  BM25's top 3 on the NQ sample's dev+test: README, Results; SmolLM2 answers in sentences, so its EM
+  BM25's top 3 on the NQ sample's dev+test: docs/results.md; SmolLM2 answers in sentences, so its EM
   carries no signal; trained against SmolLM2 and validated with Gemma, the NQ policy did not differ
   significantly: +1.51 / -0.55 F1 at steps 16 / 32) and the RRPO choices of rrpo_choices."""
   c.reader.model = "gemma3-270m"  # faster and stronger than SmolLM2 here (see above)
@@ -19,7 +19,7 @@ def embedded(c):
 
 
 def rrpo_choices(c):
-  """The RRPO settings the NQ experiment chose on its validation split (README, Results; the paper's
+  """The RRPO settings the NQ experiment chose on its validation split (docs/results.md; the paper's
   own loop stays config.py's default and paper_scale's: greedy top-k under dropout, GAE, mean/std).
 
   Plackett-Luce sampling explores, so dropout is not needed, and at step 1 the ratio is then exactly
@@ -33,7 +33,7 @@ def rrpo_choices(c):
   model.dropout also applies to a warm-up in the same run.
   """
   c.model.dropout = 0.0  # exploration by sampling; the ratio is 1 at step 1
-  c.rrpo.selection = "sample"  # Gumbel-top-k from the policy (greedy: the ablation in README's Results)
+  c.rrpo.selection = "sample"  # Gumbel-top-k from the policy (greedy: the ablation in docs/results.md)
   c.rrpo.advantage = "ref_diff_return"  # no query-difficulty term (GAE: A_t = V_{t+1} + ... on a repeat)
   c.rrpo.standardize = "std"  # zero advantages (policy prefix = reference prefix) stay zero
   c.rrpo.learning_rate = 5e-5  # a 30-step pilot's value; 2e-4 and 1e-5 both lower on NQ val (n.s.)

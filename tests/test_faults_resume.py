@@ -10,7 +10,7 @@ faults one after another, so each rerun resumes from what the faults before it l
 the reruns from compiling again.
 
 CI runs the "ci" profile (4 kills); RRPO_JAX_FAULTS=long runs all of them (14: 12 kill points, a
-full disk, a damaged checkpoint); RRPO_JAX_FAULT_STATS=<file> writes the counts for README.md.
+full disk, a damaged checkpoint); RRPO_JAX_FAULT_STATS=<file> writes the counts for docs/reliability.md.
 """
 
 import glob

@@ -9,7 +9,7 @@ skip_invalid every valid record arrives and every record is either read or count
 CI runs the "ci" profile (tests/conftest.py); HYPOTHESIS_PROFILE=long runs ~40x more examples:
   HYPOTHESIS_PROFILE=long python -m pytest tests/test_fuzz_data.py tests/test_fuzz_config.py
 RRPO_FUZZ_STATS=counts.json also writes the counts (inputs, clear errors, valid records and those
-that arrived) that README's Reliability table quotes.
+that arrived) that docs/reliability.md's table quotes.
 """
 
 import collections

@@ -1,4 +1,4 @@
-"""Collects an experiment's runs into results/ and prints the README's tables.
+"""Collects an experiment's runs into results/ and prints the tables of docs/results.md.
 
   python tools/experiment_report.py [--runs=runs/exp] [--out=results]
 
