@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 import time
 from typing import Sequence
 
 from absl import logging
 
 from rrpo_jax.reader import prompts
-from rrpo_jax.reader.base import DEFAULTS, Reader, Request, Response
+from rrpo_jax.reader.base import DEFAULTS, Reader, Request, Response, Scored
 
 
 class HFReader(Reader):
@@ -18,6 +19,9 @@ class HFReader(Reader):
   chat: None = use the tokenizer's chat template when it has one.
   Special tokens come only from the chat template and the tokenizer's own additions: a passage that
   holds "<|im_end|>" or "[SEP]" is tokenised as text (encode).
+  Scoring (`score`): one forward pass over the prompt tokens (as `encode` gives them to `generate`)
+  followed by the continuation's tokens, left-padded in batches of `batch_size`, log_softmax (float32)
+  at the positions that predict each continuation token.
   """
 
   backend = "hf"
@@ -113,4 +117,55 @@ class HFReader(Reader):
         n = next((j for j, t in enumerate(tokens) if t in self._eos), len(tokens))
         raw = self.tokenizer.decode(tokens[:n], skip_special_tokens=True)
         out[i] = Response(text="", raw=raw, prompt_tokens=len(enc[i]), completion_tokens=n, latency_s=latency)
+    return out
+
+  def continuation_ids(self, prompt_text: str, continuation: str) -> list[int]:
+    """The continuation's tokens as they follow the prompt text: ids(prompt + continuation) less
+    ids(prompt) where the first starts with the second (as a server tokenises the joined text; a
+    SentencePiece tokenizer would add a prefix space to a separately tokenised piece), else
+    ids(continuation). Special-token strings in the continuation are text."""
+    base = self._ids(prompt_text, plain=True)
+    full = self._ids(prompt_text + continuation, plain=True)
+    return full[len(base) :] if full[: len(base)] == base else self._ids(continuation, plain=True)
+
+  def _score(self, requests: Sequence[Request], continuations: Sequence[str]) -> list[Scored]:
+    pairs = []
+    for request, continuation in zip(requests, continuations):
+      text = self._text(request)
+      continuation = continuation if text[-1:].isspace() else " " + continuation
+      pairs.append((self.encode(request), self.continuation_ids(text, continuation)))
+    order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
+    out: list[Scored | None] = [None] * len(pairs)
+    torch = self._torch
+    accepts = inspect.signature(self.model.forward).parameters
+    for lo in range(0, len(order), self.batch_size):
+      idx = order[lo : lo + self.batch_size]
+      batch = self.tokenizer.pad({"input_ids": [pairs[i][0] + pairs[i][1] for i in idx]}, return_tensors="pt")
+      keep = max(len(pairs[i][1]) for i in idx) + 1  # continuations end every row (left padding)
+      if "position_ids" in accepts:  # as generate numbers left-padded rows
+        batch["position_ids"] = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+      kwargs = {"logits_to_keep": keep} if "logits_to_keep" in accepts else {}  # no [B, L, vocab] logits
+      start = time.perf_counter()
+      with torch.inference_mode():
+        logits = self.model(**batch.to(self.device), **kwargs).logits
+        logits = logits[:, -keep:].float()
+        # logits at position t predict token t + 1: a row's m continuation tokens (its last m) are
+        # predicted at the m positions before its last.
+        found = []
+        for row, i in enumerate(idx):
+          cont = pairs[i][1]
+          steps = torch.log_softmax(logits[row, keep - len(cont) - 1 : keep - 1], dim=-1)
+          found.append(
+              steps.gather(-1, torch.tensor(cont, dtype=torch.long, device=steps.device)[:, None])[:, 0].tolist()
+          )
+      latency = (time.perf_counter() - start) / len(idx)
+      for i, values in zip(idx, found):
+        ok = bool(values)
+        out[i] = Scored(
+            logprobs=tuple(values),
+            prompt_tokens=len(pairs[i][0]),
+            latency_s=latency,
+            ok=ok,
+            error=None if ok else "the continuation has no tokens",
+        )
     return out
