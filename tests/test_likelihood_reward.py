@@ -289,3 +289,30 @@ def test_evaluation_adds_the_q_column_and_its_comparisons():
   text = evaluation.table(out)
   assert " q" in text.splitlines()[0] and "q +" in text
   assert "reference_q" in evaluation.flat_metrics(out)
+
+
+def test_weight_zero_scores_exactly_as_a_registry_without_the_term(monkeypatch):
+  """lambda_ll = 0 is today's reward: the same arrays, terms and stats (less the zero score counters)
+  as a scoring step built when no reader term was registered."""
+  exs = [
+      _example("q1", ["Paris"], [("Louvre", "paris museum"), ("Paris", "the city of paris"), ("X", "y")]),
+      _example("q2", ["1889"], [("Eiffel", "built 1889"), ("Other", "no")]),
+  ]
+  ref, act = np.array([[1, 0], [0, 1]]), np.array([[2, 1], [1, 0]])
+  weights = rewards.weights({"lambda_f": 1.0, "lambda_h": 1.0, "lambda_ll": 0.0})
+  with_term = ScoringStep(CountingFake(), None, weights=weights).score(exs, ref, act)
+  registry = rewards.Registry("reward term")
+  for name, term in rewards.TERMS.items():
+    if not term.needs_reader:
+      registry.register(name, term)
+  monkeypatch.setattr(rewards, "TERMS", registry)
+  without = ScoringStep(CountingFake(), None, weights={k: v for k, v in weights.items() if k != "likelihood"})
+  before = without.score(exs, ref, act)
+  np.testing.assert_array_equal(with_term.rewards, before.rewards)
+  np.testing.assert_array_equal(with_term.values, before.values)
+  assert with_term.terms.keys() == before.terms.keys()
+  for key in before.terms:
+    np.testing.assert_array_equal(with_term.terms[key], before.terms[key])
+  assert with_term.answers == before.answers and with_term.ok.tolist() == before.ok.tolist()
+  counts = lambda stats: {k: v for k, v in stats.items() if not k.startswith("score_") and k != "reader_seconds"}  # noqa: E731
+  assert counts(with_term.stats) == counts(before.stats)
