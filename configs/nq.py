@@ -20,7 +20,7 @@ def get_config(arg=None):
   c.data.sample = "nq"
   if arg in (None, ""):
     variants.embedded(c)
-    c.data.max_eval_queries = 0  # all 200 dev questions: the whole run fits 20 minutes on 2 CPU cores (README, Quick start)
+    c.data.max_eval_queries = 0  # all 200 dev questions: the run fits 20 minutes on 2 cores (README)
     return c
   if arg in ("qwen3", "modernbert"):
     return paper(c, scale=variants.qwen3_scale if arg == "qwen3" else variants.modernbert_scale)

@@ -210,6 +210,8 @@ CROSSFIT = [
     "experiments/nq_crossfit.py:rrpo,fold=0,seed=0,transfer",
     "experiments/nq_crossfit.py:learn",
     "experiments/nq_crossfit.py:learn,reward=ll",
+    "experiments/hotpotqa_crossfit.py:sft=is_supporting,fold=1",
+    "experiments/hotpotqa_crossfit.py:rrpo,fold=0,seed=1",
 ]
 
 
@@ -217,15 +219,17 @@ CROSSFIT = [
 def test_crossfit_stages_train_on_one_fold_and_report_on_the_other(spec):
   config = load(spec)
   d = config.data
-  assert d.folds == 2 and d.val_size == 150
+  hotpot = "hotpotqa" in spec
+  assert d.folds == 2 and d.val_size == (50 if hotpot else 150)
   if spec.endswith(("learn", "reward=ll")) and "learn" in spec:
     assert d.eval_split == "train" and d.max_train_queries == 200 and config.rrpo.steps * config.rrpo.batch_size == 1600
   elif config.mode == "sft,eval":
-    assert d.eval_split == "val" and config.sft.labels in ("has_answer", "reader")
+    assert d.eval_split == "val" and config.sft.labels in ("has_answer", "reader", "is_supporting")
   else:  # the pre-registered rule: the last step on the held-out fold, nothing selected
     assert d.eval_split == "heldout" and config.eval.checkpoint == "latest" and config.eval.every_steps == 0
-    assert config.rrpo.steps * config.rrpo.batch_size >= 2500
-    assert config.rrpo.init_from.endswith(f"_sft_has_answer_f{d.fold}/checkpoints/sft")
+    assert config.rrpo.steps * config.rrpo.batch_size >= (800 if hotpot else 2500)
+    warmup = "is_supporting" if hotpot else "has_answer"
+    assert config.rrpo.init_from.endswith(f"_sft_{warmup}_f{d.fold}/checkpoints/sft")
   assert config.reward.lambda_ll == (1.0 if "reward=ll" in spec else 0.0)
   config.rrpo.init_from = ""  # the warm-up stage's output does not exist in a test
   assert config_lib.validate(config, num_devices=1) == tuple(config.mode.split(","))

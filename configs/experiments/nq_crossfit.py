@@ -2,113 +2,33 @@
 questions? (docs/results.md, "Cross-fitted NQ": the pre-registration, commands and results.)
 
 The NQ sample's 150 `val` questions are kept for selection; the other 2,505 (train minus val, dev,
-test) are dealt into two fixed folds (data.folds=2, rrpo_jax/data/splits.py: fold_of). Each fold's
-models (warm-up and RRPO) train on that fold and are evaluated on the other ("heldout"), so every
-question is reported once by models that never trained on it; `python -m rrpo_jax.compare` pools
-the two folds' rows. Reader Gemma-3-270M, k=3; SmolLM2-135M is the transfer reader (never used in
-training). All stages share one reader cache, so the retriever and reference answers are asked once.
-Stage argument (`:`-suffix of the config path, comma-separated):
-
-  sft=has_answer|reader,fold=F    the warm-up on fold F (sft.labels), evaluated on val (retriever
-                                  vs reference): the reference of the RRPO runs and the control
-  rrpo,fold=F,seed=S[,reward=R]   RRPO from fold F's warm-up (warmup=has_answer|reader picks which,
-                                  default has_answer), evaluated on the held-out fold at its last
-                                  step (the pre-registered checkpoint rule); reward=ll adds the
-                                  likelihood term (reward.lambda_ll = LAMBDA_LL)
-  ...,transfer                    the same checkpoints evaluated with SmolLM2 (results_transfer.json)
-  learn[,reward=R]                the learnability check: RRPO from fold 0's has_answer warm-up on the
-                                  first 200 questions of fold 0 for 8 epochs (200 steps x 8), then the
-                                  reference and the policy on those same 200 questions
+test) are the two folds (1,253 / 1,252). The stages (crossfit_stages.py): warm-ups per fold on
+has_answer (the reference) or the reader's preference, RRPO per fold / seed / reward (320 steps x 8
+= 2,560 episodes, about 2 epochs of a fold), transfer, and the learnability check.
 
   python -m rrpo_jax.main --config=configs/experiments/nq_crossfit.py:sft=has_answer,fold=0 \\
       --workdir=runs/exp/nq_cf_sft_has_answer_f0
   python -m rrpo_jax.main --config=configs/experiments/nq_crossfit.py:rrpo,fold=0,seed=0 \\
       --workdir=runs/exp/nq_cf_rrpo_s0_f0
+  python -m rrpo_jax.main --config=configs/experiments/nq_crossfit.py:learn --workdir=runs/exp/nq_cf_learn
   python -m rrpo_jax.compare runs/exp/nq_cf_rrpo_s0_f0,runs/exp/nq_cf_rrpo_s0_f1 \\
       --systems=policy:reference --out=results/nq_cf/rrpo_s0_policy_vs_reference.json
-
-Every stage resumes when rerun with the same command. Workdirs and the cache are relative to the
-directory the command runs in (EXP below).
 """
 
-from rrpo_jax import config as default
-from rrpo_jax import config_variants as variants
+from rrpo_jax.config import load_sibling
 
-EXP = (
-    "runs/exp/nq_cf"  # workdir prefix: <EXP>_sft_<labels>_f<F>, <EXP>_rrpo_s<S>_f<F>[_<reward>], <EXP>_learn[_<reward>]
-)
-LAMBDA_LL = 1.0  # reward.lambda_ll of reward=ll (q in (0, 1] next to EM + F1 + hit in [0, 3])
-STAGES = ("sft", "rrpo", "learn", "fold", "seed", "reward", "warmup", "transfer")
-
-
-def parse(arg) -> dict:
-  parts = dict(p.partition("=")[::2] for p in (arg or "").split(",") if p)
-  unknown = set(parts) - set(STAGES)
-  if unknown:
-    raise ValueError(f"configs/experiments/nq_crossfit.py: unknown stage argument(s) {sorted(unknown)}: use {STAGES}")
-  if sum(s in parts for s in ("sft", "rrpo", "learn")) != 1:
-    raise ValueError("configs/experiments/nq_crossfit.py: name one stage: sft=LABELS, rrpo or learn")
-  if parts.get("reward", "") not in ("", "ll"):
-    raise ValueError(f"configs/experiments/nq_crossfit.py: reward must be ll (or absent), got {parts['reward']!r}")
-  return parts
+crossfit = load_sibling(__file__, "crossfit_stages.py")
 
 
 def get_config(arg=None):
-  parts = parse(arg)
-  c = default.get_config()
-  c.data.sample = "nq"
-  c.data.val_size = 150  # selection only
-  c.data.folds = 2
-  c.data.fold = int(parts.get("fold", 0))
-  c.data.eval_split = "heldout"  # the other fold: reported, never used for selection
-  c.data.max_eval_queries = 0
-  c.eval.select_split = "val"
-  c.eval.k = 3
-  c.eval.batch_size = 16
-  c.eval.likelihood = True  # the q column next to EM / F1
-  c.reader.model = "gemma3-270m"
-  c.reader.cache_path = f"{EXP}_reader_cache.sqlite"  # shared by every stage
-  c.checkpoint.keep = 2
-  if "sft" in parts:
-    labels = parts["sft"] or "has_answer"
-    c.mode = "sft,eval"
-    c.sft.steps = 400
-    c.sft.warmup_steps = 20
-    c.sft.batch_size = 4
-    c.sft.learning_rate = 2e-4
-    c.sft.labels = labels
-    c.model.dropout = 0.1  # the warm-up's regulariser (RRPO runs without: variants.rrpo_choices)
-    c.checkpoint.every_steps = 50
-    c.data.eval_split = "val"  # a warm-up is judged on val: retriever vs reference
-    c.eval.systems = "retriever,reference"
-    c.eval.best_metric = ""
-    return c
-  warmup = parts.get("warmup", "has_answer")
-  c.sft.steps = 0
-  variants.rrpo_choices(c)  # dropout 0, Plackett-Luce sampling, ref_diff_return + std, lr 5e-5
-  c.rrpo.batch_size = 8
-  c.rrpo.warmup_steps = 10
-  c.rrpo.beta = 0.01
-  c.eval.every_steps = 0
-  c.eval.checkpoint = "latest"  # the pre-registered rule: the last step, nothing selected
-  c.eval.best_metric = ""
-  c.checkpoint.every_steps = 16
-  if parts.get("reward") == "ll":
-    c.reward.lambda_ll = LAMBDA_LL
-  if "learn" in parts:
-    c.mode = "rrpo,eval"
-    c.data.fold = 0
-    c.data.max_train_queries = 200
-    c.data.eval_split = "train"  # the same 200 questions: can the method fit them?
-    c.rrpo.init_from = f"{EXP}_sft_has_answer_f0/checkpoints/sft"
-    c.rrpo.steps = 200  # 200 x 8 = 1,600 episodes = 8 epochs of the 200 questions
-    return c
-  c.mode = "rrpo,eval"
-  c.seed = int(parts.get("seed", 0))
-  c.rrpo.init_from = f"{EXP}_sft_{warmup}_f{c.data.fold}/checkpoints/sft"
-  c.rrpo.steps = 320  # 320 x 8 = 2,560 episodes of the fold's 1,253 questions (about 2 epochs)
-  if "transfer" in parts:
-    c.mode = "eval"
-    c.eval.name = "transfer"
-    c.eval.reader.model = "smollm2-135m-instruct"
-  return c
+  """`arg`: the stage (crossfit_stages.py)."""
+  return crossfit.stage(
+      arg,
+      name="configs/experiments/nq_crossfit.py",
+      sample="nq",
+      val_size=150,
+      exp="runs/exp/nq_cf",
+      warmup="has_answer",
+      rrpo_steps=320,  # x 8 = 2,560 episodes per fold model
+      sft_steps=400,
+  )
