@@ -43,7 +43,8 @@ def labels_for(batch: dict, kind: str) -> np.ndarray:
   elif kind == "is_supporting":
     use = np.ones(supporting.shape[0], bool)
   else:
-    use = (supporting >= 0).any(axis=-1)
+    # numpy's stubs type any(axis=...) as a scalar or an array; over axis -1 of [B, n] it is bool[B].
+    use = (supporting >= 0).any(axis=-1)  # type: ignore[assignment]
   labels = np.where(use[:, None], supporting == 1, has_answer)
   return (labels & np.asarray(batch["where"], bool)).astype(np.float32)
 

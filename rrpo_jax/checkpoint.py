@@ -77,7 +77,8 @@ def key_to_data(key: jax.Array) -> np.ndarray:
 
 def key_from_data(data) -> jax.Array:
   """Inverse of key_to_data (default threefry implementation)."""
-  return jax.random.wrap_key_data(np.asarray(data, dtype=np.uint32))
+  # jax annotates key_bits_array as jax.Array; it takes any uint32 array (numpy here, as saved).
+  return jax.random.wrap_key_data(np.asarray(data, dtype=np.uint32))  # type: ignore[arg-type]
 
 
 class Checkpointer:

@@ -207,6 +207,7 @@ def load_sibling(config_file: str, name: str) -> types.ModuleType:
   `config_file` (pass __file__): how config files share code without editing sys.path."""
   path = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(config_file)), name))
   spec = importlib.util.spec_from_file_location(f"rrpo_jax_config_{os.path.splitext(os.path.basename(path))[0]}", path)
+  assert spec is not None and spec.loader is not None  # a .py path always has a spec with a source loader
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module

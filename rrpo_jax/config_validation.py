@@ -202,9 +202,9 @@ def validate(config, *, num_devices: int = 1) -> tuple[str, ...]:
         f"{prefix}.backend",
         f"must be {_one_of(reader_lib.BACKENDS.names())}, got {rc['backend']!r}",
     )
-    problem = reader_lib.BACKENDS.get(rc["backend"]).check(rc)
-    if problem:
-      _check(False, f"{prefix}.{problem[0]}", problem[1])
+    reader_problem = reader_lib.BACKENDS.get(rc["backend"]).check(rc)
+    if reader_problem:
+      _check(False, f"{prefix}.{reader_problem[0]}", reader_problem[1])
     _check(int(rc["max_tokens"]) >= 1, f"{prefix}.max_tokens", "must be >= 1")
     problem = reader_lib.cache_problem(rc.get("cache_path") or "")
     _check(problem is None, f"{prefix}.cache_path", problem or "")

@@ -111,8 +111,8 @@ def evaluate(
     resp = answers[pos : pos + len(examples)]
     rm, rows = reader_metrics(examples, resp)
     if qs is not None:
-      for row, q in zip(rows, qs[pos : pos + len(examples)]):
-        row["q"] = float("nan") if q is None else float(q)
+      for row, q_value in zip(rows, qs[pos : pos + len(examples)]):
+        row["q"] = float("nan") if q_value is None else float(q_value)
       rm["q"] = 100 * float(np.nanmean([row["q"] for row in rows])) if rows else float("nan")
     pos += len(examples)
     s = np.stack([order_scores(o, n) for o in orders[name]]) if examples else np.zeros((0, n), np.float32)

@@ -15,7 +15,7 @@ import json
 import math
 import re
 import time
-from typing import Any, Mapping
+from typing import Any, Mapping, TextIO
 
 import jax
 import numpy as np
@@ -62,7 +62,7 @@ class _Jsonl:
 
   def __init__(self, path: str):
     self.path = path
-    self._file = None
+    self._file: TextIO | None = None
     self._lines: list[str] = []
     self._open()
 
@@ -100,7 +100,7 @@ class MetricWriter:
     self.workdir = workdir
     self.enabled = jax.process_index() == 0 if enabled is None else enabled
     self._tb = None
-    self._jsonl = None
+    self._jsonl: _Jsonl | None = None  # None on other hosts and once closed
     if self.enabled:
       paths.makedirs(workdir)
       self._jsonl = _Jsonl(paths.join(workdir, "metrics.jsonl"))
@@ -133,6 +133,7 @@ class MetricWriter:
     """Rewrites metrics.jsonl with the rows `keep` accepts, atomically: a full disk leaves it whole."""
     if not self.enabled:
       return
+    assert self._jsonl is not None  # enabled and not closed
     rows = read_jsonl(self._jsonl.path)
     self._jsonl.rewrite([r for r in rows if keep(r)])
 
@@ -148,6 +149,7 @@ class MetricWriter:
         continue
       row[name] = v if math.isfinite(v) else str(v)
       board.add_scalar(f"{phase}/{name}", v, int(step))
+    assert self._jsonl is not None  # enabled and not closed
     self._jsonl.write(json.dumps(row) + "\n")
 
   def flush(self):
@@ -167,7 +169,7 @@ class MetricWriter:
 
 def read_jsonl(path: str) -> list[dict]:
   """Rows of a metrics.jsonl file (a torn last line from a killed run is ignored)."""
-  rows = []
+  rows: list[dict] = []
   if not paths.exists(path):
     return rows
   for line in paths.read_text(path).splitlines():
@@ -215,8 +217,8 @@ def plot(workdir: str, out: str | None = None) -> str | None:
     ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"{system} F1")
     ax.plot([p[0] for p in pts], [p[2] for p in pts], marker="x", linestyle=":", label=f"{system} EM")
   for system in sorted({k[:-3] for r in vals for k in r if k.endswith("_f1") and "-" not in k}):
-    pts = [(r["step"], r[f"{system}_f1"]) for r in vals if f"{system}_f1" in r]
-    ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="s", linestyle="--", label=f"val {system} F1")
+    val_pts = [(r["step"], r[f"{system}_f1"]) for r in vals if f"{system}_f1" in r]
+    ax.plot([p[0] for p in val_pts], [p[1] for p in val_pts], marker="s", linestyle="--", label=f"val {system} F1")
   if systems or vals:
     ax.legend(loc="best", fontsize=7)
   ax.set_title("reader EM / F1 (x100): eval (report), val (selection)")

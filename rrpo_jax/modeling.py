@@ -417,7 +417,8 @@ def scores(
   """
   module = CrossEncoder(config)
   if key is not None:
-    return module.apply(
+    # flax types apply() as out or (out, mutated variables); no mutable= here, so out.
+    return module.apply(  # type: ignore[return-value]
         {"params": params}, input_ids, attention_mask, token_type_ids, deterministic=False, rngs={"dropout": key}
     )
   tt = jnp.zeros_like(input_ids) if token_type_ids is None else token_type_ids

@@ -271,7 +271,10 @@ def scores(config: ModernBertConfig, params, input_ids, attention_mask, token_ty
   del token_type_ids
   module = ModernBertCrossEncoder(config)
   if key is not None:
-    return module.apply({"params": params}, input_ids, attention_mask, deterministic=False, rngs={"dropout": key})
+    # flax types apply() as out or (out, mutated variables); no mutable= here, so out.
+    return module.apply(  # type: ignore[return-value]
+        {"params": params}, input_ids, attention_mask, deterministic=False, rngs={"dropout": key}
+    )
   return map_row_blocks(
       lambda i, a: module.apply({"params": params}, i, a, deterministic=True),
       (input_ids, attention_mask),

@@ -216,7 +216,7 @@ def _sample_sequential(s: Array, where: Array, *, key: Array, k: int, block: int
   row_idx = jnp.arange(rows)
   lane = jnp.arange(bs)
   blocks = jnp.arange(nb)
-  picks = []
+  picks: list[jax.Array] = []
   for t in range(k):
     m_top = _max_last(m_blk, keepdims=True)
     any_left = jnp.isfinite(m_top[:, 0])

@@ -53,7 +53,7 @@ def run_eval(
   repl = {"policy": dp.replicate(policy_params)} if "policy" in systems else {}
   if "reference" in systems:
     repl["reference"] = dp.replicate(ref_params)
-  scores = {name: [] for name in repl}
+  scores: dict[str, list[np.ndarray]] = {name: [] for name in repl}
   bsz = e.batch_size // jax.process_count()
   bar = progress(len(examples), "eval scoring", enabled=c.progress and not quiet)
   for lo in range(0, len(examples), bsz):
@@ -143,9 +143,10 @@ def _answer_and_write(c, workdir, examples, orders, scores, *, readers, writer, 
   return results
 
 
-def _broadcast(results: dict | None) -> dict | None:
+def _broadcast(results: dict | None) -> dict:
   """Host 0's results on every process (as JSON); unchanged on one process."""
   if jax.process_count() == 1:
+    assert results is not None  # the only process is host 0, which computed them
     return results
   payload = json.dumps(results or {}).encode()
   size = int(multihost_utils.broadcast_one_to_all(np.int32(len(payload))))

@@ -118,13 +118,15 @@ def make_rollout(
     scored = scoring.score(exs, ref_topk, actions)
     t2 = time.perf_counter()
     # (c) a query whose reader calls failed carries no signal: it leaves the update (not a reward of 0).
+    # RolloutBatch's fields are typed as the update step sees them (jax.Array); on the host they are
+    # numpy arrays until DataParallel.shard places them (hence the ignores).
     batch = update_lib.RolloutBatch(
         inputs=inputs,
         where=where,
-        actions=np.asarray(actions, np.int32),
-        ref_log_prob=np.asarray(ref_lp, np.float32),
-        rewards=scored.rewards.astype(np.float32),
-        values=scored.values.astype(np.float32),
+        actions=np.asarray(actions, np.int32),  # type: ignore[arg-type]
+        ref_log_prob=np.asarray(ref_lp, np.float32),  # type: ignore[arg-type]
+        rewards=scored.rewards.astype(np.float32),  # type: ignore[arg-type]
+        values=scored.values.astype(np.float32),  # type: ignore[arg-type]
         query_mask=np.asarray(qmask, bool) & scored.ok,
     )
     diagnostics = all_hosts_diagnostics(scored, ref_scores, pol_scores, where, ref_topk, actions, qmask, k)
@@ -143,11 +145,11 @@ def make_rollout(
     values = scored.values.reshape(b, g, k)[:, 0].astype(np.float32)
     ok = np.asarray(scored.ok, bool).reshape(b, g).all(axis=1)
     tied = np.all(rewards == values[:, None, :], axis=(1, 2)) & np.asarray(qmask, bool) & ok
-    batch = update_lib.RolloutBatch(
+    batch = update_lib.RolloutBatch(  # numpy fields on the host, as above
         inputs=inputs,
         where=where,
-        actions=np.asarray(actions, np.int32),
-        ref_log_prob=np.asarray(ref_lp, np.float32),
+        actions=np.asarray(actions, np.int32),  # type: ignore[arg-type]
+        ref_log_prob=np.asarray(ref_lp, np.float32),  # type: ignore[arg-type]
         rewards=rewards,
         values=values,
         query_mask=np.asarray(qmask, bool) & ok & ~tied,

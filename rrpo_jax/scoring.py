@@ -85,6 +85,13 @@ def _derived(counts: collections.Counter) -> dict[str, float]:
   return stats
 
 
+def _asks(name: str, answers) -> list[str]:
+  """The continuations the reader term `name` has the reader score for `answers`."""
+  asks = rewards_lib.TERMS.get(name).asks
+  assert asks is not None  # reader terms (rewards.reader_terms) are the terms registered with asks=
+  return asks(list(answers))
+
+
 def _valid_prefix(row: np.ndarray, n: int, where: str) -> list[int]:
   picks = []
   for a in row:
@@ -176,7 +183,8 @@ class ScoringStep:
           answer=[e[1] is not None for e in entries],
           continuations=[[c for _, c in e[2]] for e in entries],
       )
-      counts["reader_seconds"] += time.perf_counter() - start
+      # typeshed types a Counter's values as int; this one also sums the reader's seconds.
+      counts["reader_seconds"] += time.perf_counter() - start  # type: ignore[assignment]
       counts["reader_calls"] += len(pending)
       counts["score_calls"] += len(pending_scores)
       for (req, akey, conts), resp, outs in zip(entries, responses, scores_out):
@@ -206,10 +214,7 @@ class ScoringStep:
 
   def _score_keys(self, ex, req: Request) -> dict[str, list[str]]:
     """{reader term: the score keys of its continuations} for one prefix request."""
-    return {
-        name: [score_key(*self._prefix, req, c) for c in rewards_lib.TERMS.get(name).asks(list(ex.answers))]
-        for name in self.reader_terms
-    }
+    return {name: [score_key(*self._prefix, req, c) for c in _asks(name, ex.answers)] for name in self.reader_terms}
 
   def _reward(self, ex, text: str, means: dict[str, list[float]] | None = None) -> list[float]:
     """[R, term_1, ..., term_T] of one answer; means: {reader term: its continuations' mean log p}."""
@@ -227,7 +232,7 @@ class ScoringStep:
     b, k = actions.shape
     if ref_topk.shape != (b, k) or len(examples) != b:
       raise ValueError(f"examples ({len(examples)}), ref_topk {ref_topk.shape} and actions {actions.shape} disagree")
-    counts = collections.Counter()
+    counts: collections.Counter[str] = collections.Counter()
     wanted: dict[str, Request] = {}
     ref_keys, pol_keys, memo, mkeys = {}, {}, {}, {}
     skeys: dict[tuple, dict[str, list[str]]] = {}  # (side, i, t) -> {reader term: score keys}
@@ -236,7 +241,7 @@ class ScoringStep:
     def ask_scores(side, i, t, ex, req):
       if self.reader_terms:
         skeys[side, i, t] = keys = self._score_keys(ex, req)
-        conts = [c for name in self.reader_terms for c in rewards_lib.TERMS.get(name).asks(list(ex.answers))]
+        conts = [c for name in self.reader_terms for c in _asks(name, ex.answers)]
         for key, cont in zip([k for ks in keys.values() for k in ks], conts):
           score_wanted.setdefault(key, (req, cont))
 

@@ -26,9 +26,10 @@ RESAMPLES = 10_000
 PAIRS = (("policy", "reference"), ("policy", "retriever"), ("reference", "retriever"))
 # z_0.975 + z_0.80 = 1.95996 + 0.84162 = 2.80158: a two-sided 5% test at 80% power.
 Z_MDE80 = statistics.NormalDist().inv_cdf(0.975) + statistics.NormalDist().inv_cdf(0.80)
+Scores = Sequence[float] | np.ndarray  # per-question scores: a list or a 1-D array
 
 
-def mde80(a: Sequence[float], b: Sequence[float]) -> float:
+def mde80(a: Scores, b: Scores) -> float:
   """(z_0.975 + z_0.80) * sd(a - b) / sqrt(n), sd with n - 1 degrees of freedom; nan for n < 2."""
   d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
   if d.size < 2:
@@ -36,7 +37,7 @@ def mde80(a: Sequence[float], b: Sequence[float]) -> float:
   return float(Z_MDE80 * d.std(ddof=1) / math.sqrt(d.size))
 
 
-def paired_t_test(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
+def paired_t_test(a: Scores, b: Scores) -> tuple[float, float]:
   """(t, two-sided p) of the paired t-test of mean(a - b) = 0; (0, 1) when all differences are 0."""
   from scipy import stats as scipy_stats  # pylint: disable=import-outside-toplevel  (slow import)
 
@@ -50,7 +51,7 @@ def paired_t_test(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]
 
 
 def paired_bootstrap(
-    a: Sequence[float], b: Sequence[float], *, resamples: int = RESAMPLES, seed: int = 0, level: float = 0.95
+    a: Scores, b: Scores, *, resamples: int = RESAMPLES, seed: int = 0, level: float = 0.95
 ) -> tuple[float, float, float]:
   """(mean(a - b), lo, hi): the percentile interval of the mean paired difference."""
   d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
@@ -67,9 +68,7 @@ def paired_bootstrap(
   return float(d.mean()), float(lo_q), float(hi_q)
 
 
-def compare(
-    a: Sequence[float], b: Sequence[float], *, scale: float = 100.0, resamples: int = RESAMPLES, seed: int = 0
-) -> dict:
+def compare(a: Scores, b: Scores, *, scale: float = 100.0, resamples: int = RESAMPLES, seed: int = 0) -> dict:
   """{"diff", "ci95": [lo, hi], "p", "t", "mde80", "n", "differ"} for per-question scores a vs b
   (diff, ci95 and mde80 scaled)."""
   a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)

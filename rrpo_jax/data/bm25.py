@@ -102,7 +102,10 @@ class BM25Index:
     """Indexes `texts` in chunks of `chunk_size`; per-chunk arrays go to `spill_dir` if given."""
     self = cls(k1=k1, b=b)
     t0 = time.perf_counter()
-    parts, doc_lens, df = [], [], np.zeros(0, np.int64)
+    # A chunk's (term, tf, nnz per passage) arrays, or the .npz file they were spilled to.
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray] | str] = []
+    doc_lens: list[np.ndarray] = []
+    df = np.zeros(0, np.int64)
     with tempfile.TemporaryDirectory(dir=spill_dir) if spill_dir else _nullcontext() as tmp:
       with tqdm.tqdm(total=total, unit="psg", desc="BM25 tokenise", disable=not show_progress) as bar:
         for ci, chunk in enumerate(_chunks(texts, chunk_size)):
@@ -117,7 +120,7 @@ class BM25Index:
           tf = np.minimum(tf, 65535).astype(np.uint16)
           vocab = len(self.tokenizer.word_to_id)
           df = np.pad(df, (0, vocab - len(df))) + np.bincount(term, minlength=vocab)
-          part = (term, tf, nnz_per_doc)
+          part: tuple[np.ndarray, np.ndarray, np.ndarray] | str = (term, tf, nnz_per_doc)
           if tmp is not None:
             name = os.path.join(tmp, f"chunk{ci:06d}.npz")
             np.savez(name, term=term, tf=tf, nnz=nnz_per_doc)

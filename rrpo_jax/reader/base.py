@@ -6,12 +6,12 @@ import abc
 import dataclasses
 import json
 import time
-from typing import Sequence
+from typing import Any, Sequence
 
 # The one source of the reader's defaults: make_reader falls back to these for unset fields, the
 # backends' constructors take max_tokens from here, and rrpo_jax.config.reader_config (the config's
 # reader section) is built from them. Unset strings are "" (0 for n_threads / max_passage_chars).
-DEFAULTS = {
+DEFAULTS: dict[str, Any] = {
     "backend": "llama_cpp",
     "model": "smollm2-135m-instruct",  # llama_cpp's alias; openai falls back to "default", hf needs a path
     "base_url": "",

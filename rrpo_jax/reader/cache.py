@@ -213,8 +213,8 @@ class ResponseCache(Cache):
     super().__init__()
     self.path = self.location = os.path.abspath(os.path.expanduser(path))
     self.timeout_s = timeout_s
-    self._conn = None
-    self._pid = None
+    self._conn: sqlite3.Connection | None = None
+    self._pid: int | None = None
     parent = os.path.dirname(self.path)
     if parent:
       os.makedirs(parent, exist_ok=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import time
-from typing import Sequence
+from typing import Sequence, cast
 
 from absl import logging
 
@@ -117,7 +117,7 @@ class HFReader(Reader):
         n = next((j for j, t in enumerate(tokens) if t in self._eos), len(tokens))
         raw = self.tokenizer.decode(tokens[:n], skip_special_tokens=True)
         out[i] = Response(text="", raw=raw, prompt_tokens=len(enc[i]), completion_tokens=n, latency_s=latency)
-    return out
+    return cast(list[Response], out)  # every index was filled: order is a permutation of them
 
   def continuation_ids(self, prompt_text: str, continuation: str) -> list[int]:
     """The continuation's tokens as they follow the prompt text: ids(prompt + continuation) less
@@ -168,4 +168,4 @@ class HFReader(Reader):
             ok=ok,
             error=None if ok else "the continuation has no tokens",
         )
-    return out
+    return cast(list[Scored], out)  # every index was filled: order is a permutation of them

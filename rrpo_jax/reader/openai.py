@@ -209,8 +209,8 @@ class OpenAIReader(Reader):
       futures = [pool.submit(fn, item, abort) for item in items]  # FIFO: prefixes stay adjacent
       concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_EXCEPTION)
       for f in futures:
-        if f.done() and f.exception() is not None:
-          raise f.exception()
+        if f.done() and (e := f.exception()) is not None:
+          raise e
       return [f.result() for f in futures]
     except BaseException:
       abort.set()
@@ -328,7 +328,8 @@ class OpenAIReader(Reader):
   def _from_prompt_logprobs(self, data, found: list, continuation: str, latency: float) -> Scored:
     """The last prompt tokens that spell `continuation` (vLLM: one {token_id: {logprob, decoded_token}}
     per prompt token, None for the first)."""
-    picked, covered = [], 0
+    picked: list[float | None] = []
+    covered = 0
     for entry in reversed(found):
       if covered >= len(continuation):
         break

@@ -12,9 +12,13 @@ PGPASSWORD and ~/.pgpass; messages and config.json mask it anyway). Needs psycop
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from rrpo_jax.reader.base import Response
 from rrpo_jax.reader.cache import COLUMNS, Cache, CacheError, response_of
+
+if TYPE_CHECKING:
+  import psycopg  # imported at run time by _psycopg(), where the extra is installed
 
 TABLE = "rrpo_reader_responses"
 SCHEMES = ("postgresql", "postgres")
@@ -64,8 +68,8 @@ class PostgresCache(Cache):
     self.url = url
     self.location = display(url)
     self.timeout_s = timeout_s
-    self._conn = None
-    self._pid = None
+    self._conn: psycopg.Connection | None = None
+    self._pid: int | None = None
     self._connection()  # an unreachable server stops the run now, not at the first reader call
 
   def _connection(self):

@@ -76,9 +76,10 @@ class LlamaServer:
     ]
     if self.n_batch:
       cmd += ["--n_batch", str(self.n_batch), "--n_ubatch", str(self.n_batch)]
-    log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # pylint: disable=consider-using-with
-    self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)  # pylint: disable=consider-using-with
-    if log is not subprocess.DEVNULL:
+    log = open(self.log_path, "ab") if self.log_path else None  # pylint: disable=consider-using-with
+    stdout = log if log is not None else subprocess.DEVNULL
+    self.proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.STDOUT)  # pylint: disable=consider-using-with
+    if log is not None:
       log.close()
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
