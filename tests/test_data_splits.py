@@ -56,7 +56,8 @@ def test_val_is_carved_from_the_end_of_train(tmp_path):
 def test_sample_report_splits_join_and_stay_disjoint_from_val():
   d = data_config(val_size=150, eval_split="dev+test")
   assert splits.check(d, "dev+test") is None and splits.check(d, "val") is None
-  assert "report splits are dev+test" in splits.check(d, "train")
+  assert splits.check(d, "train") is None  # the training questions: a learnability check
+  assert "report splits are dev+test" in splits.check(d, "trian")
   assert "val_size > 0" in splits.check(data_config(), "val")
   report = splits.load(d, "dev+test")
   val = splits.load(d, "val")

@@ -20,14 +20,15 @@ import io
 import json
 import os
 import re
+from typing import Any, Callable
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 from rrpo_jax.data import DataError, bm25, convert, read_examples
 from rrpo_jax.data.formats import FORMATS
+from rrpo_jax.data.records import json_records
 
-JSON_FORMATS = [f for f in FORMATS if f != "triviaqa_dpr"]
 HUGE = "x" * 300_000  # a huge field (kept moderate: each example writes and parses it)
 FUZZ = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture]
@@ -85,61 +86,88 @@ plain_values = st.recursive(
 )
 
 
-@st.composite
-def valid_record(draw, fmt, i):
-  """A record of `fmt` that the adapter must accept, with query id f"valid-{i}"."""
-  qid, question = f"valid-{i}", draw(words)
-  answer = draw(words)
-  texts = draw(st.lists(st.text(max_size=40), min_size=1, max_size=4))
-  if fmt == "dpr":
-    return {
-        "id": qid,
-        "question": question,
-        "answers": [answer, *draw(st.lists(st.text(max_size=8), max_size=2))],
-        "ctxs": [
-            {
-                "id": f"p{j}",
-                "title": draw(st.text(max_size=8)),
-                "text": t,
-                "score": draw(st.one_of(st.none(), st.floats(-1e6, 1e6), st.just("12.5"))),
-            }
-            for j, t in enumerate(texts)
-        ],
-    }
-  if fmt == "hotpotqa":
-    titles = [f"T{j}{draw(st.text(max_size=4))}" for j in range(len(texts))]
-    return {
-        "_id": qid,
-        "question": question,
-        "answer": answer,
-        "supporting_facts": [[titles[0], 0]],
-        "context": [[t, [x, "."]] for t, x in zip(titles, texts)],
-        "type": "bridge",
-    }
-  if fmt == "hotpotqa_ircot":
-    return {
-        "question_id": qid,
-        "question_text": question,
-        "answers_objects": [{"number": draw(st.sampled_from(["", 3, None])), "spans": [answer]}],
-        "contexts": [
-            {"idx": j, "title": f"T{j}", "paragraph_text": t, "is_supporting": j == 0} for j, t in enumerate(texts)
-        ],
-    }
-  if fmt == "musique":
-    return {
-        "id": qid,
-        "question": question,
-        "answer": answer,
-        "answer_aliases": draw(st.lists(st.text(max_size=6))),
-        "answerable": draw(st.booleans()),
-        "paragraphs": [
-            {"idx": j, "title": "T", "paragraph_text": t, "is_supporting": draw(st.booleans())}
-            for j, t in enumerate(texts)
-        ],
-    }
-  if fmt == "nq_open":
-    return {"id": qid, "question": question, "answer": [answer], "extra": draw(plain_values)}
-  assert fmt == "ambignq"
+# Format name -> (the field holding the query id, a builder of a record the adapter must accept:
+# build(draw, qid, question, answer, texts) -> record). Every format in FORMATS has one here or is
+# fuzzed by its own test (OWN_FUZZ_TEST); test_every_registered_format_is_fuzzed names a missing one.
+RECORDS: dict[str, tuple[str, Callable[..., Any]]] = {}
+OWN_FUZZ_TEST = {"triviaqa_dpr": "test_triviaqa_tsv_fuzz"}  # not JSON: rows of its own layout
+
+
+def record_builder(fmt: str, *, id_key: str):
+  """Decorator: registers `build` as the fuzzers' valid-record builder of the format `fmt`."""
+
+  def add(build):
+    RECORDS[fmt] = (id_key, build)
+    return build
+
+  return add
+
+
+@record_builder("dpr", id_key="id")
+def _dpr(draw, qid, question, answer, texts):
+  return {
+      "id": qid,
+      "question": question,
+      "answers": [answer, *draw(st.lists(st.text(max_size=8), max_size=2))],
+      "ctxs": [
+          {
+              "id": f"p{j}",
+              "title": draw(st.text(max_size=8)),
+              "text": t,
+              "score": draw(st.one_of(st.none(), st.floats(-1e6, 1e6), st.just("12.5"))),
+          }
+          for j, t in enumerate(texts)
+      ],
+  }
+
+
+@record_builder("hotpotqa", id_key="_id")
+def _hotpotqa(draw, qid, question, answer, texts):
+  titles = [f"T{j}{draw(st.text(max_size=4))}" for j in range(len(texts))]
+  return {
+      "_id": qid,
+      "question": question,
+      "answer": answer,
+      "supporting_facts": [[titles[0], 0]],
+      "context": [[t, [x, "."]] for t, x in zip(titles, texts)],
+      "type": "bridge",
+  }
+
+
+@record_builder("hotpotqa_ircot", id_key="question_id")
+def _hotpotqa_ircot(draw, qid, question, answer, texts):
+  return {
+      "question_id": qid,
+      "question_text": question,
+      "answers_objects": [{"number": draw(st.sampled_from(["", 3, None])), "spans": [answer]}],
+      "contexts": [
+          {"idx": j, "title": f"T{j}", "paragraph_text": t, "is_supporting": j == 0} for j, t in enumerate(texts)
+      ],
+  }
+
+
+@record_builder("musique", id_key="id")
+def _musique(draw, qid, question, answer, texts):
+  return {
+      "id": qid,
+      "question": question,
+      "answer": answer,
+      "answer_aliases": draw(st.lists(st.text(max_size=6))),
+      "answerable": draw(st.booleans()),
+      "paragraphs": [
+          {"idx": j, "title": "T", "paragraph_text": t, "is_supporting": draw(st.booleans())}
+          for j, t in enumerate(texts)
+      ],
+  }
+
+
+@record_builder("nq_open", id_key="id")
+def _nq_open(draw, qid, question, answer, texts):
+  return {"id": qid, "question": question, "answer": [answer], "extra": draw(plain_values)}
+
+
+@record_builder("ambignq", id_key="id")
+def _ambignq(draw, qid, question, answer, texts):
   return {
       "id": qid,
       "question": question,
@@ -148,6 +176,34 @@ def valid_record(draw, fmt, i):
           {"type": "multipleQAs", "qaPairs": [{"question": "q", "answer": [draw(words)]}]},
       ],
   }
+
+
+# The JSON formats the adapter fuzzing covers: the registered ones with a builder, in registry order.
+JSON_FORMATS = [f for f in FORMATS if f in RECORDS]
+
+
+def test_every_registered_format_is_fuzzed():
+  missing = [f for f in FORMATS if f not in RECORDS and f not in OWN_FUZZ_TEST]
+  assert not missing, (
+      f"format(s) {missing} registered in rrpo_jax/data/formats.py have no fuzz record builder: add one "
+      "to tests/test_fuzz_data.py (@record_builder(name, id_key=...) returning a record the adapter must "
+      "accept), or name the format's own fuzz test in OWN_FUZZ_TEST"
+  )
+  stale = sorted(set(RECORDS) - set(FORMATS)) + sorted(set(OWN_FUZZ_TEST) - set(FORMATS))
+  assert not stale, f"fuzz builders for formats that are not registered: {stale}"
+  not_json = [f for f in RECORDS if FORMATS[f].records is not json_records]
+  assert not not_json, f"{not_json}: the builders write JSON records; these formats read another layout"
+  gone = [test for test in OWN_FUZZ_TEST.values() if test not in globals()]
+  assert not gone, f"OWN_FUZZ_TEST names tests that do not exist: {gone}"
+
+
+@st.composite
+def valid_record(draw, fmt, i):
+  """A record of `fmt` that the adapter must accept, with query id f"valid-{i}"."""
+  qid, question = f"valid-{i}", draw(words)
+  answer = draw(words)
+  texts = draw(st.lists(st.text(max_size=40), min_size=1, max_size=4))
+  return RECORDS[fmt][1](draw, qid, question, answer, texts)
 
 
 def _paths(obj, prefix=()):
@@ -173,12 +229,10 @@ def _set(obj, path, value, delete=False):
 
 
 @st.composite
-def mutated(draw, record, i):
-  """A structurally mutated copy of `record` (may still be valid), its id moved to f"m{i}"."""
+def mutated(draw, record, i, id_key):
+  """A structurally mutated copy of `record` (may still be valid), its id (record[id_key]) moved to f"m{i}"."""
   obj = json.loads(json.dumps(record))
-  for key in ("id", "_id", "question_id"):
-    if key in obj:
-      obj[key] = f"m{i}"
+  obj[id_key] = f"m{i}"
   for _ in range(draw(st.integers(1, 3))):
     paths = _paths(obj)
     if not paths:
@@ -204,6 +258,7 @@ def mutated(draw, record, i):
 def data_file(draw, fmt, *, layout=None):
   """(bytes of a file, valid qids in order, number of records, the layout)."""
   layout = layout or draw(st.sampled_from(["lines", "array"]))
+  id_key = RECORDS[fmt][0]
   n = draw(st.integers(0, 6))
   valid = [draw(valid_record(fmt, i)) for i in range(n)]
   items = [("valid", v) for v in valid]
@@ -219,7 +274,7 @@ def data_file(draw, fmt, *, layout=None):
       if items[at][0] == "valid":
         items.insert(draw(st.integers(at + 1, len(items))), ("dup", json.loads(json.dumps(items[at][1]))))
       continue
-    record = draw(mutated(base, i)) if kind != "raw" else base
+    record = draw(mutated(base, i, id_key)) if kind != "raw" else base
     items.insert(draw(st.integers(0, len(items))), (kind, record))
   if layout == "array":
     data = json.dumps([obj for _, obj in items], indent=draw(st.sampled_from([None, 1]))).encode()
@@ -248,7 +303,7 @@ def data_file(draw, fmt, *, layout=None):
     data = b"\n" + data
   if draw(st.booleans()):
     data = gzip.compress(data, mtime=0)
-  qids = [v.get("id", v.get("_id", v.get("question_id"))) for kind, v in items if kind == "valid"]
+  qids = [v[id_key] for kind, v in items if kind == "valid"]
   return data, qids, len(items), layout
 
 

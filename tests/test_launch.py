@@ -86,6 +86,7 @@ def test_slurm_dry_run_prints_every_rank():
   assert "XLA_PYTHON_CLIENT_MEM_FRACTION=0.9" in lines[1]
 
 
+@pytest.mark.slow  # a run of the entry point through the script: 70 s on a busy 2-core machine
 def test_local_sh_runs_the_entry_point(tmp_path):
   """launch/local.sh end to end on the smoke config: warm-up, RRPO, evaluation and export, one step
   each, with the fake reader (no model to load) on one device."""

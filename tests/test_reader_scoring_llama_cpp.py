@@ -70,6 +70,7 @@ def test_a_continuation_that_cannot_fit_is_a_failed_score_not_a_zero():
     reader.close()
 
 
+@pytest.mark.slow  # a subprocess run of the entry point with a real reader: 264 s on a busy 2-core machine
 def test_smoke_run_with_the_likelihood_reward_logs_the_term(tmp_path):
   workdir = tmp_path / "run"
   proc, _ = run_main(

@@ -12,6 +12,7 @@ import jax
 
 from rrpo_jax.reranker import Reranker
 from rrpo_jax.tokenization import join_title
+import tiny
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -123,18 +124,13 @@ def test_minilm_real_weights_fresh_head_export_matches_transformers_and_cross_en
 
 def _tiny_xlmr_tokenizer():
   """A word-level tokenizer with XLM-R's specials and pair template <s> A </s></s> B </s>."""
-  from tokenizers import Tokenizer, models, pre_tokenizers, processors
-
   words = sorted(set(" ".join([QUERY] + [join_title(p) for p in PASSAGES]).lower().split()))
   vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, "<mask>": 4}
   vocab.update({w: i + 5 for i, w in enumerate(words[:95])})
-  tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-  tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-  tok.post_processor = processors.TemplateProcessing(
-      single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
-  )
-  return transformers.PreTrainedTokenizerFast(
-      tokenizer_object=tok,
+  return tiny.word_tokenizer(
+      vocab,
+      split="WhitespaceSplit",
+      template=dict(single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)]),
       bos_token="<s>",
       eos_token="</s>",
       pad_token="<pad>",

@@ -1,4 +1,4 @@
-"""Qwen3 reranker end to end with a tokenizer built here (no hub): the prompt template, left padding
+"""Qwen3 reranker end to end with a tokenizer built in tests/tiny.py (no hub): the prompt template, left padding
 and buckets, loading HF directories (single and sharded safetensors), and exports that load in
 transformers (Qwen3ForCausalLM, Qwen3ForSequenceClassification) and sentence-transformers."""
 
@@ -17,45 +17,12 @@ from rrpo_jax.tokenization import (
     join_title,
     qwen3_body,
 )
+import tiny
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
-SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
-WORDS = (
-    ["[UNK]"]
-    + SPECIAL
-    + [
-        "yes",
-        "no",
-        "system",
-        "user",
-        "assistant",
-        "Instruct",
-        "Query",
-        "Document",
-        "<",
-        ">",
-        ">:",
-        ".",
-        "who",
-        "wrote",
-        "hamlet",
-        "is",
-        "a",
-        "tragedy",
-        "by",
-        "shakespeare",
-        "paris",
-        "capital",
-        "of",
-        "france",
-        "the",
-        "city",
-        "Hamlet",
-    ]
-)
 QUERY = "who wrote hamlet"
 PASSAGES = [
     ("Hamlet", "hamlet is a tragedy by shakespeare"),
@@ -65,37 +32,13 @@ PASSAGES = [
 ]
 
 
-def tiny_tokenizer():
-  """A word-level tokenizer (whitespace/punctuation split, Qwen's chat specials as added tokens)."""
-  from tokenizers import Tokenizer, models, pre_tokenizers
-
-  tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="[UNK]"))
-  tok.pre_tokenizer = pre_tokenizers.Whitespace()
-  tok.add_special_tokens(SPECIAL)
-  return transformers.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="<|endoftext|>")
-
-
 @pytest.fixture(scope="module")
 def hf_dir(tmp_path_factory):
-  """A tiny random Qwen3ForCausalLM (untied head) and the tokenizer, saved as a sharded HF directory."""
-  tok = tiny_tokenizer()
-  torch.manual_seed(0)
-  cfg = transformers.Qwen3Config(
-      vocab_size=len(WORDS),
-      hidden_size=64,
-      intermediate_size=96,
-      num_hidden_layers=2,
-      num_attention_heads=4,
-      num_key_value_heads=2,
-      head_dim=16,
-      max_position_embeddings=256,
-      tie_word_embeddings=False,
-      pad_token_id=tok.pad_token_id,
-  )
-  model = transformers.Qwen3ForCausalLM(cfg).eval()
-  with torch.no_grad():
-    for name, p in model.named_parameters():
-      p.copy_(1 + 0.1 * torch.randn_like(p) if "norm" in name else 0.2 * torch.randn_like(p))
+  """A tiny random Qwen3ForCausalLM (untied head, 256 positions; weights N(0, 0.2), norms 1 + N(0, 0.1))
+  and the tokenizer, saved as a sharded HF directory."""
+  tok = tiny.qwen3_tokenizer()
+  cfg = tiny.qwen3_config(len(tiny.QWEN3_WORDS), pad_token_id=tok.pad_token_id, tied=False, max_position_embeddings=256)
+  model = tiny.random_model(transformers.Qwen3ForCausalLM, cfg, seed=0, scale=0.2)
   path = str(tmp_path_factory.mktemp("tiny_qwen3"))
   model.save_pretrained(path, max_shard_size="40KB")  # several shards + model.safetensors.index.json
   tok.save_pretrained(path)
@@ -115,7 +58,7 @@ def hf_scores(model, tok, encoder, query, passages):
 
 
 def test_prompt_template_left_padding_and_buckets():
-  tok = tiny_tokenizer()
+  tok = tiny.qwen3_tokenizer()
   enc = PromptEncoder(tok, max_length=128, buckets=(80, 96))
   assert enc.buckets == (80, 96, 128) and enc.instruction == QWEN3_DEFAULT_INSTRUCTION
   pre, suf = (tok.encode(t, add_special_tokens=False) for t in (QWEN3_RERANKER_PREFIX, QWEN3_RERANKER_SUFFIX))

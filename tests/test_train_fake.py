@@ -4,6 +4,8 @@
 import json
 import subprocess
 
+import pytest
+
 from rrpo_jax.reader import BACKENDS, Passage, Request, make_reader
 from test_train_smoke import ROOT, env_for, main_cmd
 
@@ -20,6 +22,7 @@ def test_fake_reader_is_deterministic_and_never_the_default():
   assert json.loads(reader.identity)["backend"] == "fake"
 
 
+@pytest.mark.slow  # a subprocess run of the entry point: 67 s on a busy 2-core machine
 def test_trainer_with_the_fake_reader(tmp_path):
   workdir = tmp_path / "run"
   cmd = main_cmd(

@@ -14,6 +14,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -75,6 +76,7 @@ def leaves(tree):
   return jax.tree.leaves(tree)
 
 
+@pytest.mark.slow  # a subprocess run of the entry point with a real reader: 179 s on a busy 2-core machine
 def test_smoke_end_to_end(tmp_path_factory):
   workdir, cache, seconds = smoke_run(tmp_path_factory)
   # Wall time is reported, not asserted: shared CI machines are too noisy for absolute times.
@@ -125,6 +127,7 @@ def test_smoke_end_to_end(tmp_path_factory):
     np.testing.assert_array_equal(np.asarray(a), b)  # `best` is the latest here: no eval during RRPO
 
 
+@pytest.mark.slow  # two more runs after the smoke run: 85 s
 def test_kill_and_resume_is_bit_exact(tmp_path_factory, tmp_path):
   """SIGKILL mid-RRPO, resume: the final params equal an uninterrupted run's bit for bit."""
   _, smoke_cache, _ = smoke_run(tmp_path_factory)

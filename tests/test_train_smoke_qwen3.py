@@ -1,37 +1,34 @@
 """The real entry point with a tiny random Qwen3 decoder reranker: sft -> rrpo -> eval -> export on
-configs/smoke.py, model.init a Qwen3ForCausalLM directory built here (tokenizer from
-test_reranker_qwen3), a real SmolLM2 reader. Nothing in the trainer knows the family."""
+configs/smoke.py, model.init a Qwen3ForCausalLM directory built here (model and tokenizer from
+tests/tiny.py), a real SmolLM2 reader. Nothing in the trainer knows the family."""
 
 import json
 
 import numpy as np
 import pytest
 
-from test_reranker_qwen3 import WORDS, tiny_tokenizer
 from test_train_smoke import leaves, rrpo_params, run_main
+import tiny
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 
+@pytest.mark.slow  # a subprocess run of the entry point with a real reader: 147 s on a busy 2-core machine
 @pytest.mark.timeout(2000)  # the subprocess gets up to 1800 s on a loaded machine
 def test_qwen3_smoke_end_to_end(tmp_path):
-  tok = tiny_tokenizer()
-  torch.manual_seed(0)
-  cfg = transformers.Qwen3Config(
-      vocab_size=len(WORDS),
+  tok = tiny.qwen3_tokenizer()
+  # Smaller than tiny.QWEN3 (hidden 32, 2 query / 1 kv heads); HF's own init.
+  cfg = tiny.qwen3_config(
+      len(tiny.QWEN3_WORDS),
+      pad_token_id=tok.pad_token_id,
       hidden_size=32,
       intermediate_size=64,
-      num_hidden_layers=2,
       num_attention_heads=2,
       num_key_value_heads=1,
-      head_dim=16,
-      max_position_embeddings=128,
-      tie_word_embeddings=True,
-      pad_token_id=tok.pad_token_id,
   )
   init = tmp_path / "qwen3_init"
-  transformers.Qwen3ForCausalLM(cfg).save_pretrained(str(init))
+  tiny.random_model(transformers.Qwen3ForCausalLM, cfg, seed=0).save_pretrained(str(init))
   tok.save_pretrained(str(init))
   workdir = tmp_path / "run"
   proc, seconds = run_main(
