@@ -316,3 +316,33 @@ def test_weight_zero_scores_exactly_as_a_registry_without_the_term(monkeypatch):
   assert with_term.answers == before.answers and with_term.ok.tolist() == before.ok.tolist()
   counts = lambda stats: {k: v for k, v in stats.items() if not k.startswith("score_") and k != "reader_seconds"}  # noqa: E731
   assert counts(with_term.stats) == counts(before.stats)
+
+
+@pytest.mark.slow
+def test_trainer_with_group_samples_and_the_group_estimator(tmp_path):
+  """G = 2 samples per question through the real entry point (fake reader, 2 devices): the grouped
+  rollout, the group_loo advantages and the tied-group count in every RRPO metrics row."""
+  import json  # pylint: disable=import-outside-toplevel
+  import subprocess  # pylint: disable=import-outside-toplevel
+
+  from test_train_smoke import ROOT, env_for, main_cmd  # pylint: disable=import-outside-toplevel
+
+  workdir = tmp_path / "run"
+  cmd = main_cmd(
+      workdir,
+      "mode=rrpo",
+      "reader.backend=fake",
+      f"reader.cache_path={tmp_path / 'c.sqlite'}",
+      "rrpo.samples=2",
+      "rrpo.selection=sample",
+      "rrpo.advantage=group_loo",
+      "model.dropout=0.0",
+  )
+  proc = subprocess.run(cmd, cwd=ROOT, env=env_for(2), capture_output=True, text=True, timeout=900)
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  rrpo = [r for r in rows if r["phase"] == "rrpo"]
+  assert [r["step"] for r in rrpo] == [1, 2]
+  for r in rrpo:
+    assert 0.0 <= r["tied_group_frac"] <= 1.0 and r["reader_queries"] == 2 * 2  # batch 2 x G 2 episodes
+    assert np.isfinite(r["loss"]) and r["valid_steps"] <= 2 * 2 * 2
