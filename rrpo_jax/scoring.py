@@ -212,10 +212,6 @@ class ScoringStep:
     faults.point(f"{use}.reader.after")
     return got, scored
 
-  def _score_keys(self, ex, req: Request) -> dict[str, list[str]]:
-    """{reader term: the score keys of its continuations} for one prefix request."""
-    return {name: [score_key(*self._prefix, req, c) for c in _asks(name, ex.answers)] for name in self.reader_terms}
-
   def _reward(self, ex, text: str, means: dict[str, list[float]] | None = None) -> list[float]:
     """[R, term_1, ..., term_T] of one answer; means: {reader term: its continuations' mean log p}."""
     values = rewards_lib.terms(text, list(ex.answers))
@@ -238,12 +234,16 @@ class ScoringStep:
     skeys: dict[tuple, dict[str, list[str]]] = {}  # (side, i, t) -> {reader term: score keys}
     score_wanted: dict[str, tuple[Request, str]] = {}
 
-    def ask_scores(side, i, t, ex, req):
-      if self.reader_terms:
-        skeys[side, i, t] = keys = self._score_keys(ex, req)
-        conts = [c for name in self.reader_terms for c in _asks(name, ex.answers)]
-        for key, cont in zip([k for ks in keys.values() for k in ks], conts):
+    def ask_scores(side, i, t, ex, req):  # {reader term: score keys} of one prefix, and what to score
+      keys: dict[str, list[str]] = {}
+      for name in self.reader_terms:
+        keys[name] = []
+        for cont in _asks(name, ex.answers):
+          key = score_key(*self._prefix, req, cont)
+          keys[name].append(key)
           score_wanted.setdefault(key, (req, cont))
+      if keys:
+        skeys[side, i, t] = keys
 
     for i, ex in enumerate(examples):
       if ex is None:
