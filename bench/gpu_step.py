@@ -17,7 +17,7 @@ Rows per family:
   forward  the eval-mode scoring forward (the family module's scores with key=None, jitted: what
            Reranker.apply runs) over all Q x N pairs, on one device; remat changes nothing without a
            backward, so it runs once;
-  update   one RRPO update: the real rrpo_jax.update.make_update_step on a sharding.DataParallel
+  update   one RRPO update: the real rrpo_jax.core.update.make_update_step on a sharding.DataParallel
            (shard_map) over all devices (Q rounded up to a multiple of them), update.make_optimizer's
            AdamW (clipping, paper_scale's schedule; no accumulation: qwen3_scale accumulates 8 such
            calls per optimiser step), dropout --dropout (the trainer's model.dropout), k=3 actions and
@@ -57,7 +57,7 @@ Model FLOPs, counted analytically per pair of L tokens, forward:
 Imports: numpy and the standard library in the parent; in the children jax, flax, optax and the
 project's update, sharding, objective, plackett_luce, kernels, registry, modeling*, malloc modules
 (tests/test_bench_gpu_step.py runs rows with the project's other dependencies, transformers, torch
-and orbax blocked). rrpo_jax.update imports rax at the top for make_sft_step's loss, which this
+and orbax blocked). rrpo_jax.core.update imports rax at the top for make_sft_step's loss, which this
 script never calls; where rax is missing a stub module stands in for it (any use raises ImportError:
 `pip install rax`). The last line gives each family's update MFU (remat on) and its no-remat speed
 as a ratio of the remat one, beginning `qwen3_update_mfu=...`.
@@ -148,7 +148,7 @@ def fit_queries(queries: int, *, temp: float, fixed: float, limit: float, device
 
 
 def _import_rax_or_stub() -> None:
-  """rax if installed, else a stub `rax` module whose attributes raise ImportError (rrpo_jax.update
+  """rax if installed, else a stub `rax` module whose attributes raise ImportError (rrpo_jax.core.update
   imports rax for make_sft_step only, which this script never calls)."""
   try:
     import rax  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
@@ -167,20 +167,24 @@ def _modules():
   _import_rax_or_stub()
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-  from rrpo_jax import malloc, modeling, modeling_modernbert, modeling_qwen3  # pylint: disable=import-outside-toplevel
-  from rrpo_jax import sharding, update  # pylint: disable=import-outside-toplevel
+  from rrpo_jax import malloc
+  from rrpo_jax.models import cross_encoder
+  from rrpo_jax.models import modernbert
+  from rrpo_jax.models import qwen3  # pylint: disable=import-outside-toplevel
+  from rrpo_jax.core import sharding
+  from rrpo_jax.core import update  # pylint: disable=import-outside-toplevel
 
   malloc.configure()  # the trainer's malloc policy (XLA:CPU), before JAX's first computation
-  models = {"minilm": modeling, "modernbert": modeling_modernbert, "qwen3": modeling_qwen3}
+  models = {"minilm": cross_encoder, "modernbert": modernbert, "qwen3": qwen3}
   return jax, jnp, models, update, sharding
 
 
 def family_config(family: str, *, tiny: bool, dropout: float, remat: bool):
   """The family's model config: real (or tiny) sizes, bf16 compute, fp32 params."""
   _modules()
-  from rrpo_jax.modeling import CrossEncoderConfig  # pylint: disable=import-outside-toplevel
-  from rrpo_jax.modeling_modernbert import ModernBertConfig  # pylint: disable=import-outside-toplevel
-  from rrpo_jax.modeling_qwen3 import Qwen3RerankerConfig  # pylint: disable=import-outside-toplevel
+  from rrpo_jax.models.cross_encoder import CrossEncoderConfig  # pylint: disable=import-outside-toplevel
+  from rrpo_jax.models.modernbert import ModernBertConfig  # pylint: disable=import-outside-toplevel
+  from rrpo_jax.models.qwen3 import Qwen3RerankerConfig  # pylint: disable=import-outside-toplevel
 
   cls = {"minilm": CrossEncoderConfig, "modernbert": ModernBertConfig, "qwen3": Qwen3RerankerConfig}[family]
   sizes = (TINY if tiny else REAL)[family]
@@ -544,7 +548,7 @@ def main(argv: list[str] | None = None) -> None:
   args.repeats = args.repeats or (2 if args.tiny else 3)
   args.gemm = args.gemm or (256 if args.tiny else 8192)
   if args.tiny:
-    # The kernels GPUs and TPUs take (rrpo_jax/kernels.py), not XLA:CPU's tricks; LLVM without its
+    # The kernels GPUs and TPUs take (rrpo_jax/core/cpu_kernels.py), not XLA:CPU's tricks; LLVM without its
     # optimisations (the same HLO, half the compile time of these toy programs).
     os.environ.setdefault("RRPO_JAX_KERNELS", "library")
     if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):

@@ -16,7 +16,7 @@ sequential two-level inverse-CDF path (2k uniforms per row, one exp pass over N)
 logsumexp pass over N.
 
 Share of a full update: one RRPO update step (update.make_update_step, 1 device) with the real-size
-cross-encoder (modeling.CrossEncoder, all-MiniLM-L6-v2 size, random weights) at [B, N, L], against
+cross-encoder (cross_encoder.CrossEncoder, all-MiniLM-L6-v2 size, random weights) at [B, N, L], against
 the kernel at the same [B, N, k].
 
 Usage: python bench/pl_kernel.py [--update_shape=1,100,128] [--no_update]
@@ -34,7 +34,7 @@ import jax
 import numpy as np
 
 from rrpo_jax import malloc
-from rrpo_jax import plackett_luce as pl
+from rrpo_jax.core import plackett_luce as pl
 
 SHAPES = ((64, 100, 5), (256, 1000, 10))
 
@@ -113,12 +113,12 @@ def bench_kernel(b: int, n: int, k: int, repeats: int) -> dict[str, float]:
 
 def bench_update(b: int, n: int, length: int, k: int, repeats: int) -> tuple[float, float]:
   """(seconds per RRPO update step with the MiniLM-size cross-encoder, kernel seconds at [b, n, k])."""
-  from rrpo_jax import modeling
-  from rrpo_jax import update as U
+  from rrpo_jax.models import cross_encoder
+  from rrpo_jax.core import update as U
 
-  config = modeling.CrossEncoderConfig()
-  module = modeling.CrossEncoder(config)
-  params = modeling.init_params(config, jax.random.key(0))
+  config = cross_encoder.CrossEncoderConfig()
+  module = cross_encoder.CrossEncoder(config)
+  params = cross_encoder.init_params(config, jax.random.key(0))
 
   def apply_fn(p, inputs, *, key):
     return module.apply(

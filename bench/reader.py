@@ -51,7 +51,7 @@ import time
 
 import numpy as np
 
-from rrpo_jax import scoring
+from rrpo_jax.train import scoring
 from rrpo_jax.data import load_sample
 from rrpo_jax.reader import Reader, Response, ResponseCache, make_reader, postprocess
 from rrpo_jax.reader.prompts import PromptTemplate
@@ -130,8 +130,8 @@ def real_policies(
   cross-encoder; returns {"ref": int[Q, k], "dropout-greedy": [int[Q, k]] * epochs,
   "dropout-pl-sample": [...], plus diagnostics}."""
   import jax  # pylint: disable=import-outside-toplevel
-  from rrpo_jax import plackett_luce  # pylint: disable=import-outside-toplevel
-  from rrpo_jax.reranker import Reranker  # pylint: disable=import-outside-toplevel
+  from rrpo_jax.core import plackett_luce  # pylint: disable=import-outside-toplevel
+  from rrpo_jax.models.reranker import Reranker  # pylint: disable=import-outside-toplevel
 
   reranker = Reranker.from_pretrained(model, max_length=max_length)
   if reranker.load_report is not None and reranker.load_report.missing:

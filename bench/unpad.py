@@ -4,7 +4,7 @@
 
 For each setting (bundled sample, N candidates, max_length, buckets, B queries: the trainer's
 bucketed [B, N, L] batches), the first --batches batches of the sample's train split are encoded
-twice by the real PairEncoder: padded (pack="off") and packed (pack="on", rrpo_jax.packing), and
+twice by the real PairEncoder: padded (pack="off") and packed (pack="on", rrpo_jax.models.packing), and
 timed alternately (median of --repeats) through Reranker.apply as the trainer calls it:
   forward  eval mode (padded: row-blocked, 2 rows at a time on CPU; packed: one query's rows at a time);
   train    value_and_grad of the listwise softmax loss + AdamW (no dropout), jitted.
@@ -67,9 +67,9 @@ def main():
   from transformers import AutoTokenizer
 
   from rrpo_jax.data.sample import load_sample
-  from rrpo_jax.modeling_modernbert import ModernBertConfig, init_params
-  from rrpo_jax.models import _minilm_path
-  from rrpo_jax.reranker import Reranker
+  from rrpo_jax.models.modernbert import ModernBertConfig, init_params
+  from rrpo_jax.train.restore import _minilm_path
+  from rrpo_jax.models.reranker import Reranker
 
   tok = AutoTokenizer.from_pretrained(_minilm_path())
   cfg = ModernBertConfig(

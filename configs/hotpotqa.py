@@ -7,7 +7,7 @@
 """
 
 from rrpo_jax import config as default
-from rrpo_jax import config_variants as variants
+from rrpo_jax.config import variants
 
 
 def get_config(arg=None):

@@ -29,7 +29,7 @@ import os
 import sys
 
 from rrpo_jax import paths
-from rrpo_jax import stats
+from rrpo_jax.core import stats
 
 
 class CompareError(ValueError):

@@ -1,7 +1,7 @@
 """Entry point: `python -m rrpo_jax.main --config=configs/nq.py --workdir=runs/nq [--config.x=y ...]`.
 
 Parses flags, sets the process's malloc policy (rrpo_jax/malloc.py, RRPO_JAX_MALLOC), starts
-jax.distributed when the config asks for it, and calls train.train_and_evaluate(config, workdir).
+jax.distributed when the config asks for it, and calls trainer.train_and_evaluate(config, workdir).
 Known failures (bad config, bad data, reader down, non-finite loss, a bad RRPO_JAX_MALLOC) end with
 a one-paragraph message and exit status 1, without a traceback.
 """
@@ -73,12 +73,12 @@ def main(argv):
     sys.exit(1)
   config = FLAGS.config
   init_distributed(config.distributed)
-  from rrpo_jax import train  # pylint: disable=g-import-not-at-top  (after distributed init)
+  from rrpo_jax.train import trainer  # pylint: disable=g-import-not-at-top  (after distributed init)
 
   try:
     workdir = FLAGS.workdir or default_workdir(config_flags.get_config_filename(FLAGS["config"]))
-    train.train_and_evaluate(config, workdir)
-  except train.USER_ERRORS as e:
+    trainer.train_and_evaluate(config, workdir)
+  except trainer.USER_ERRORS as e:
     print(f"\nrrpo_jax: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
     sys.exit(1)
 

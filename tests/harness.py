@@ -95,7 +95,7 @@ def _log_reader_requests(path: str):
 
 def _kill_after(spec: str):
   """SIGKILL right after the checkpoint of `phase:step` was requested."""
-  from rrpo_jax import checkpoint as ckpt_lib  # pylint: disable=import-outside-toplevel
+  from rrpo_jax.train import checkpoint as ckpt_lib  # pylint: disable=import-outside-toplevel
 
   phase, step = spec.split(":")
   save = ckpt_lib.Checkpointer.save

@@ -153,16 +153,16 @@ BLOCKED = (
 )
 ALLOWED_PROJECT_MODULES = {
     "rrpo_jax",
-    "rrpo_jax.kernels",
+    "rrpo_jax.core.cpu_kernels",
     "rrpo_jax.malloc",
-    "rrpo_jax.modeling",
-    "rrpo_jax.modeling_modernbert",
-    "rrpo_jax.modeling_qwen3",
-    "rrpo_jax.objective",
-    "rrpo_jax.plackett_luce",
+    "rrpo_jax.models.cross_encoder",
+    "rrpo_jax.models.modernbert",
+    "rrpo_jax.models.qwen3",
+    "rrpo_jax.core.objective",
+    "rrpo_jax.core.plackett_luce",
     "rrpo_jax.registry",
-    "rrpo_jax.sharding",
-    "rrpo_jax.update",
+    "rrpo_jax.core.sharding",
+    "rrpo_jax.core.update",
 }
 _BLOCKED_RUN = """
 import importlib.abc, json, runpy, sys
@@ -212,4 +212,4 @@ def test_rows_run_with_the_other_dependencies_blocked():
   assert "stand-in" in json.loads(next(x[4:] for x in lines if x.startswith("RAX ")))  # the stub, not rax
   assert not {m for m in modules if m.split(".")[0] in BLOCKED} - {"rax"}
   assert {m for m in modules if m.split(".")[0] == "rrpo_jax"} <= ALLOWED_PROJECT_MODULES
-  assert "rrpo_jax.update" in modules  # the real update step ran
+  assert "rrpo_jax.core.update" in modules  # the real update step ran

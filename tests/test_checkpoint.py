@@ -6,8 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rrpo_jax import checkpoint as ckpt_lib
-from rrpo_jax import update
+from rrpo_jax.train import checkpoint as ckpt_lib
+from rrpo_jax.core import update
 
 
 def _state(seed=0):

@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from rrpo_jax import checkpoint as ckpt_lib
+from rrpo_jax.train import checkpoint as ckpt_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -127,7 +127,7 @@ def test_another_models_checkpoint_is_a_mismatch_not_damage(tmp_path):
 _KILL_DURING_ASYNC_WRITE = """
 import os, signal, sys
 import numpy as np
-from rrpo_jax import checkpoint as ckpt_lib
+from rrpo_jax.train import checkpoint as ckpt_lib
 ck = ckpt_lib.Checkpointer(sys.argv[1], keep=3, async_save=True)
 ck.save(1, {"w": np.ones((8,), np.float32)}, {"step": 1})
 ck.wait()
@@ -211,15 +211,15 @@ def test_a_damaged_exported_model_is_one_error_naming_the_file(tmp_path, damage)
   naming the directory and the file; the intact directory loads to the same params."""
   from configs import smoke  # pylint: disable=import-outside-toplevel
 
-  from rrpo_jax import models  # pylint: disable=import-outside-toplevel
+  from rrpo_jax.train import restore  # pylint: disable=import-outside-toplevel
 
   config = smoke.get_config()
-  saved = models.build_reranker(config)
+  saved = restore.build_reranker(config)
   export = tmp_path / "export"
   saved.save_pretrained(str(export))
   config.model.init = str(export)
   np.testing.assert_array_equal(
-      models.build_reranker(config).params["classifier"]["kernel"], saved.params["classifier"]["kernel"]
+      restore.build_reranker(config).params["classifier"]["kernel"], saved.params["classifier"]["kernel"]
   )
 
   weights, cfg = export / "model.safetensors", export / "config.json"
@@ -237,7 +237,7 @@ def test_a_damaged_exported_model_is_one_error_naming_the_file(tmp_path, damage)
     cfg.write_text("[1, 2]")
     named = f"{cfg}: expected a JSON object"
   with pytest.raises(ckpt_lib.CheckpointError) as e:
-    models.build_reranker(config)
+    restore.build_reranker(config)
   message = str(e.value)
   assert message.startswith(f"the model directory {export} cannot be loaded") and named in message, message
   assert "\n" not in message

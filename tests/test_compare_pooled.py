@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from rrpo_jax import compare, paths, stats
+from rrpo_jax import compare, paths
+from rrpo_jax.core import stats
 
 
 def _rows(qids, em):

@@ -6,6 +6,7 @@ import os
 import pytest
 
 from rrpo_jax import config as config_lib
+from rrpo_jax.config import validation as config_validation
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = [
@@ -40,8 +41,8 @@ def test_config_builds_with_comments(spec):
   # every field of the default has a one-line comment
   if spec == "default.py":  # the defaults and variants live in the package; configs/default.py re-exports them
     text = "".join(
-        open(os.path.join(ROOT, "rrpo_jax", name), encoding="utf-8").read()
-        for name in ("config.py", "config_variants.py")
+        open(os.path.join(ROOT, "rrpo_jax", "config", name), encoding="utf-8").read()
+        for name in ("__init__.py", "variants.py")
     )
     for line in text.splitlines():
       stripped = line.strip()
@@ -56,15 +57,15 @@ def test_config_builds_with_comments(spec):
 
 @pytest.mark.parametrize("spec", ["default.py", "nq.py", "hotpotqa.py", "smoke.py"])
 def test_embedded_configs_validate(spec):
-  assert config_lib.validate(load(spec), num_devices=1) == ("sft", "rrpo", "eval")
+  assert config_validation.validate(load(spec), num_devices=1) == ("sft", "rrpo", "eval")
 
 
 def test_paper_variants_name_missing_files():
   config = load("nq.py:paper")
   assert config.data.num_candidates == 100 and config.rrpo.k == 3 and config.eval.k == 5
   assert config.reader.backend == "openai" and config.reader.base_url
-  with pytest.raises(config_lib.ConfigError, match=r"config\.data\.train_path"):
-    config_lib.validate(config, num_devices=8)
+  with pytest.raises(config_validation.ConfigError, match=r"config\.data\.train_path"):
+    config_validation.validate(config, num_devices=8)
   assert load("hotpotqa.py:paper").eval.k == 3
 
 
@@ -76,8 +77,8 @@ def test_backbone_variants_are_paper_scale_with_local_weights(spec):
   paper = load(spec.split(":")[0] + ":paper")
   assert config.rrpo.batch_size * config.rrpo.grad_accum == paper.rrpo.batch_size
   config.data.train_path = config.data.eval_path = os.path.join(ROOT, "configs", "default.py")  # exist
-  with pytest.raises(config_lib.ConfigError, match=r"config\.model\.init"):
-    config_lib.validate(config, num_devices=1)
+  with pytest.raises(config_validation.ConfigError, match=r"config\.model\.init"):
+    config_validation.validate(config, num_devices=1)
 
 
 def test_unknown_variant():
@@ -114,8 +115,8 @@ def test_bad_values_name_the_field(field, value, named):
   for part in section.split(".") if section else []:
     target = target[part]
   target[key] = value
-  with pytest.raises(config_lib.ConfigError, match=rf"config\.{named}\b"):
-    config_lib.validate(config, num_devices=4)
+  with pytest.raises(config_validation.ConfigError, match=rf"config\.{named}\b"):
+    config_validation.validate(config, num_devices=4)
 
 
 @pytest.mark.parametrize(
@@ -135,15 +136,15 @@ def test_wrongly_typed_sizes_name_the_field(overrides, named):
     for part in section.split("."):
       target = target[part]
     target[key] = value
-  with pytest.raises(config_lib.ConfigError, match=rf"config\.{named}: "):
-    config_lib.validate(config, num_devices=1)
+  with pytest.raises(config_validation.ConfigError, match=rf"config\.{named}: "):
+    config_validation.validate(config, num_devices=1)
 
 
 def test_a_value_with_a_newline_keeps_the_message_one_line():
   config = load("default.py")
   config.data.eval_path = "/nonexistent/dev\n.jsonl"  # a typo'd path: the message must stay one line
-  with pytest.raises(config_lib.ConfigError) as e:
-    config_lib.validate(config, num_devices=1)
+  with pytest.raises(config_validation.ConfigError) as e:
+    config_validation.validate(config, num_devices=1)
   assert str(e.value) == "config.data.eval_path: file not found: /nonexistent/dev\\n.jsonl"
 
 
@@ -165,7 +166,7 @@ def test_experiment_configs_select_on_val_and_report_elsewhere(spec):
     assert config.eval.select_split == "val" and d.eval_split != "val" and config.eval.checkpoint == "best"
     assert config.rrpo.init_from.endswith("_sft/checkpoints/sft")
   config.rrpo.init_from = ""  # the warm-up stage's output does not exist in a test
-  modes = config_lib.validate(config, num_devices=1)
+  modes = config_validation.validate(config, num_devices=1)
   assert modes == tuple(config.mode.split(","))
   assert load("experiments/nq_rrpo.py:seed=1").seed == 1
   with pytest.raises(ValueError, match="unknown experiment stage"):
@@ -176,10 +177,10 @@ def test_eval_reader_inherits_unset_fields():
   config = load("default.py")
   config.eval.reader.model = "gemma3-270m"
   config.eval.reader.max_tokens = 8
-  resolved = config_lib.resolve_reader(config.reader, config.eval.reader)
+  resolved = config_validation.resolve_reader(config.reader, config.eval.reader)
   assert resolved["model"] == "gemma3-270m" and resolved["max_tokens"] == 8
   assert resolved["backend"] == config.reader.backend and resolved["n_ctx"] == config.reader.n_ctx
-  assert config_lib.resolve_reader(config.reader, config.eval.reader.__class__()) == config.reader.to_dict()
+  assert config_validation.resolve_reader(config.reader, config.eval.reader.__class__()) == config.reader.to_dict()
 
 
 def test_every_reader_field_is_settable_with_the_readers_default():
@@ -232,6 +233,6 @@ def test_crossfit_stages_train_on_one_fold_and_report_on_the_other(spec):
     assert config.rrpo.init_from.endswith(f"_sft_{warmup}_f{d.fold}/checkpoints/sft")
   assert config.reward.lambda_ll == (1.0 if "reward=ll" in spec else 0.0)
   config.rrpo.init_from = ""  # the warm-up stage's output does not exist in a test
-  assert config_lib.validate(config, num_devices=1) == tuple(config.mode.split(","))
+  assert config_validation.validate(config, num_devices=1) == tuple(config.mode.split(","))
   with pytest.raises(ValueError, match="name one stage"):
     load("experiments/nq_crossfit.py:fold=0")

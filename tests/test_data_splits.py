@@ -134,14 +134,15 @@ def test_fold_splits_are_checked_naming_the_field():
 )
 def test_config_validation_names_the_fold_fields(overrides, named):
   from rrpo_jax import config as config_lib  # pylint: disable=import-outside-toplevel
+  from rrpo_jax.config import validation as config_validation
 
   c = config_lib.get_config()
   for field, value in overrides.items():
     section, key = field.split(".")
     c[section][key] = value
-  with pytest.raises(config_lib.ConfigError, match=rf"config\.{named}: "):
-    config_lib.validate(c, num_devices=1)
+  with pytest.raises(config_validation.ConfigError, match=rf"config\.{named}: "):
+    config_validation.validate(c, num_devices=1)
   c = config_lib.get_config()
   c.data.update(folds=2, fold=1, eval_split="heldout", val_size=150)
   c.eval.select_split = "val"
-  assert config_lib.validate(c, num_devices=1)
+  assert config_validation.validate(c, num_devices=1)

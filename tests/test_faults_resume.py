@@ -2,7 +2,7 @@
 each followed by a rerun of the same command: the run that survived them ends with the same sft and
 RRPO parameters (bit for bit), the same metrics.jsonl rows and the same results as an uninterrupted one.
 
-Faults are injected at named points (rrpo_jax/faults.py, RRPO_JAX_FAULT): SIGKILL of the process,
+Faults are injected at named points (rrpo_jax/train/faults.py, RRPO_JAX_FAULT): SIGKILL of the process,
 a disk that stops taking writes (RLIMIT_FSIZE 0: EFBIG on every write that grows a file), and a
 damaged latest checkpoint (its array files truncated between two runs). One workdir takes the
 faults one after another, so each rerun resumes from what the faults before it left. The fake reader
@@ -120,7 +120,7 @@ def _run(workdir, cache_dir, fault=None):
 
 
 def _params(workdir, phase, step):
-  from rrpo_jax import checkpoint as ckpt_lib  # pylint: disable=import-outside-toplevel
+  from rrpo_jax.train import checkpoint as ckpt_lib  # pylint: disable=import-outside-toplevel
 
   ck = ckpt_lib.Checkpointer(str(workdir / "checkpoints" / phase), keep=10, async_save=False)
   params = ck.restore_params(step)

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from ml_collections import config_flags
 
 from rrpo_jax import config as config_lib
+from rrpo_jax.config import validation as config_validation
 from test_fuzz_data import STATS, _write_stats  # noqa: F401  (the counts, written with RRPO_FUZZ_STATS)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -123,8 +124,8 @@ def test_overrides_give_only_flag_or_config_errors(config_arg, overrides, device
     STATS["config.clear_errors"] += 1
     return
   try:
-    config_lib.validate(config, num_devices=devices)
-  except config_lib.ConfigError as e:
+    config_validation.validate(config, num_devices=devices)
+  except config_validation.ConfigError as e:
     message = str(e)
     assert "\n" not in message and "config." in message, message
     STATS["config.clear_errors"] += 1

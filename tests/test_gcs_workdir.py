@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from harness import fake_gcs
-from rrpo_jax import metrics as metrics_lib
+from rrpo_jax.train import metrics as metrics_lib
 from rrpo_jax import paths
 from test_train_smoke import ROOT, env_for, leaves
 
@@ -110,7 +110,7 @@ def _run(tmp_path, workdir, *overrides, kill_after=""):
 
 def _params(tmp_path, workdir: str, step: int):
   with fake_gcs(tmp_path / "gcs"):
-    from rrpo_jax import checkpoint as ckpt_lib  # pylint: disable=import-outside-toplevel
+    from rrpo_jax.train import checkpoint as ckpt_lib  # pylint: disable=import-outside-toplevel
 
     ck = ckpt_lib.Checkpointer(f"{workdir}/checkpoints/rrpo", keep=10, async_save=False)
     params = ck.restore_params(step)

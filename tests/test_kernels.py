@@ -6,18 +6,19 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rrpo_jax import kernels, modeling
-from rrpo_jax import plackett_luce as pl
+from rrpo_jax.core import cpu_kernels
+from rrpo_jax.models import cross_encoder
+from rrpo_jax.core import plackett_luce as pl
 
 
 def test_choice(monkeypatch):
   monkeypatch.delenv("RRPO_JAX_KERNELS", raising=False)
-  assert kernels.cpu_tricks() == (jax.default_backend() == "cpu")
+  assert cpu_kernels.cpu_tricks() == (jax.default_backend() == "cpu")
   monkeypatch.setenv("RRPO_JAX_KERNELS", "library")
-  assert not kernels.cpu_tricks()
+  assert not cpu_kernels.cpu_tricks()
   monkeypatch.setenv("RRPO_JAX_KERNELS", "gpu")
   with pytest.raises(ValueError, match="RRPO_JAX_KERNELS"):
-    kernels.cpu_tricks()
+    cpu_kernels.cpu_tricks()
 
 
 def test_library_path(monkeypatch):
@@ -35,6 +36,6 @@ def test_library_path(monkeypatch):
   freq = np.bincount(actions[:, 0], minlength=5)[:4] / len(actions)
   np.testing.assert_allclose(freq, [0.1, 0.2, 0.3, 0.4], atol=0.03)
   # dropout: exact rate, E[y] = x
-  y = np.asarray(modeling.dropout(jnp.ones((200, 64)), 0.25, jax.random.key(2)))
+  y = np.asarray(cross_encoder.dropout(jnp.ones((200, 64)), 0.25, jax.random.key(2)))
   assert set(np.unique(y).tolist()) <= {0.0, float(np.float32(1.0 / 0.75))}
   assert abs((y == 0).mean() - 0.25) < 0.02 and abs(y.mean() - 1.0) < 0.03

@@ -10,8 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rrpo_jax import objective
-from rrpo_jax import rewards
+from rrpo_jax.core import objective
+from rrpo_jax.core import rewards
 from rrpo_jax.data.example import Candidate, Example
 from rrpo_jax.reader import (
     Passage,
@@ -25,8 +25,8 @@ from rrpo_jax.reader import (
     score_as_response,
     score_key,
 )
-from rrpo_jax.scoring import ScoringStep
-from rrpo_jax.sft import reader_labels
+from rrpo_jax.train.scoring import ScoringStep
+from rrpo_jax.train.sft import reader_labels
 
 
 @pytest.mark.parametrize(
@@ -199,8 +199,9 @@ def test_group_loo_against_a_hand_computation():
 def test_grouped_update_matches_flat_episodes_oracle():
   """G samples per question in the update: the loss equals the clipped objective computed by hand
   over the B*G episodes with the group_loo advantages (scores of a linear scorer, one device)."""
-  from rrpo_jax import plackett_luce, sharding  # pylint: disable=import-outside-toplevel
-  from rrpo_jax import update as update_lib  # pylint: disable=import-outside-toplevel
+  from rrpo_jax.core import plackett_luce
+  from rrpo_jax.core import sharding  # pylint: disable=import-outside-toplevel
+  from rrpo_jax.core import update as update_lib  # pylint: disable=import-outside-toplevel
 
   b, g, n, k, f = 2, 3, 5, 2, 4
   rng = np.random.default_rng(1)
@@ -264,7 +265,7 @@ def test_reader_preference_labels_and_warm_up_loss_against_hand_computations():
 
 
 def test_evaluation_adds_the_q_column_and_its_comparisons():
-  from rrpo_jax import evaluation  # pylint: disable=import-outside-toplevel
+  from rrpo_jax.train import evaluation  # pylint: disable=import-outside-toplevel
   from rrpo_jax.reader import Response  # pylint: disable=import-outside-toplevel
 
   exs = [_example(f"q{i}", ["Paris"], [("Paris", "paris"), ("B", "nothing")]) for i in range(4)]

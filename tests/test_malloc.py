@@ -119,7 +119,7 @@ def test_entry_point_sets_the_policy_first(monkeypatch, capsys, tmp_path):
   from absl import flags  # pylint: disable=import-outside-toplevel
 
   from rrpo_jax import main as entry  # pylint: disable=import-outside-toplevel
-  from rrpo_jax import train  # pylint: disable=import-outside-toplevel
+  from rrpo_jax.train import trainer  # pylint: disable=import-outside-toplevel
 
   events = []
   monkeypatch.setattr(malloc, "configure", lambda choice="auto": events.append(("malloc", choice)) or True)

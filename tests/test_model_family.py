@@ -1,6 +1,6 @@
 """The "model family" row of docs/architecture.md, tried once as a newcomer would: a tiny family
 ("bow": s = mean of the unmasked token embeddings . w) registered in the places the row names,
-written as an HF directory, loaded by the trainer's models.build_reranker (model.init=<dir>) and
+written as an HF directory, loaded by the trainer's restore.build_reranker (model.init=<dir>) and
 scored through the trainer's scorer (rollout.make_scorer over Reranker.apply, batches.encode)."""
 
 import dataclasses
@@ -13,7 +13,15 @@ import numpy as np
 import pytest
 import transformers
 
-from rrpo_jax import batches, config as config_lib, hf_configs, hf_tables, models, reranker, rollout, sharding
+from rrpo_jax import config as config_lib
+from rrpo_jax.config import validation as config_validation
+from rrpo_jax.train import batches
+from rrpo_jax.models import hf_configs
+from rrpo_jax.models import hf_tables
+from rrpo_jax.train import restore
+from rrpo_jax.models import reranker
+from rrpo_jax.train import rollout
+from rrpo_jax.core import sharding
 from rrpo_jax.data import Candidate, Example
 
 
@@ -71,8 +79,8 @@ def test_a_registered_family_loads_and_scores_through_the_trainers_path(bow_fami
 
   config = config_lib.get_config()
   config.model.init, config.data.max_length, config.data.buckets = str(tmp_path), 32, (32,)
-  config_lib.validate(config, num_devices=1)
-  r = models.build_reranker(config)
+  config_validation.validate(config, num_devices=1)
+  r = restore.build_reranker(config)
   assert r.config.family == "bow" and r.config.hidden_dropout == config.model.dropout
   jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, r.params), saved)  # "dense": W^T and back
 

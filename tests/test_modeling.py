@@ -8,8 +8,9 @@ import pytest
 import jax
 import jax.numpy as jnp
 
-from rrpo_jax import hf_io, modeling
-from rrpo_jax.modeling import CrossEncoder, init_params
+from rrpo_jax.models import hf_io
+from rrpo_jax.models import cross_encoder
+from rrpo_jax.models.cross_encoder import CrossEncoder, init_params
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -80,16 +81,16 @@ def test_parity_with_transformers_any_leading_axes(family):
 
 @pytest.mark.parametrize("row_block", [1, 2, 4, 5, 64, 0])
 def test_blocked_eval_forward_equals_one_pass(row_block):
-  """modeling.scores pads 6 rows to a multiple of the block, maps over blocks, drops the padding."""
+  """cross_encoder.scores pads 6 rows to a multiple of the block, maps over blocks, drops the padding."""
   model, config, state = tiny_torch("bert")
   params, _ = hf_io.hf_to_flax(state, config)
   ids, mask, types = random_inputs(config, (2, 3))
   cfg = config.replace(row_block=row_block)
-  got = jax.jit(lambda p: modeling.scores(cfg, p, ids, mask, types))(params)
+  got = jax.jit(lambda p: cross_encoder.scores(cfg, p, ids, mask, types))(params)
   assert got.shape == (2, 3)
   np.testing.assert_allclose(got, ours(config.replace(row_block=0), params, ids, mask, types), atol=1e-6, rtol=0)
   np.testing.assert_allclose(got, torch_scores(model, ids, mask, types), atol=1e-5, rtol=0)
-  no_types = jax.jit(lambda p: modeling.scores(cfg, p, ids, mask))(params)
+  no_types = jax.jit(lambda p: cross_encoder.scores(cfg, p, ids, mask))(params)
   np.testing.assert_allclose(no_types, ours(config, params, ids, mask, np.zeros_like(types)), atol=1e-6, rtol=0)
 
 
@@ -195,7 +196,7 @@ def test_remat_gives_the_same_gradients_and_dropout_follows_the_key():
 
 @pytest.mark.parametrize("width", [256, 255])  # byte-field path and the odd-width fallback
 def test_dropout_keeps_230_of_256_and_preserves_the_mean(width):
-  from rrpo_jax.modeling import dropout
+  from rrpo_jax.models.cross_encoder import dropout
 
   x = jnp.ones((64, width))
   y = np.asarray(dropout(x, 0.1, jax.random.key(0)))
@@ -212,7 +213,7 @@ def _plain_batched_matmul(a, b, *, transpose_b=False, preferred_element_type=Non
 
 
 def _plain_softmax_dropout(logits, rate, key, *, dtype):
-  return modeling.dropout(jax.nn.softmax(logits, axis=-1).astype(dtype), rate, key)
+  return cross_encoder.dropout(jax.nn.softmax(logits, axis=-1).astype(dtype), rate, key)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
@@ -228,7 +229,7 @@ def test_cpu_batched_matmul_gradients_equal_autodiff(dtype, transpose_b, i, j, e
     f = lambda a, b: jnp.sum(w * matmul(a, b, transpose_b=transpose_b, preferred_element_type=jnp.float32))
     return jax.jit(jax.value_and_grad(f, argnums=(0, 1)))(a, b)
 
-  (v, (da, db)), (v_ref, (da_ref, db_ref)) = grads(modeling.batched_matmul), grads(_plain_batched_matmul)
+  (v, (da, db)), (v_ref, (da_ref, db_ref)) = grads(cross_encoder.batched_matmul), grads(_plain_batched_matmul)
   assert da.dtype == a.dtype and db.dtype == b.dtype
   tol = 1e-5 if dtype == "float32" else 2e-2  # bf16: the cotangent is rounded to bf16 before the product
   np.testing.assert_allclose(v, v_ref, rtol=1e-6)
@@ -249,10 +250,10 @@ def test_cpu_softmax_dropout_gradient_equals_autodiff(dtype, rate):
     f = lambda z: jnp.sum(w * fn(z, rate, key, dtype=jnp.dtype(dtype)).astype(jnp.float32))
     return jax.jit(jax.value_and_grad(f))(logits)
 
-  (v, g), (v_ref, g_ref) = grads(modeling.softmax_dropout), grads(_plain_softmax_dropout)
+  (v, g), (v_ref, g_ref) = grads(cross_encoder.softmax_dropout), grads(_plain_softmax_dropout)
   y, y_ref = (
       np.asarray(fn(logits, rate, key, dtype=jnp.dtype(dtype)), np.float32)
-      for fn in (modeling.softmax_dropout, _plain_softmax_dropout)
+      for fn in (cross_encoder.softmax_dropout, _plain_softmax_dropout)
   )
   np.testing.assert_array_equal(y == 0, y_ref == 0)  # the same mask
   np.testing.assert_allclose(y, y_ref, rtol=1e-6)
@@ -279,8 +280,8 @@ def test_training_gradients_equal_autodiff_and_transformers(monkeypatch):
     return jax.jit(jax.grad(loss))(params)
 
   g = grads(config)
-  monkeypatch.setattr(modeling, "batched_matmul", _plain_batched_matmul)
-  monkeypatch.setattr(modeling, "softmax_dropout", _plain_softmax_dropout)
+  monkeypatch.setattr(cross_encoder, "batched_matmul", _plain_batched_matmul)
+  monkeypatch.setattr(cross_encoder, "softmax_dropout", _plain_softmax_dropout)
   g_ref = grads(config)
   for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(g_ref)):
     np.testing.assert_allclose(a, b, atol=1e-6 * max(1.0, float(np.abs(b).max())), rtol=1e-4)

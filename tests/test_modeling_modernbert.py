@@ -11,8 +11,8 @@ import pytest
 import jax
 import jax.numpy as jnp
 
-from rrpo_jax import hf_io
-from rrpo_jax.modeling_modernbert import ModernBertCrossEncoder, init_params
+from rrpo_jax.models import hf_io
+from rrpo_jax.models.modernbert import ModernBertCrossEncoder, init_params
 import tiny
 
 torch = pytest.importorskip("torch")
@@ -81,8 +81,8 @@ def test_table_round_trip_gradients_bf16():
 
 
 def test_reranker_round_trip_through_hf_dir_and_cross_encoder(tmp_path):
-  from rrpo_jax.reranker import Reranker
-  from rrpo_jax.tokenization import join_title
+  from rrpo_jax.models.reranker import Reranker
+  from rrpo_jax.models.tokenization import join_title
 
   model, _, _ = tiny_torch()
   path, out = str(tmp_path / "hf"), str(tmp_path / "ours")

@@ -9,8 +9,8 @@ import pytest
 import jax
 import jax.numpy as jnp
 
-from rrpo_jax import hf_io
-from rrpo_jax.modeling_qwen3 import Qwen3Reranker, init_params, scores
+from rrpo_jax.models import hf_io
+from rrpo_jax.models.qwen3 import Qwen3Reranker, init_params, scores
 import tiny
 
 torch = pytest.importorskip("torch")

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from rrpo_jax.reader.server import free_port
-from rrpo_jax.readers import CHECK_REQUEST
+from rrpo_jax.train.reader_pool import CHECK_REQUEST
 from test_train_smoke import ROOT, env_for, leaves, rrpo_params
 
 # 8 training queries, 2 per step (1 per host): 4 steps an epoch, 3 epochs, the loader reshuffling

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rrpo_jax import objective
+from rrpo_jax.core import objective
 
 # One k = 3 episode: r = (1, 0, 2), V = (0.5, 1, 1), gamma = 0.9, lambda = 0.5.
 R, V, GAMMA, LAM = [1.0, 0.0, 2.0], [0.5, 1.0, 1.0], 0.9, 0.5

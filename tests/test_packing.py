@@ -1,4 +1,4 @@
-"""Packed ModernBERT batches (rrpo_jax.packing, modeling_modernbert.packed_scores): the placement
+"""Packed ModernBERT batches (rrpo_jax.models.packing, modeling_modernbert.packed_scores): the placement
 arithmetic, and packed scores and gradients equal to the padded ones on tiny random models, through
 the encoder, Reranker.apply and the data-parallel warm-up step."""
 
@@ -10,8 +10,8 @@ import pytest
 import jax
 import jax.numpy as jnp
 
-from rrpo_jax import packing
-from rrpo_jax.modeling_modernbert import init_params, packed_scores, scores
+from rrpo_jax.models import packing
+from rrpo_jax.models.modernbert import init_params, packed_scores, scores
 import tiny
 
 VOCAB, PAD = tiny.MODERNBERT["vocab_size"], tiny.MODERNBERT["pad_token_id"]
@@ -184,8 +184,8 @@ def queries_and_passages(b, n, seed):
 
 
 def test_encoder_pack_modes_and_reranker_apply(params):
-  from rrpo_jax.reranker import Reranker, make_encoder
-  from rrpo_jax.modeling import CrossEncoderConfig
+  from rrpo_jax.models.reranker import Reranker, make_encoder
+  from rrpo_jax.models.cross_encoder import CrossEncoderConfig
 
   qs, ps = queries_and_passages(4, 6, seed=0)
   r = {k: Reranker(CONFIG, params, WordTokenizer(), max_length=48, buckets=(16, 32, 48), pack=k) for k in ("off", "on")}
@@ -216,11 +216,11 @@ def test_encoder_pack_modes_and_reranker_apply(params):
 def test_sft_step_and_scorer_on_8_devices_packed_equal_padded(params):
   import optax
 
-  from rrpo_jax import update as update_lib
-  from rrpo_jax.batches import model_inputs
-  from rrpo_jax.reranker import Reranker
-  from rrpo_jax.rollout import make_scorer
-  from rrpo_jax.sharding import DataParallel, host_copy
+  from rrpo_jax.core import update as update_lib
+  from rrpo_jax.train.batches import model_inputs
+  from rrpo_jax.models.reranker import Reranker
+  from rrpo_jax.train.rollout import make_scorer
+  from rrpo_jax.core.sharding import DataParallel, host_copy
 
   dp = DataParallel("shard_map")
   assert dp.size == 8
@@ -258,7 +258,7 @@ def test_trainer_end_to_end_with_packed_modernbert(tmp_path):
   pytest.importorskip("torch")
   from test_train_smoke import run_main
 
-  from rrpo_jax.reranker import Reranker
+  from rrpo_jax.models.reranker import Reranker
 
   tok = tiny.minilm_tokenizer()
   # tiny.MODERNBERT's 3 layers over MiniLM's vocabulary (real NQ text), hidden 32, 2 heads, 512 positions,

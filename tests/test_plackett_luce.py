@@ -10,7 +10,7 @@ import pytest
 import rax
 import scipy.stats
 
-from rrpo_jax import plackett_luce as pl
+from rrpo_jax.core import plackett_luce as pl
 
 
 def _ordered_selections(valid_idx, k):

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from rrpo_jax import config as config_lib
-from rrpo_jax import scoring
+from rrpo_jax.config import validation as config_validation
+from rrpo_jax.train import scoring
 from rrpo_jax.reader import (
     CacheError,
     Passage,
@@ -202,5 +203,5 @@ def test_where_a_run_puts_its_cache(tmp_path, monkeypatch, postgres_url):
     make_cache({"cache_path": "redis://host/0"})
   c = config_lib.get_config()
   c.reader.cache_path = "redis://host/0"
-  with pytest.raises(config_lib.ConfigError, match="reader.cache_path: unknown cache backend 'redis'"):
-    config_lib.validate(c, num_devices=1)
+  with pytest.raises(config_validation.ConfigError, match="reader.cache_path: unknown cache backend 'redis'"):
+    config_validation.validate(c, num_devices=1)

@@ -10,12 +10,12 @@ import types
 import numpy as np
 import pytest
 
-from rrpo_jax import checkpoint as ckpt_lib
+from rrpo_jax.train import checkpoint as ckpt_lib
 from rrpo_jax import config as config_lib
-from rrpo_jax import loop
+from rrpo_jax.train import loop
 from rrpo_jax.reader import ReaderError, ReaderUnavailableError
 from rrpo_jax.reader.server import free_port
-from rrpo_jax.readers import Readers
+from rrpo_jax.train.reader_pool import Readers
 
 
 def _config(**reader):

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from fault_proxy import FaultProxy
-from rrpo_jax import scoring
+from rrpo_jax.train import scoring
 from rrpo_jax.reader import Passage, ReaderUnavailableError, ResponseCache, make_reader
 from rrpo_jax.reader.server import LlamaServer
 from test_scoring import Cand, Ex

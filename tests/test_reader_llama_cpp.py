@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import llama_cpp  # noqa: F401  (required: CI installs it; a missing build must fail, not skip)
-from rrpo_jax import scoring
+from rrpo_jax.train import scoring
 from rrpo_jax.reader import Passage, ReaderError, Request, make_reader
 from rrpo_jax.reader.llama_cpp import gguf_path
 from test_scoring import Cand, Ex

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from rrpo_jax import scoring
+from rrpo_jax.train import scoring
 from rrpo_jax.reader import (Passage, ReaderError, ReaderUnavailableError, Request, ResponseCache, make_reader)
 from rrpo_jax.reader.server import LlamaServer
 from test_scoring import Cand, Ex

@@ -9,7 +9,10 @@ import numpy as np
 import pytest
 
 from rrpo_jax import config as train
-from rrpo_jax import objective, rewards, scoring
+from rrpo_jax.config import validation as config_validation
+from rrpo_jax.core import objective
+from rrpo_jax.core import rewards
+from rrpo_jax.train import scoring
 from rrpo_jax import reader as reader_lib
 from rrpo_jax.data import formats
 from rrpo_jax.registry import Registry
@@ -72,23 +75,24 @@ def test_a_new_advantage_estimator_is_one_registration():
     np.testing.assert_allclose(adv, [2.0, 0.0])  # 2 (1 - 0); invalid step 0
     config = default_config()
     config.rrpo.advantage = "double_ref_diff"
-    assert train.validate(config, num_devices=1)
+    assert config_validation.validate(config, num_devices=1)
   finally:
     objective.ADVANTAGES.unregister("double_ref_diff")
   with pytest.raises(
-      train.ConfigError, match=r"config\.rrpo\.advantage: must be gae, ref_diff_return, ref_diff or group_loo"
+      config_validation.ConfigError,
+      match=r"config\.rrpo\.advantage: must be gae, ref_diff_return, ref_diff or group_loo",
   ):
-    train.validate(config, num_devices=1)
+    config_validation.validate(config, num_devices=1)
 
 
 def test_a_new_reward_term_is_one_registration_and_a_weight(tmp_path):
   rewards.register_term("short", weight="lambda_s")(lambda prediction, answers: float(len(prediction.split()) <= 2))
   try:
     config = default_config()
-    with pytest.raises(train.ConfigError, match=r"config\.reward\.lambda_s"):
-      train.validate(config, num_devices=1)
+    with pytest.raises(config_validation.ConfigError, match=r"config\.reward\.lambda_s"):
+      config_validation.validate(config, num_devices=1)
     config.reward.lambda_s = 0.5
-    assert train.validate(config, num_devices=1)
+    assert config_validation.validate(config, num_devices=1)
     w = rewards.weights(config.reward)
     assert w == {"em": 1.0, "f1": 1.0, "hit": 1.0, "likelihood": 0.0, "short": 0.5}
     values = rewards.terms("Paris", ["Paris"])
@@ -112,7 +116,7 @@ def test_a_reward_term_that_asks_the_reader_is_one_registration_and_a_weight():
   try:
     config = default_config()
     config.reward.lambda_c = 2.0
-    assert train.validate(config, num_devices=1)
+    assert config_validation.validate(config, num_devices=1)
     w = rewards.weights(config.reward)
     assert rewards.reader_terms(w) == ["confident"]
     step = scoring.ScoringStep(make_reader({"backend": "fake"}), weights=w)
@@ -140,15 +144,15 @@ class _Ex:
 def test_backend_and_format_validation_read_the_registries():
   config = default_config()
   config.reader.backend = "nope"
-  with pytest.raises(train.ConfigError, match=r"config\.reader\.backend: must be llama_cpp, openai"):
-    train.validate(config, num_devices=1)
+  with pytest.raises(config_validation.ConfigError, match=r"config\.reader\.backend: must be llama_cpp, openai"):
+    config_validation.validate(config, num_devices=1)
   config = default_config()
   config.data.format = "csv"
-  with pytest.raises(train.ConfigError, match=r"config\.data\.format: must be dpr, hotpotqa"):
-    train.validate(config, num_devices=1)
+  with pytest.raises(config_validation.ConfigError, match=r"config\.data\.format: must be dpr, hotpotqa"):
+    config_validation.validate(config, num_devices=1)
   formats.register_format("dpr_copy", candidates=True)(formats.FORMATS.get("dpr").parse)
   try:
     config.data.format = "dpr_copy"
-    assert train.validate(config, num_devices=1)
+    assert config_validation.validate(config, num_devices=1)
   finally:
     formats.FORMATS.unregister("dpr_copy")

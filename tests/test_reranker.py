@@ -10,8 +10,8 @@ import pytest
 
 import jax
 
-from rrpo_jax.reranker import Reranker
-from rrpo_jax.tokenization import join_title
+from rrpo_jax.models.reranker import Reranker
+from rrpo_jax.models.tokenization import join_title
 import tiny
 
 torch = pytest.importorskip("torch")
@@ -103,7 +103,7 @@ def test_bin_checkpoint_parity_and_export_round_trip(tiny_bert_dir, tiny_bert, t
 def test_minilm_real_weights_fresh_head_export_matches_transformers_and_cross_encoder(tmp_path, caplog):
   """all-MiniLM-L6-v2 (a plain BertModel): new seeded head, said so; our scores == transformers ==
   sentence-transformers CrossEncoder raw logits after export."""
-  with caplog.at_level(logging.WARNING, logger="rrpo_jax.reranker"):
+  with caplog.at_level(logging.WARNING, logger="rrpo_jax.models.reranker"):
     r = Reranker.from_pretrained(minilm.get_model_path(), max_length=64, seed=3)
   assert r.load_report.missing == ["classifier.weight", "classifier.bias"]
   assert "classification head is new" in caplog.text and "classifier.weight" in caplog.text
@@ -185,7 +185,7 @@ def test_missing_encoder_weight_raises_and_unexpected_is_logged(tiny_bert_dir, t
       g.write(f.read())
   with pytest.raises(ValueError, match=r"encoder\.layer\.0\.intermediate\.dense\.bias"):
     Reranker.from_pretrained(str(tmp_path))
-  with caplog.at_level(logging.WARNING, logger="rrpo_jax.reranker"):
+  with caplog.at_level(logging.WARNING, logger="rrpo_jax.models.reranker"):
     Reranker.from_pretrained(str(tmp_path), allow_missing=True)
   assert "cls.predictions.bias" in caplog.text and "intermediate.dense.bias" in caplog.text
 

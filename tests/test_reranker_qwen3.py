@@ -8,8 +8,8 @@ import os
 import numpy as np
 import pytest
 
-from rrpo_jax.reranker import Reranker
-from rrpo_jax.tokenization import (
+from rrpo_jax.models.reranker import Reranker
+from rrpo_jax.models.tokenization import (
     QWEN3_DEFAULT_INSTRUCTION,
     QWEN3_RERANKER_PREFIX,
     QWEN3_RERANKER_SUFFIX,
@@ -141,15 +141,15 @@ def test_instruction_from_the_config(hf_dir, tmp_path):
   """config.model.instruction reaches the prompts through the trainer's model builder, is saved with the
   model, and is refused for a family without prompts."""
   from rrpo_jax import config as config_lib
-  from rrpo_jax import models
-  from rrpo_jax.config import ConfigError
+  from rrpo_jax.train import restore
+  from rrpo_jax.errors import ConfigError
 
   path, _, _ = hf_dir
   c = config_lib.get_config()
   c.model.init, c.data.max_length, c.data.buckets = path, 96, (96,)
-  assert models.build_reranker(c).encoder.instruction == QWEN3_DEFAULT_INSTRUCTION
+  assert restore.build_reranker(c).encoder.instruction == QWEN3_DEFAULT_INSTRUCTION
   c.model.instruction = "Find the passage about plays"
-  r = models.build_reranker(c)
+  r = restore.build_reranker(c)
   assert r.encoder.instruction == c.model.instruction
   ids, _ = r.encoder.tokenize([QUERY], [PASSAGES[0]])
   custom = PromptEncoder(r.tokenizer, max_length=96, instruction=c.model.instruction)
@@ -159,9 +159,9 @@ def test_instruction_from_the_config(hf_dir, tmp_path):
   assert Reranker.from_pretrained(str(tmp_path / "saved"), max_length=96).encoder.instruction == c.model.instruction
   c.model.init = "random"  # a BERT cross-encoder: no prompt to put an instruction in
   with pytest.raises(ConfigError, match="model.instruction"):
-    models.build_reranker(c)
+    restore.build_reranker(c)
   c.model.instruction = ""
-  models.build_reranker(c).save_pretrained(str(tmp_path / "bert"))
+  restore.build_reranker(c).save_pretrained(str(tmp_path / "bert"))
   c.model.init, c.model.instruction = str(tmp_path / "bert"), "x"
   with pytest.raises(ConfigError, match="model.instruction"):
-    models.build_reranker(c)
+    restore.build_reranker(c)

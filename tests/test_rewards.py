@@ -2,7 +2,7 @@
 
 import pytest
 
-from rrpo_jax import rewards
+from rrpo_jax.core import rewards
 
 
 @pytest.mark.parametrize(

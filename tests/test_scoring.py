@@ -5,7 +5,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from rrpo_jax import evaluation, scoring
+from rrpo_jax.train import evaluation
+from rrpo_jax.train import scoring
 from rrpo_jax.reader import Reader, ReaderUnavailableError, Response, ResponseCache, postprocess
 from rrpo_jax.reader.prompts import PromptTemplate
 

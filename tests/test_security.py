@@ -9,8 +9,8 @@ import shutil
 
 import pytest
 
-from rrpo_jax import hf_io
-from rrpo_jax.reranker import Reranker, public_text
+from rrpo_jax.models import hf_io
+from rrpo_jax.models.reranker import Reranker, public_text
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")

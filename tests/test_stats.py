@@ -9,7 +9,9 @@ import pytest
 import scipy.stats
 
 from harness import fake_gcs
-from rrpo_jax import compare, evaluation, paths, stats
+from rrpo_jax import compare, paths
+from rrpo_jax.train import evaluation
+from rrpo_jax.core import stats
 
 
 def test_paired_t_test_matches_scipy_and_hand_example():

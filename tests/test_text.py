@@ -1,6 +1,7 @@
-"""Answer normalisation lives in rrpo_jax.text; data labelling and rewards share it."""
+"""Answer normalisation lives in rrpo_jax.core.text; data labelling and rewards share it."""
 
-from rrpo_jax import rewards, text
+from rrpo_jax.core import rewards
+from rrpo_jax.core import text
 from rrpo_jax.data import example
 
 
@@ -15,4 +16,4 @@ def test_one_normalisation_for_labels_and_rewards():
 
 def test_the_data_layer_does_not_import_rewards():
   src = open(example.__file__, encoding="utf-8").read()
-  assert "from rrpo_jax import rewards" not in src and "from rrpo_jax.rewards" not in src
+  assert "from rrpo_jax import rewards" not in src and "from rrpo_jax.core.rewards" not in src

@@ -18,7 +18,9 @@ def _run(tmp_path, learn, val=None):
     (d / "results.json").write_text(json.dumps({"systems": {"reference": {"f1": ref}, "policy": {"f1": pol}}}))
     if val:
       (d / "results_val.json").write_text(json.dumps({"systems": {"policy": {"f1": val[name]}}}))
-  p = subprocess.run([sys.executable, str(TOOL), str(tmp_path / "paper"), str(tmp_path / "ll")], capture_output=True, text=True)
+  p = subprocess.run(
+      [sys.executable, str(TOOL), str(tmp_path / "paper"), str(tmp_path / "ll")], capture_output=True, text=True
+  )
   return p
 
 

@@ -62,7 +62,7 @@ def smoke_run(tmp_path_factory):
 
 
 def rrpo_params(workdir, step=None):
-  from rrpo_jax import checkpoint as ckpt_lib  # pylint: disable=import-outside-toplevel
+  from rrpo_jax.train import checkpoint as ckpt_lib  # pylint: disable=import-outside-toplevel
 
   ck = ckpt_lib.Checkpointer(str(workdir / "checkpoints" / "rrpo"), keep=10, async_save=False)
   params = ck.restore_params(step)
@@ -120,7 +120,7 @@ def test_smoke_end_to_end(tmp_path_factory):
   assert any(name.startswith("events") for name in os.listdir(workdir / "tb"))
   export = workdir / "export"
   assert (export / "config.json").exists() and (export / "model.safetensors").exists()
-  from rrpo_jax.reranker import Reranker  # pylint: disable=import-outside-toplevel
+  from rrpo_jax.models.reranker import Reranker  # pylint: disable=import-outside-toplevel
 
   reranker = Reranker.from_pretrained(str(export))
   for a, b in zip(leaves(reranker.params), leaves(rrpo_params(workdir, 2))):

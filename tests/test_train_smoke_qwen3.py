@@ -49,7 +49,7 @@ def test_qwen3_smoke_end_to_end(tmp_path):
   assert [r["step"] for r in rrpo] == [1, 2] and all(np.isfinite(r["loss"]) for r in rrpo)
   export = workdir / "export"
   assert json.loads((export / "config.json").read_text())["architectures"] == ["Qwen3ForCausalLM"]
-  from rrpo_jax.reranker import Reranker  # pylint: disable=import-outside-toplevel
+  from rrpo_jax.models.reranker import Reranker  # pylint: disable=import-outside-toplevel
 
   reranker = Reranker.from_pretrained(str(export))
   assert reranker.config.family == "qwen3"

@@ -8,10 +8,10 @@ import numpy as np
 import optax
 import pytest
 
-from rrpo_jax import objective
-from rrpo_jax import plackett_luce as pl
-from rrpo_jax import sharding
-from rrpo_jax import update as U
+from rrpo_jax.core import objective
+from rrpo_jax.core import plackett_luce as pl
+from rrpo_jax.core import sharding
+from rrpo_jax.core import update as U
 
 B, N, K, F = 16, 6, 3, 4
 

@@ -69,9 +69,9 @@ def modernbert_config(*, bias=False, **overrides):
 
 
 def modernbert_flax_config(**overrides):
-  """The same tiny ModernBERT as our Flax config (rrpo_jax.modeling_modernbert.ModernBertConfig; its
+  """The same tiny ModernBERT as our Flax config (rrpo_jax.models.modernbert.ModernBertConfig; its
   other fields at their defaults); `overrides`: any field."""
-  from rrpo_jax.modeling_modernbert import ModernBertConfig  # pylint: disable=import-outside-toplevel
+  from rrpo_jax.models.modernbert import ModernBertConfig  # pylint: disable=import-outside-toplevel
 
   m = MODERNBERT
   fields = dict(

@@ -21,7 +21,7 @@ import sys
 import jax
 import numpy as np
 
-from rrpo_jax.checkpoint import Checkpointer
+from rrpo_jax.train.checkpoint import Checkpointer
 
 WALL = ("time", "seconds")  # metric fields holding wall times: never compared
 

@@ -26,7 +26,9 @@ def _f1(path: pathlib.Path, system: str) -> float:
     sys.exit(f"{path}: no systems.{system}.f1 ({e!r})")
 
 
-def decide(gain_paper: float, gain_ll: float, val_paper: float | None, val_ll: float | None, margin: float = 1.0) -> tuple[str, str]:
+def decide(
+    gain_paper: float, gain_ll: float, val_paper: float | None, val_ll: float | None, margin: float = 1.0
+) -> tuple[str, str]:
   """(reward, reason): the rule above, on F1 x100. val_* are read only when the gains tie."""
   if abs(gain_ll - gain_paper) > margin:
     return ("ll" if gain_ll > gain_paper else "paper"), "learnability gains differ by more than the margin"
@@ -44,12 +46,22 @@ def main(argv=None) -> int:
   p.add_argument("--margin", type=float, default=1.0)
   p.add_argument("--out", type=pathlib.Path)
   a = p.parse_args(argv)
-  gain = {name: _f1(run / "results.json", "policy") - _f1(run / "results.json", "reference") for name, run in (("paper", a.paper_run), ("ll", a.ll_run))}
+  gain = {
+      name: _f1(run / "results.json", "policy") - _f1(run / "results.json", "reference")
+      for name, run in (("paper", a.paper_run), ("ll", a.ll_run))
+  }
   val = {}
   if abs(gain["ll"] - gain["paper"]) <= a.margin:
     val = {name: _f1(run / "results_val.json", "policy") for name, run in (("paper", a.paper_run), ("ll", a.ll_run))}
   reward, reason = decide(gain["paper"], gain["ll"], val.get("paper"), val.get("ll"), a.margin)
-  out = {"reward": reward, "reason": reason, "margin": a.margin, "learn_gain_f1": gain, "val_policy_f1": val or None, "runs": {"paper": str(a.paper_run), "ll": str(a.ll_run)}}
+  out = {
+      "reward": reward,
+      "reason": reason,
+      "margin": a.margin,
+      "learn_gain_f1": gain,
+      "val_policy_f1": val or None,
+      "runs": {"paper": str(a.paper_run), "ll": str(a.ll_run)},
+  }
   text = json.dumps(out, indent=1)
   print(text)
   if a.out:

@@ -22,8 +22,8 @@ import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from rrpo_jax import metrics as metrics_lib  # noqa: E402  pylint: disable=g-import-not-at-top
-from rrpo_jax import stats  # noqa: E402  pylint: disable=g-import-not-at-top
+from rrpo_jax.train import metrics as metrics_lib  # noqa: E402  pylint: disable=g-import-not-at-top
+from rrpo_jax.core import stats  # noqa: E402  pylint: disable=g-import-not-at-top
 
 
 def _json(path):

@@ -28,10 +28,10 @@ from scipy import stats as scipy_stats
 from tqdm import tqdm
 
 from rrpo_jax import config as config_lib
-from rrpo_jax import rewards
+from rrpo_jax.core import rewards
 from rrpo_jax.data import splits
 from rrpo_jax.reader import ResponseCache, make_reader
-from rrpo_jax.scoring import ScoringStep, request
+from rrpo_jax.train.scoring import ScoringStep, request
 
 
 def auc(scores: np.ndarray, labels: np.ndarray) -> float:

@@ -18,7 +18,7 @@ import sys
 import numpy as np
 
 from rrpo_jax import config as config_lib
-from rrpo_jax import rewards
+from rrpo_jax.core import rewards
 from rrpo_jax.data import splits
 from rrpo_jax.reader.prompts import postprocess
 

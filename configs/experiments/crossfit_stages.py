@@ -25,7 +25,7 @@ directory the command runs in.
 """
 
 from rrpo_jax import config as default
-from rrpo_jax import config_variants as variants
+from rrpo_jax.config import variants
 
 LAMBDA_LL = 1.0  # reward.lambda_ll of reward=ll (q in (0, 1] next to EM + F1 + hit in [0, 3])
 STAGES = ("sft", "rrpo", "learn", "fold", "seed", "reward", "warmup", "transfer")

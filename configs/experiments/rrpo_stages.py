@@ -5,7 +5,7 @@ A dataset's experiment file sets its data and calls `stage(c, arg, exp=...)`; `a
 what it was chosen on.
 """
 
-from rrpo_jax import config_variants as variants
+from rrpo_jax.config import variants
 
 
 def stage(c, arg, *, exp: str, sft_steps: int, sft_labels: str = "auto"):

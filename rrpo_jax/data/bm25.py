@@ -9,7 +9,7 @@ Wikipedia runs). Instead of bm25s' in-memory `index` (Python lists of token ids:
 per token), the corpus is tokenised in chunks into (term, tf) arrays spilled to disk, then
 assembled into bm25s' own CSC score matrix (8 bytes per distinct term of a passage); bm25s
 retrieves from it. A second streaming pass fetches only the retrieved passages' text.
-has_answer uses rrpo_jax.text.contains_answer. order_candidates puts candidate sets that a dataset
+has_answer uses rrpo_jax.core.text.contains_answer. order_candidates puts candidate sets that a dataset
 fixes (HotpotQA's 10 distractor-setting paragraphs) in BM25 order.
 """
 

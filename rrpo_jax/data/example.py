@@ -13,11 +13,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Iterable, Sequence
 
-from rrpo_jax.text import contains_answer
+from rrpo_jax.core.text import contains_answer
 
 # Written into files and compared on reading: the value stays the function's first home (it still
 # re-exports it), so files written before the move keep their labels.
-LABELLER = "rrpo_jax.rewards.contains_answer"
+LABELLER = "rrpo_jax.core.rewards.contains_answer"
 
 
 @dataclasses.dataclass

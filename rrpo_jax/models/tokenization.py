@@ -8,7 +8,7 @@ XLM-R "<s> q </s></s> p </s>". The passage segment is `title + ". " + text` for 
 Only the passage is truncated; a query longer than max_length on its own is truncated too
 (longest-first) rather than failing. Batches are padded to L = the smallest bucket >= the longest
 pair in the batch, so jit sees at most len(buckets) sequence lengths. With `pack` (ModernBERT), the
-same pairs can come as packed rows of L tokens instead (rrpo_jax.packing), where that cuts the rows.
+same pairs can come as packed rows of L tokens instead (rrpo_jax.models.packing), where that cuts the rows.
 
 Decoder rerankers (PromptEncoder, left padding, the same buckets): one prompt per pair in
 Qwen3-Reranker's template (its model card), prefix + body + suffix, each tokenised without
@@ -29,7 +29,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from rrpo_jax import packing
+from rrpo_jax.models import packing
 
 DEFAULT_BUCKETS = (32, 64, 128, 192, 256, 384, 512)
 
@@ -58,7 +58,7 @@ class PairEncoder:
 
   tokenizer: a Hugging Face (fast) tokenizer; max_length: the longest pair in tokens (specials
   included); buckets: allowed padded lengths (max_length is always added, larger ones dropped);
-  pack: encode() returns packed rows (rrpo_jax.packing) "on" always, "auto" when they take at most
+  pack: encode() returns packed rows (rrpo_jax.models.packing) "on" always, "auto" when they take at most
   packing.AUTO_RATIO of the padded rows, "off" never (the model family must have packed_scores).
   """
 

@@ -18,12 +18,12 @@ from typing import Any
 import jax
 import numpy as np
 
-from rrpo_jax import checkpoint as ckpt_lib
-from rrpo_jax import modeling
+from rrpo_jax.train import checkpoint as ckpt_lib
+from rrpo_jax.models import cross_encoder
 from rrpo_jax import paths
-from rrpo_jax.config import ConfigError
-from rrpo_jax.packing import PACK_MODES
-from rrpo_jax.reranker import MODELS, Reranker, packs
+from rrpo_jax.errors import ConfigError
+from rrpo_jax.models.packing import PACK_MODES
+from rrpo_jax.models.reranker import MODELS, Reranker, packs
 
 
 def build_reranker(config, init: str | None = None) -> Reranker:
@@ -38,7 +38,7 @@ def build_reranker(config, init: str | None = None) -> Reranker:
 
     tokenizer = AutoTokenizer.from_pretrained(m.tokenizer or _minilm_path())
     rc = m.random
-    mc = modeling.CrossEncoderConfig(
+    mc = cross_encoder.CrossEncoderConfig(
         vocab_size=len(tokenizer),
         hidden_size=rc.hidden_size,
         num_layers=rc.num_hidden_layers,
@@ -51,7 +51,7 @@ def build_reranker(config, init: str | None = None) -> Reranker:
         dtype=m.dtype,
         remat=m.remat,
     )
-    params = modeling.init_params(mc, jax.random.key(config.seed))
+    params = cross_encoder.init_params(mc, jax.random.key(config.seed))
     return Reranker(mc, params, tokenizer, base_model="random-init (tiny BERT)", pack=_pack(config, mc.family), **kw)
   path = _minilm_path() if init == "minilm" else init
   try:

@@ -2,7 +2,7 @@
 ratio + KL update against a frozen reference (update.make_update_step).
 
 Restore order: resume from <workdir>/checkpoints/rrpo (its frozen reference is
-<workdir>/checkpoints/reference) > start from models.initial_params (rrpo.init_from > the sft
+<workdir>/checkpoints/reference) > start from restore.initial_params (rrpo.init_from > the sft
 checkpoint > the params handed in), which also becomes the frozen reference.
 """
 
@@ -14,16 +14,16 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
-from rrpo_jax import checkpoint as ckpt_lib
-from rrpo_jax import loop
-from rrpo_jax import models
+from rrpo_jax.train import checkpoint as ckpt_lib
+from rrpo_jax.train import loop
+from rrpo_jax.train import restore
 from rrpo_jax import paths
-from rrpo_jax import sharding
-from rrpo_jax import update as update_lib
-from rrpo_jax.batches import make_loader
-from rrpo_jax.config import ConfigError
-from rrpo_jax.readers import Readers
-from rrpo_jax.rollout import make_rollout
+from rrpo_jax.core import sharding
+from rrpo_jax.core import update as update_lib
+from rrpo_jax.train.batches import make_loader
+from rrpo_jax.errors import ConfigError
+from rrpo_jax.train.reader_pool import Readers
+from rrpo_jax.train.rollout import make_rollout
 
 # evaluate(step, policy_params, ref_params) -> flat metrics: the periodic evaluation on eval.select_split
 Evaluate = Callable[[int, Any, Any], dict]
@@ -45,9 +45,9 @@ def run(
   reader (readers.scoring("train")) is started only when there are steps left."""
   c = config
   r = c.rrpo
-  ckpt = models.checkpointer(c, workdir, "rrpo")
+  ckpt = restore.checkpointer(c, workdir, "rrpo")
   last = ckpt.latest_step()
-  ref_dir = models.ckpt_dir(workdir, "reference")
+  ref_dir = restore.ckpt_dir(workdir, "reference")
   tx = update_lib.make_optimizer(
       learning_rate=r.learning_rate,
       total_steps=r.steps,
@@ -72,7 +72,7 @@ def run(
       ckpt.close()
       return host.params
   else:  # 2. init-from (or the sft result), 3. the params handed in
-    ref_params, origin = models.initial_params(c, workdir, params)
+    ref_params, origin = restore.initial_params(c, workdir, params)
     ckpt_lib.save_params(ref_dir, ref_params)  # collective: every process calls it
     extra = {"reference": {"path": ref_dir, "origin": origin}}
     host = jax.tree.map(np.asarray, update_lib.TrainState.create(ref_params, tx, window_capacity=r.window))

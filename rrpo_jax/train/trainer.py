@@ -26,21 +26,22 @@ import time
 import jax
 from absl import logging
 
-from rrpo_jax import checkpoint as ckpt_lib
-from rrpo_jax import evaluation
-from rrpo_jax import faults
-from rrpo_jax import metrics as metrics_lib
-from rrpo_jax import models
+from rrpo_jax.train import checkpoint as ckpt_lib
+from rrpo_jax.train import evaluation
+from rrpo_jax.train import faults
+from rrpo_jax.train import metrics as metrics_lib
+from rrpo_jax.train import restore
 from rrpo_jax import paths
-from rrpo_jax import report
-from rrpo_jax import rrpo
-from rrpo_jax import sft
-from rrpo_jax import sharding
-from rrpo_jax.config import ConfigError, eval_systems, select_split, validate
+from rrpo_jax.train import report
+from rrpo_jax.train import rrpo
+from rrpo_jax.train import sft
+from rrpo_jax.core import sharding
+from rrpo_jax.errors import ConfigError
+from rrpo_jax.config.validation import eval_systems, select_split, validate
 from rrpo_jax.data import splits
 from rrpo_jax.data.errors import DataError
 from rrpo_jax.reader import CacheError, ReaderError
-from rrpo_jax.readers import Readers
+from rrpo_jax.train.reader_pool import Readers
 
 
 class WorkdirError(RuntimeError):
@@ -84,7 +85,7 @@ def storage_failure(e: OSError, workdir: str) -> WorkdirError | None:
   saved = [
       f"{phase} steps {steps}"
       for phase in ("sft", "rrpo")
-      if (steps := ckpt_lib.saved_steps(models.ckpt_dir(workdir, phase)))
+      if (steps := ckpt_lib.saved_steps(restore.ckpt_dir(workdir, phase)))
   ]
   return WorkdirError(
       f"a write for the run in {workdir} failed: {ckpt_lib.describe_error(e)}. What was saved before is "
@@ -101,7 +102,7 @@ def _train_and_evaluate(config, workdir: str) -> dict | None:
   writer.write_config(config)
   dp = sharding.DataParallel(config.parallel)
   examples = functools.cache(functools.partial(splits.load, config.data))  # split -> examples, read once
-  reranker = models.build_reranker(config)
+  reranker = restore.build_reranker(config)
   params = reranker.params  # model.init; each training phase returns the next
   results = None
   t0 = time.perf_counter()
@@ -174,7 +175,7 @@ def check_readers(config, workdir: str, modes, readers: Readers) -> None:
   the training reader when RRPO has steps left, the evaluation reader (process 0, which alone calls
   it) for the eval mode and RRPO's periodic evaluations."""
   c = config
-  done = max(ckpt_lib.saved_steps(models.ckpt_dir(workdir, "rrpo")), default=0)
+  done = max(ckpt_lib.saved_steps(restore.ckpt_dir(workdir, "rrpo")), default=0)
   rrpo_left = "rrpo" in modes and done < c.rrpo.steps
   sft_scores = "sft" in modes and c.sft.steps > 0 and c.sft.labels == "reader"
   if rrpo_left:
@@ -190,9 +191,9 @@ def run_eval(config, workdir: str, params, *, evaluate, examples, writer) -> dic
   data.eval_split, at the policy's RRPO step (0 for anything else). Its metrics row replaces any
   row of the same evaluation (a periodic one of that step, or this mode's in a run killed after it)."""
   e = config.eval
-  policy, origin = models.policy_params(config, workdir, params, which=e.checkpoint)
+  policy, origin = restore.policy_params(config, workdir, params, which=e.checkpoint)
   step = origin["step"] if origin["phase"] == "rrpo" else 0
   writer.drop("eval" + (f"_{e.name}" if e.name else ""), step)
-  reference = models.reference_params(config, workdir, params) if "reference" in eval_systems(e) else None
+  reference = restore.reference_params(config, workdir, params) if "reference" in eval_systems(e) else None
   split = config.data.eval_split
   return evaluate(examples=examples(split), split=split, step=step, policy_params=policy, ref_params=reference)

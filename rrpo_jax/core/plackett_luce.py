@@ -19,7 +19,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from rrpo_jax import kernels
+from rrpo_jax.core import cpu_kernels
 
 Array = jax.Array
 
@@ -113,11 +113,11 @@ def _random_bits(key: Array, shape: tuple[int, ...]) -> Array:
 
   Same cipher and key as jax.random.bits for a threefry key (another key type is first turned into a
   threefry key with jax.random.bits), different counter layout, so a different but equally good
-  stream. Why not jax.random.bits: on CPU it runs the 20 rounds as a while loop of small kernels.
+  stream. Why not jax.random.bits: on CPU it runs the 20 rounds as a while loop of small cpu_kernels.
   Measured on the 2-core CPU (loaded), jitted: 2560 words 24 us vs 16 us here, 256k words 0.59 vs 0.30 ms.
-  Off CPU (kernels.cpu_tricks() False): jax.random.bits.
+  Off CPU (cpu_kernels.cpu_tricks() False): jax.random.bits.
   """
-  if not kernels.cpu_tricks():
+  if not cpu_kernels.cpu_tricks():
     typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
     return jax.random.bits(key if typed else jax.random.wrap_key_data(jnp.asarray(key, jnp.uint32)), shape, jnp.uint32)
   if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) and str(jax.random.key_impl(key)) == "threefry2x32":
@@ -169,7 +169,7 @@ def _max_last(x: Array, keepdims: bool = False) -> Array:
   Same value as jnp.max (no NaNs here); an integer reduction is a plain XLA loop on CPU, several
   times cheaper than the library call XLA makes for a float reduction on these [rows, <= 64] arrays.
   """
-  if not kernels.cpu_tricks():
+  if not cpu_kernels.cpu_tricks():
     return jnp.max(x, axis=-1, keepdims=keepdims)
   itype = jnp.int64 if x.dtype == jnp.float64 else jnp.int32
   mag = jnp.array(jnp.iinfo(itype).max, itype)

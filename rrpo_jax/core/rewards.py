@@ -11,7 +11,7 @@ its weight `c.reward.lambda_x` in rrpo_jax/config.py, and a test. Two kinds:
                  teacher-forced after the prefix's prompt, and fn(mean_logprobs, answers) -> float
                  of their mean token log-probabilities. The scoring step asks the reader only for
                  reader terms whose weight is not 0: at weight 0 the reward is the paper's, exactly.
-Answers are compared after rrpo_jax.text.normalize_answer (SQuAD's normalisation, NFKC-folded).
+Answers are compared after rrpo_jax.core.text.normalize_answer (SQuAD's normalisation, NFKC-folded).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import math
 from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence
 
 from rrpo_jax.registry import Registry
-from rrpo_jax.text import as_list as _as_list
-from rrpo_jax.text import contains_answer, normalize_answer  # noqa: F401  (re-exported: rewards.normalize_answer)
+from rrpo_jax.core.text import as_list as _as_list
+from rrpo_jax.core.text import contains_answer, normalize_answer  # noqa: F401  (re-exported: rewards.normalize_answer)
 
 
 def exact_match(prediction: str, answers: str | Iterable[str]) -> float:

@@ -14,12 +14,12 @@ import jax
 import numpy as np
 from absl import logging
 
-from rrpo_jax import loop
-from rrpo_jax import models
-from rrpo_jax import sharding
-from rrpo_jax import update as update_lib
-from rrpo_jax.batches import labels_for, make_loader, model_inputs
-from rrpo_jax.scoring import ScoringStep, request
+from rrpo_jax.train import loop
+from rrpo_jax.train import restore
+from rrpo_jax.core import sharding
+from rrpo_jax.core import update as update_lib
+from rrpo_jax.train.batches import labels_for, make_loader, model_inputs
+from rrpo_jax.train.scoring import ScoringStep, request
 
 
 def reader_labels(scoring: ScoringStep, examples, n: int, *, temperature: float) -> np.ndarray:
@@ -50,14 +50,14 @@ def run(config, workdir: str, params, *, reranker, examples: list, dp: sharding.
   readers (readers.Readers): the training reader, for sft.labels="reader".
 
   Resumes from <workdir>/checkpoints/sft; returns `params` unchanged when sft.steps is 0 or the
-  checkpoint is already complete (the next phase reads that checkpoint: models.initial_params).
+  checkpoint is already complete (the next phase reads that checkpoint: restore.initial_params).
   """
   c = config
   s = c.sft
   if s.steps <= 0:
     logging.info("sft: skipped (sft.steps = 0)")
     return params
-  ckpt = models.checkpointer(c, workdir, "sft")
+  ckpt = restore.checkpointer(c, workdir, "sft")
   last = ckpt.latest_step()
   if last is not None and last >= s.steps:  # done, unless the final step is damaged (checkpoint.fallback)
     last = ckpt.read_params()[1]

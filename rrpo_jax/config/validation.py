@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import os
 
-from rrpo_jax import evaluation
-from rrpo_jax import objective
+from rrpo_jax.train import evaluation
+from rrpo_jax.core import objective
 from rrpo_jax import paths
 from rrpo_jax import reader as reader_lib
-from rrpo_jax import rewards
-from rrpo_jax import sharding
+from rrpo_jax.core import rewards
+from rrpo_jax.core import sharding
 from rrpo_jax.data import splits
 from rrpo_jax.data.formats import FORMATS
 from rrpo_jax.data.sample import SPLITS as SAMPLES
+from rrpo_jax.errors import ConfigError
 from rrpo_jax.registry import one_of as _one_of
 
 MODES = ("sft", "rrpo", "eval", "export")
@@ -31,10 +32,6 @@ LABEL_KINDS = (
     "reader",
 )  # sft.labels (labels_for; "reader": the reader's likelihood)
 REF_MODES = ("eval", "same_dropout")  # how log pi_ref of the ratio is computed (rrpo.ref_mode)
-
-
-class ConfigError(ValueError):
-  """A config value is invalid; the message names the field."""
 
 
 def parse_modes(mode: str) -> tuple[str, ...]:

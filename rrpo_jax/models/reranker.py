@@ -15,7 +15,7 @@ Families: the config's `family` picks the model module (MODELS: scores / init_pa
 encoder (PairEncoder for cross-encoders, PromptEncoder, left-padded prompts, for Qwen3); every
 caller (trainer, evaluation, export) goes through `apply` / `score_pairs` and never sees which.
 Families whose module has packed_scores (ModernBERT) can take the trainer's [B, N] batches as
-packed rows (rrpo_jax.packing; `pack`, data.pack): encoder.encode picks the layout, `apply` reads it.
+packed rows (rrpo_jax.models.packing; `pack`, data.pack): encoder.encode picks the layout, `apply` reads it.
 """
 
 from __future__ import annotations
@@ -30,16 +30,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rrpo_jax import hf_io, modeling, modeling_modernbert, modeling_qwen3, paths
-from rrpo_jax.packing import PACK_MODES, PACKED_KEYS
-from rrpo_jax.tokenization import DEFAULT_BUCKETS, Passage, PairEncoder, PromptEncoder, smallest_bucket
+from rrpo_jax import paths
+from rrpo_jax.models import hf_io
+from rrpo_jax.models import cross_encoder
+from rrpo_jax.models import modernbert
+from rrpo_jax.models import qwen3
+from rrpo_jax.models.packing import PACK_MODES, PACKED_KEYS
+from rrpo_jax.models.tokenization import DEFAULT_BUCKETS, Passage, PairEncoder, PromptEncoder, smallest_bucket
 
 logger = logging.getLogger(__name__)
 
 META_FILE = "rrpo_jax.json"  # our encoding settings, written beside the HF files
 
 # family -> module with scores(config, params, ids, mask, types, *, key) and init_params(config, key)
-MODELS = {f: m for m in (modeling, modeling_modernbert, modeling_qwen3) for f in m.FAMILIES}
+MODELS = {f: m for m in (cross_encoder, modernbert, qwen3) for f in m.FAMILIES}
 
 
 def packs(family: str) -> bool:
@@ -321,14 +325,14 @@ base_model: {base_model or "unknown"}
 
 ## Usage
 ```python
-from rrpo_jax.reranker import Reranker
+from rrpo_jax.models.reranker import Reranker
 r = Reranker.from_pretrained("path/to/this/dir")   # the Qwen3ForCausalLM directory
 r.rank("who wrote hamlet", [("Hamlet", "Hamlet is a tragedy ..."), ("Paris", "Paris is ...")], k=1)
 
 # seq-cls directory, sentence-transformers: pass the prompt split at the document
 import torch
 from sentence_transformers import CrossEncoder
-from rrpo_jax.tokenization import QWEN3_RERANKER_PREFIX as P, QWEN3_RERANKER_SUFFIX as S
+from rrpo_jax.models.tokenization import QWEN3_RERANKER_PREFIX as P, QWEN3_RERANKER_SUFFIX as S
 model = CrossEncoder("path/to/seq_cls/dir")
 q = P + "<Instruct>: {self.encoder.instruction}\\n<Query>: who wrote hamlet\\n"
 scores = model.predict([(q, "<Document>: Hamlet. Hamlet is a tragedy ..." + S)],
@@ -363,7 +367,7 @@ tok = AutoTokenizer.from_pretrained("path/to/this/dir")
 model = AutoModelForSequenceClassification.from_pretrained("path/to/this/dir")
 logits = model(**tok(["who wrote hamlet"], ["Hamlet. Hamlet is a tragedy ..."], return_tensors="pt")).logits
 
-from rrpo_jax.reranker import Reranker
+from rrpo_jax.models.reranker import Reranker
 r = Reranker.from_pretrained("path/to/this/dir")
 r.rank("who wrote hamlet", [("Hamlet", "Hamlet is a tragedy ..."), ("Paris", "Paris is ...")], k=1)
 ```

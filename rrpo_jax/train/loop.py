@@ -20,10 +20,10 @@ import numpy as np
 from absl import logging
 from tqdm.auto import tqdm
 
-from rrpo_jax import checkpoint as ckpt_lib
-from rrpo_jax import faults
-from rrpo_jax import metrics as metrics_lib
-from rrpo_jax import sharding
+from rrpo_jax.train import checkpoint as ckpt_lib
+from rrpo_jax.train import faults
+from rrpo_jax.train import metrics as metrics_lib
+from rrpo_jax.core import sharding
 from rrpo_jax.reader import ReaderError
 
 

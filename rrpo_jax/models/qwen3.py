@@ -43,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
-from rrpo_jax.modeling import Dropout, map_row_blocks
+from rrpo_jax.models.cross_encoder import Dropout, map_row_blocks
 
 FAMILIES = ("qwen3",)
 
@@ -78,7 +78,7 @@ class Qwen3RerankerConfig:
   dtype: str = "float32"  # compute dtype: "float32" | "bfloat16"
   param_dtype: str = "float32"  # parameter dtype (keep float32)
   remat: bool = False  # recompute each layer's activations in the backward pass
-  row_block: int | None = None  # eval-mode rows per lax.map block (see modeling.map_row_blocks)
+  row_block: int | None = None  # eval-mode rows per lax.map block (see cross_encoder.map_row_blocks)
 
   def __post_init__(self):
     if self.family not in FAMILIES:
@@ -286,7 +286,7 @@ def init_params(config: Qwen3RerankerConfig, key, *, length: int = 8):
 def scores(
     config: Qwen3RerankerConfig, params, input_ids, attention_mask, token_type_ids=None, *, key=None
 ) -> jax.Array:
-  """Scores float32[...] for prompts int32[..., L]: Qwen3Reranker(config).apply (modeling.scores'
+  """Scores float32[...] for prompts int32[..., L]: Qwen3Reranker(config).apply (cross_encoder.scores'
   contract: key=None is eval mode, run config.row_block rows at a time; a key is training mode)."""
   del token_type_ids
   module = Qwen3Reranker(config)

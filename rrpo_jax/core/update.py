@@ -21,9 +21,9 @@ import numpy as np
 import optax
 import rax
 
-from rrpo_jax import objective
-from rrpo_jax import plackett_luce
-from rrpo_jax.sharding import AXIS, BROADCAST, REPLICATED, SHARDED, DataParallel
+from rrpo_jax.core import objective
+from rrpo_jax.core import plackett_luce
+from rrpo_jax.core.sharding import AXIS, BROADCAST, REPLICATED, SHARDED, DataParallel
 
 Array = jax.Array
 

@@ -19,12 +19,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rrpo_jax import plackett_luce
-from rrpo_jax import sharding
-from rrpo_jax import update as update_lib
-from rrpo_jax.batches import model_inputs
-from rrpo_jax.scoring import ScoreResult, ScoringStep, counter_row, summed_stats
-from rrpo_jax.sharding import BROADCAST, REPLICATED, SHARDED, DataParallel
+from rrpo_jax.core import plackett_luce
+from rrpo_jax.core import sharding
+from rrpo_jax.core import update as update_lib
+from rrpo_jax.train.batches import model_inputs
+from rrpo_jax.train.scoring import ScoreResult, ScoringStep, counter_row, summed_stats
+from rrpo_jax.core.sharding import BROADCAST, REPLICATED, SHARDED, DataParallel
 
 # The selection key of step s on process p is fold_in(fold_in(key, s), p + SELECTION_STREAM). The
 # dropout keys are fold_in(fold_in(key, s'), device index) (update.device_key): the offset keeps the

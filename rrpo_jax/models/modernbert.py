@@ -12,7 +12,7 @@ with RoPE base global_rope_theta, "sliding_attention" layers only tokens within
 |i - j| <= local_attention / 2 with base local_rope_theta (masks as transformers 5's
 create_bidirectional_sliding_window_mask). Two input layouts, the same parameters:
   padded  [..., N, L] per pair, right padding masked out of the attention (scores);
-  packed  the pairs of each query in shared rows [..., R, L] (rrpo_jax.packing: segment ids, positions
+  packed  the pairs of each query in shared rows [..., R, L] (rrpo_jax.models.packing: segment ids, positions
           restarting per pair, each pair's first index) (packed_scores): attention only within a
           segment (and the window), pooling gathered per segment, so scores equal the padded ones.
 Compute dtype is configurable (bf16 with float32 params); softmax, the head and the scores are
@@ -29,8 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
-from rrpo_jax.modeling import _ACTIVATIONS, Dropout, map_row_blocks
-from rrpo_jax.modeling_qwen3 import rope, rope_angles
+from rrpo_jax.models.cross_encoder import _ACTIVATIONS, Dropout, map_row_blocks
+from rrpo_jax.models.qwen3 import rope, rope_angles
 
 FAMILIES = ("modernbert",)
 
@@ -56,7 +56,7 @@ class ModernBertConfig:
   local_attention: int = 128  # sliding window: |i - j| <= local_attention // 2
   global_rope_theta: float = 160000.0  # RoPE base of full-attention layers
   local_rope_theta: float = 10000.0  # RoPE base of sliding-window layers
-  hidden_activation: str = "gelu"  # GeGLU activation (key of modeling._ACTIVATIONS)
+  hidden_activation: str = "gelu"  # GeGLU activation (key of cross_encoder._ACTIVATIONS)
   classifier_activation: str = "gelu"  # head activation
   classifier_pooling: str = "cls"  # "cls" | "mean"
   pad_token_id: int = 50283  # [PAD]
@@ -68,7 +68,7 @@ class ModernBertConfig:
   dtype: str = "float32"  # compute dtype: "float32" | "bfloat16"
   param_dtype: str = "float32"  # parameter dtype (keep float32)
   remat: bool = False  # recompute each layer's activations in the backward pass
-  row_block: int | None = None  # eval-mode rows per lax.map block (see modeling.map_row_blocks)
+  row_block: int | None = None  # eval-mode rows per lax.map block (see cross_encoder.map_row_blocks)
 
   def __post_init__(self):
     if self.family not in FAMILIES:
@@ -175,7 +175,7 @@ class ModernBertCrossEncoder(nn.Module):
   Padded layout: `attention_mask` is 1 for real tokens (right padding, as the tokenizer gives).
   Packed layout (pair_start given): input_ids [..., R, L] packed rows, attention_mask the segment
   ids [..., R, L] (j + 1 on pair j, 0 on padding), positions [..., R, L], pair_start [..., N]
-  (rrpo_jax.packing). Token types are ignored. `deterministic=False` turns on dropout (when its
+  (rrpo_jax.models.packing). Token types are ignored. `deterministic=False` turns on dropout (when its
   rates are > 0) and needs a "dropout" rng.
   """
 
@@ -266,7 +266,7 @@ def init_params(config: ModernBertConfig, key, *, length: int = 8):
 
 
 def scores(config: ModernBertConfig, params, input_ids, attention_mask, token_type_ids=None, *, key=None) -> jax.Array:
-  """Scores float32[...] for inputs int32[..., L] (modeling.scores' contract: key=None is eval mode,
+  """Scores float32[...] for inputs int32[..., L] (cross_encoder.scores' contract: key=None is eval mode,
   run config.row_block rows at a time; a key is training mode with dropout)."""
   del token_type_ids
   module = ModernBertCrossEncoder(config)
@@ -285,7 +285,7 @@ def scores(config: ModernBertConfig, params, input_ids, attention_mask, token_ty
 def packed_scores(
     config: ModernBertConfig, params, packed_ids, segment_ids, positions, pair_start, *, key=None
 ) -> jax.Array:
-  """Scores float32[..., N] of packed rows int32[..., R, L] (rrpo_jax.packing), equal to scores() of
+  """Scores float32[..., N] of packed rows int32[..., R, L] (rrpo_jax.models.packing), equal to scores() of
   the same pairs padded. key=None is eval mode (config.row_block > 0, or None on CPU: one query's
   rows at a time); a key is training mode with dropout."""
   module = ModernBertCrossEncoder(config)

@@ -24,7 +24,10 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import rax
 
-from rrpo_jax import paths, rewards, scoring, stats
+from rrpo_jax import paths
+from rrpo_jax.core import rewards
+from rrpo_jax.train import scoring
+from rrpo_jax.core import stats
 from rrpo_jax.reader import Request, Response
 
 METRICS = ("em", "f1", "hit", "recall", "answer_recall", "ndcg", "mrr")

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
-from rrpo_jax.modeling import CrossEncoderConfig
-from rrpo_jax.modeling_modernbert import ModernBertConfig
-from rrpo_jax.modeling_qwen3 import Qwen3RerankerConfig
+from rrpo_jax.models.cross_encoder import CrossEncoderConfig
+from rrpo_jax.models.modernbert import ModernBertConfig
+from rrpo_jax.models.qwen3 import Qwen3RerankerConfig
 from rrpo_jax.registry import one_of
 
 ARCHITECTURE = {

@@ -2,7 +2,7 @@
 write the policy as a Hugging Face directory.
 
 run_eval scores exactly the params it is given (policy_params, ref_params): the caller chooses them
-(models.policy_params for the eval mode, the live policy for RRPO's periodic evaluation).
+(restore.policy_params for the eval mode, the live policy for RRPO's periodic evaluation).
 """
 
 from __future__ import annotations
@@ -14,15 +14,15 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from rrpo_jax import evaluation
-from rrpo_jax import models
+from rrpo_jax.train import evaluation
+from rrpo_jax.train import restore
 from rrpo_jax import paths
-from rrpo_jax import sharding
-from rrpo_jax.batches import encode
-from rrpo_jax.config import eval_systems
-from rrpo_jax.loop import progress
-from rrpo_jax.readers import Readers
-from rrpo_jax.rollout import make_scorer
+from rrpo_jax.core import sharding
+from rrpo_jax.train.batches import encode
+from rrpo_jax.config.validation import eval_systems
+from rrpo_jax.train.loop import progress
+from rrpo_jax.train.reader_pool import Readers
+from rrpo_jax.train.rollout import make_scorer
 
 
 def run_eval(
@@ -158,14 +158,14 @@ def _broadcast(results: dict | None) -> dict:
 def run_export(config, workdir: str, params, *, reranker) -> str:
   """Writes the policy (export.which checkpoint, else `params`) as a Hugging Face directory."""
   c = config
-  params, origin = models.policy_params(c, workdir, params, which=c.export.which)
+  params, origin = restore.policy_params(c, workdir, params, which=c.export.which)
   path = c.export.path or paths.join(workdir, "export")
   if jax.process_index() == 0:
     training = (
         f"rrpo_jax: {origin['phase']} step {origin['step']} ({c.export.which}); reader "
         f"{c.reader.backend}:{c.reader.model}; data {c.data.train_path or 'bundled ' + c.data.sample + ' sample'}"
     )
-    exported = models.with_params(reranker, params)
+    exported = restore.with_params(reranker, params)
     if paths.is_local(path):
       exported.save_pretrained(path, training=training)
     else:  # the Hugging Face writers need a local directory: write there, then copy

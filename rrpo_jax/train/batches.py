@@ -6,8 +6,8 @@ import jax
 import numpy as np
 
 from rrpo_jax.data import Loader, make_encode_fn
-from rrpo_jax.packing import PACKED_KEYS
-from rrpo_jax.sharding import DataParallel
+from rrpo_jax.models.packing import PACKED_KEYS
+from rrpo_jax.core.sharding import DataParallel
 
 INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids") + PACKED_KEYS  # padded or packed (packing.py)
 

@@ -3,7 +3,7 @@
 For each query b and step t = 1..k the reader answers from the first t picks:
   r[b, t] = R(A_b, Reader(q_b, d_{a_1}..d_{a_t}))   (policy actions a)
   V[b, t] = R(A_b, Reader(q_b, d_{g_1}..d_{g_t}))   (reference greedy top-k g; computed once per query)
-with R = EM + lambda_f * F1 + lambda_h * hit + lambda_ll * q (rrpo_jax.rewards: the weighted sum of
+with R = EM + lambda_f * F1 + lambda_h * hit + lambda_ll * q (rrpo_jax.core.rewards: the weighted sum of
 its registered terms; q and any other reader term only when its weight is not 0: then the reader
 also scores the gold aliases teacher-forced after each prefix's prompt, Reader.ask). Slots at or
 after the first -1 in a row are invalid: no request, 0 in every output. Identical requests in a
@@ -21,8 +21,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from rrpo_jax import faults
-from rrpo_jax import rewards as rewards_lib
+from rrpo_jax.train import faults
+from rrpo_jax.core import rewards as rewards_lib
 from rrpo_jax.reader import Passage, Request, Response, Scored, cache_key, response_as_score, score_as_response, score_key
 
 COUNTERS = (

@@ -17,14 +17,14 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from rrpo_jax.hf_configs import (  # noqa: F401  (re-exported)
+from rrpo_jax.models.hf_configs import (  # noqa: F401  (re-exported)
     ARCHITECTURE,
     MODEL_TYPE,
     SEQ_CLS_ARCHITECTURE,
     config_from_hf,
     config_to_hf,
 )
-from rrpo_jax.hf_tables import HEAD_PATHS, IGNORED_SUFFIXES, PREFIX, TABLES, expand, rows_for  # noqa: F401
+from rrpo_jax.models.hf_tables import HEAD_PATHS, IGNORED_SUFFIXES, PREFIX, TABLES, expand, rows_for  # noqa: F401
 
 
 @dataclasses.dataclass
