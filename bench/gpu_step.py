@@ -38,8 +38,9 @@ each family runs in two child processes of this script: forward then update with
 is above the forward's), and update without remat (--isolate auto: so on any accelerator; on a
 CPU-only JAX, with no peak to keep apart, all rows share one child). XLA_PYTHON_CLIENT_MEM_FRACTION
 defaults to 0.95 here (JAX's 0.75 would leave a fifth of an H100 unused). --tiny: toy layer counts,
-widths and shapes through the same code, the kernels GPUs take (RRPO_JAX_KERNELS=library) and LLVM
-at optimisation level 0 (the same HLO, half XLA:CPU's compile time).
+widths and shapes through the same code, the kernels GPUs take (--kernels defaults to library there)
+and LLVM at optimisation level 0 (the same HLO, half XLA:CPU's compile time). --kernels is
+config.kernels' switch (rrpo_jax/core/cpu_kernels.select), applied in each child before it traces.
 
 Model FLOPs, counted analytically per pair of L tokens, forward:
   F = layers x (2 L W + 4 L^2 A)
@@ -55,7 +56,7 @@ Model FLOPs, counted analytically per pair of L tokens, forward:
   hardware FLOPs) shows as a lower share.
 
 Imports: numpy and the standard library in the parent; in the children jax, flax, optax and the
-project's update, sharding, objective, plackett_luce, kernels, registry, modeling*, malloc modules
+project's update, sharding, objective, plackett_luce, kernels, registry, errors, modeling*, malloc modules
 (tests/test_bench_gpu_step.py runs rows with the project's other dependencies, transformers, torch
 and orbax blocked). rrpo_jax.core.update imports rax at the top for make_sft_step's loss, which this
 script never calls; where rax is missing a stub module stands in for it (any use raises ImportError:
@@ -417,6 +418,9 @@ def child(args) -> None:
   """Runs the rows of --child `family:part,part;family:part` (parts: forward, update_remat,
   update_noremat), printing the device and then one JSON line per row."""
   jax, _, _, _, _ = _modules()
+  from rrpo_jax.core import cpu_kernels, kernels  # pylint: disable=import-outside-toplevel
+
+  kernels.use(cpu_kernels.select(args.kernels))  # as rrpo_jax.main: once, before anything is traced
   devices = jax.devices()
   print(
       "DEVICE "
@@ -538,6 +542,12 @@ def main(argv: list[str] | None = None) -> None:
       help="child processes apart for each family's no-remat update (peak memory per row); auto: on unless JAX "
       "can only run on CPU (no peak memory there)",
   )
+  p.add_argument(
+      "--kernels",
+      default=None,
+      choices=("auto", "cpu", "library"),
+      help="the kernel set, as config.kernels (default auto; --tiny library)",
+  )
   p.add_argument("--child", default="", help=argparse.SUPPRESS)
   p.add_argument("--child_shared", action="store_true", help=argparse.SUPPRESS)
   raw = sys.argv[1:] if argv is None else argv
@@ -547,10 +557,10 @@ def main(argv: list[str] | None = None) -> None:
       setattr(args, family, (TINY_SHAPES if args.tiny else SHAPES)[family])
   args.repeats = args.repeats or (2 if args.tiny else 3)
   args.gemm = args.gemm or (256 if args.tiny else 8192)
+  # --tiny: the kernels GPUs and TPUs take (rrpo_jax/core/kernels.py's LIBRARY), not XLA:CPU's tricks.
+  args.kernels = args.kernels or ("library" if args.tiny else "auto")
   if args.tiny:
-    # The kernels GPUs and TPUs take (rrpo_jax/core/cpu_kernels.py), not XLA:CPU's tricks; LLVM without its
-    # optimisations (the same HLO, half the compile time of these toy programs).
-    os.environ.setdefault("RRPO_JAX_KERNELS", "library")
+    # LLVM without its optimisations (the same HLO, half the compile time of these toy programs).
     if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
       os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
   if args.child:

@@ -34,6 +34,8 @@ import jax
 import numpy as np
 
 from rrpo_jax import malloc
+from rrpo_jax.core import cpu_kernels
+from rrpo_jax.core import kernels
 from rrpo_jax.core import plackett_luce as pl
 
 SHAPES = ((64, 100, 5), (256, 1000, 10))
@@ -172,6 +174,7 @@ def main():
   parser.add_argument("--no_update", action="store_true", help="skip the cross-encoder update step")
   args = parser.parse_args()
   malloc.configure()  # the trainer's malloc policy, before JAX's first computation
+  kernels.use(cpu_kernels.select("auto"))  # the trainer's default kernel set (config.kernels)
   print(f"jax {jax.__version__} on {jax.devices()[0].device_kind}; best-of-n wall times")
   loop_ratios, row_ratios, host_loop_ratios, host_row_ratios = [], [], [], []
   for b, n, k in SHAPES:

@@ -132,7 +132,9 @@ def real_policies(
   import jax  # pylint: disable=import-outside-toplevel
   from rrpo_jax.core import plackett_luce  # pylint: disable=import-outside-toplevel
   from rrpo_jax.models.reranker import Reranker  # pylint: disable=import-outside-toplevel
+  from rrpo_jax.core import cpu_kernels, kernels  # pylint: disable=import-outside-toplevel
 
+  kernels.use(cpu_kernels.select("auto"))  # the trainer's default kernel set (config.kernels)
   reranker = Reranker.from_pretrained(model, max_length=max_length)
   if reranker.load_report is not None and reranker.load_report.missing:
     raise SystemExit(

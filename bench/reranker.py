@@ -181,6 +181,9 @@ def main():
     jnp.zeros(()).block_until_ready()  # the CPU client and its thread pool, sized to the pinned cores
     torch.set_num_threads(args.threads)
     os.sched_setaffinity(0, cores)
+  from rrpo_jax.core import cpu_kernels, kernels
+
+  kernels.use(cpu_kernels.select("auto"))  # the trainer's default kernel set (config.kernels), after the pinning
   print(f"cpu: {cpu_description()}", flush=True)
   print(f"malloc policy {'keep' if malloc_on else 'system'} (--malloc={args.malloc})", flush=True)
   if args.family == "qwen3":

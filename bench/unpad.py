@@ -60,6 +60,9 @@ def main():
   from rrpo_jax import malloc
 
   malloc.configure()  # the trainer's malloc policy, before JAX's first computation
+  from rrpo_jax.core import cpu_kernels, kernels
+
+  kernels.use(cpu_kernels.select("auto"))  # the trainer's default kernel set (config.kernels)
   import jax
   import jax.numpy as jnp
   import optax

@@ -28,6 +28,17 @@ if _settings is not None:
   _settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def kernel_set():
+  """The kernel set rrpo_jax.main chooses by default (config.kernels="auto": the CPU kernels on the
+  CPU backend), so that tests run the product's path; tests/test_kernels.py switches with
+  kernels.using."""
+  from rrpo_jax.core import cpu_kernels, kernels  # pylint: disable=import-outside-toplevel  (after the env above)
+
+  kernels.use(cpu_kernels.select("auto"))
+  return kernels.active()
+
+
 @pytest.fixture(scope="module")
 def tiny_llama():
   """(model, tokenizer): the transformers reader's random 2-layer Llama over MiniLM's WordPiece

@@ -32,7 +32,6 @@ def _env(devices: int) -> dict:
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   flags = [f for f in env.get("XLA_FLAGS", "").split() if not f.startswith("--xla_force_host_platform_device_count")]
   env["XLA_FLAGS"] = " ".join(flags + [f"--xla_force_host_platform_device_count={devices}"])
-  env.pop("RRPO_JAX_KERNELS", None)
   return env
 
 
@@ -153,13 +152,18 @@ BLOCKED = (
 )
 ALLOWED_PROJECT_MODULES = {
     "rrpo_jax",
+    "rrpo_jax.core",
     "rrpo_jax.core.cpu_kernels",
+    "rrpo_jax.core.kernels",
+    "rrpo_jax.errors",
     "rrpo_jax.malloc",
+    "rrpo_jax.models",
     "rrpo_jax.models.cross_encoder",
     "rrpo_jax.models.modernbert",
     "rrpo_jax.models.qwen3",
     "rrpo_jax.core.objective",
     "rrpo_jax.core.plackett_luce",
+    "rrpo_jax.core.settings",
     "rrpo_jax.registry",
     "rrpo_jax.core.sharding",
     "rrpo_jax.core.update",
@@ -183,6 +187,7 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 rax = sys.modules.get("rax")
 print("MODULES " + json.dumps(sorted(sys.modules)))
 print("RAX " + json.dumps(getattr(rax, "__doc__", None)))
+print("KERNELS " + sys.modules["rrpo_jax.core.kernels"].active().name)
 """
 
 
@@ -213,3 +218,4 @@ def test_rows_run_with_the_other_dependencies_blocked():
   assert not {m for m in modules if m.split(".")[0] in BLOCKED} - {"rax"}
   assert {m for m in modules if m.split(".")[0] == "rrpo_jax"} <= ALLOWED_PROJECT_MODULES
   assert "rrpo_jax.core.update" in modules  # the real update step ran
+  assert "KERNELS library" in lines  # --tiny: the kernels GPUs take, set by the child's switch

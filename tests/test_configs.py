@@ -106,6 +106,7 @@ def test_unknown_variant():
         ("rrpo.ref_mode", "train", "rrpo.ref_mode"),
         ("eval.checkpoint", "first", "eval.checkpoint"),
         ("eval.name", "../x", "eval.name"),
+        ("kernels", "gpu", "kernels"),
     ],
 )
 def test_bad_values_name_the_field(field, value, named):

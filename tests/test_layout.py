@@ -22,7 +22,9 @@ def _imports(path: pathlib.Path) -> list[tuple[int, str]]:
     if isinstance(node, ast.Import):
       out += [(node.lineno, a.name) for a in node.names]
     elif isinstance(node, ast.ImportFrom) and node.module:
-      out += [(node.lineno, f"{node.module}.{a.name}" if node.module == "rrpo_jax" else node.module) for a in node.names]
+      out += [
+          (node.lineno, f"{node.module}.{a.name}" if node.module == "rrpo_jax" else node.module) for a in node.names
+      ]
   return out
 
 

@@ -218,9 +218,10 @@ def test_grouped_update_matches_flat_episodes_oracle():
   )
   dp = sharding.DataParallel("shard_map", devices=jax.devices()[:1])
   tx = update_lib.make_optimizer(learning_rate=0.0, total_steps=1)
-  update = update_lib.make_update_step(
-      apply_fn, tx, dp, advantage="group_loo", gamma=1.0, eps=0.2, beta=0.05, kl="k3", standardize="none"
+  settings = update_lib.RRPOConfig(
+      advantage="group_loo", gamma=1.0, clip_eps=0.2, beta=0.05, kl_estimator="k3", standardize="none"
   )
+  update = update_lib.make_update_step(apply_fn, tx, dp, settings)
   batch = update_lib.RolloutBatch(
       inputs={"x": feats},
       where=where,

@@ -1,5 +1,6 @@
 """CrossEncoder and hf_io: parity with PyTorch transformers on tiny random models, masks, dtypes."""
 
+import dataclasses
 import functools
 
 import numpy as np
@@ -8,8 +9,10 @@ import pytest
 import jax
 import jax.numpy as jnp
 
-from rrpo_jax.models import hf_io
+from rrpo_jax.core import cpu_kernels
+from rrpo_jax.core import kernels
 from rrpo_jax.models import cross_encoder
+from rrpo_jax.models import hf_io
 from rrpo_jax.models.cross_encoder import CrossEncoder, init_params
 
 torch = pytest.importorskip("torch")
@@ -196,8 +199,7 @@ def test_remat_gives_the_same_gradients_and_dropout_follows_the_key():
 
 @pytest.mark.parametrize("width", [256, 255])  # byte-field path and the odd-width fallback
 def test_dropout_keeps_230_of_256_and_preserves_the_mean(width):
-  from rrpo_jax.models.cross_encoder import dropout
-
+  dropout = cpu_kernels.dropout
   x = jnp.ones((64, width))
   y = np.asarray(dropout(x, 0.1, jax.random.key(0)))
   keep = 230 / 256  # round(256 * 0.9) / 256
@@ -208,12 +210,15 @@ def test_dropout_keeps_230_of_256_and_preserves_the_mean(width):
   assert dropout(x, 0.0, jax.random.key(0)) is x
 
 
-def _plain_batched_matmul(a, b, *, transpose_b=False, preferred_element_type=None):
-  return jnp.matmul(a, b.swapaxes(-1, -2) if transpose_b else b, preferred_element_type=preferred_element_type)
-
-
 def _plain_softmax_dropout(logits, rate, key, *, dtype):
-  return cross_encoder.dropout(jax.nn.softmax(logits, axis=-1).astype(dtype), rate, key)
+  """The CPU kernels' softmax_dropout (the same 8-bit mask) with autodiff's gradient."""
+  return cpu_kernels.dropout(jax.nn.softmax(logits, axis=-1).astype(dtype), rate, key)
+
+
+# The CPU kernel set with autodiff's gradients for the attention (the library's batched_matmul).
+_PLAIN_CPU = dataclasses.replace(
+    cpu_kernels.CPU, name="cpu-autodiff", batched_matmul=kernels.batched_matmul, softmax_dropout=_plain_softmax_dropout
+)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
@@ -229,7 +234,7 @@ def test_cpu_batched_matmul_gradients_equal_autodiff(dtype, transpose_b, i, j, e
     f = lambda a, b: jnp.sum(w * matmul(a, b, transpose_b=transpose_b, preferred_element_type=jnp.float32))
     return jax.jit(jax.value_and_grad(f, argnums=(0, 1)))(a, b)
 
-  (v, (da, db)), (v_ref, (da_ref, db_ref)) = grads(cross_encoder.batched_matmul), grads(_plain_batched_matmul)
+  (v, (da, db)), (v_ref, (da_ref, db_ref)) = grads(cpu_kernels.batched_matmul), grads(kernels.batched_matmul)
   assert da.dtype == a.dtype and db.dtype == b.dtype
   tol = 1e-5 if dtype == "float32" else 2e-2  # bf16: the cotangent is rounded to bf16 before the product
   np.testing.assert_allclose(v, v_ref, rtol=1e-6)
@@ -250,10 +255,10 @@ def test_cpu_softmax_dropout_gradient_equals_autodiff(dtype, rate):
     f = lambda z: jnp.sum(w * fn(z, rate, key, dtype=jnp.dtype(dtype)).astype(jnp.float32))
     return jax.jit(jax.value_and_grad(f))(logits)
 
-  (v, g), (v_ref, g_ref) = grads(cross_encoder.softmax_dropout), grads(_plain_softmax_dropout)
+  (v, g), (v_ref, g_ref) = grads(cpu_kernels.softmax_dropout), grads(_plain_softmax_dropout)
   y, y_ref = (
       np.asarray(fn(logits, rate, key, dtype=jnp.dtype(dtype)), np.float32)
-      for fn in (cross_encoder.softmax_dropout, _plain_softmax_dropout)
+      for fn in (cpu_kernels.softmax_dropout, _plain_softmax_dropout)
   )
   np.testing.assert_array_equal(y == 0, y_ref == 0)  # the same mask
   np.testing.assert_allclose(y, y_ref, rtol=1e-6)
@@ -264,7 +269,7 @@ def test_cpu_softmax_dropout_gradient_equals_autodiff(dtype, rate):
   np.testing.assert_allclose(np.asarray(g, np.float64).sum(-1), 0.0, atol=1e-5 if dtype == "float32" else 1e-2)
 
 
-def test_training_gradients_equal_autodiff_and_transformers(monkeypatch):
+def test_training_gradients_equal_autodiff_and_transformers():
   """Train-mode parameter gradients: with dropout, the CPU custom gradients (batched_matmul,
   softmax_dropout) equal plain autodiff under the same key; without dropout, they equal
   PyTorch's for the same loss."""
@@ -279,13 +284,12 @@ def test_training_gradients_equal_autodiff_and_transformers(monkeypatch):
 
     return jax.jit(jax.grad(loss))(params)
 
-  g = grads(config)
-  monkeypatch.setattr(cross_encoder, "batched_matmul", _plain_batched_matmul)
-  monkeypatch.setattr(cross_encoder, "softmax_dropout", _plain_softmax_dropout)
-  g_ref = grads(config)
+  with kernels.using(cpu_kernels.CPU):
+    g = grads(config)
+  with kernels.using(_PLAIN_CPU):
+    g_ref = grads(config)
   for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(g_ref)):
     np.testing.assert_allclose(a, b, atol=1e-6 * max(1.0, float(np.abs(b).max())), rtol=1e-4)
-  monkeypatch.undo()
 
   no_dropout = config.replace(hidden_dropout=0.0, attention_dropout=0.0)
   g = grads(no_dropout)

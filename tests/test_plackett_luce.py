@@ -10,6 +10,7 @@ import pytest
 import rax
 import scipy.stats
 
+from rrpo_jax.core import cpu_kernels
 from rrpo_jax.core import plackett_luce as pl
 
 
@@ -284,16 +285,16 @@ def test_sample_large_n_first_pick_frequencies():
 
 def test_threefry_known_answer_and_key_types():
   # Threefry-2x32, 20 rounds: the Random123 known-answer vector (also what jax's threefry gives).
-  y = pl._threefry2x32(
+  y = cpu_kernels.threefry2x32(
       jnp.uint32(0x13198A2E),
       jnp.uint32(0x03707344),
       jnp.array([0x243F6A88], jnp.uint32),
       jnp.array([0x85A308D3], jnp.uint32),
   )
   assert [int(v[0]) for v in y] == [0xC4923A9C, 0x483DF7A0]
-  bits = np.asarray(pl._random_bits(jax.random.key(0), (4, 1000)))
+  bits = np.asarray(cpu_kernels.bits(jax.random.key(0), (4, 1000)))
   assert bits.dtype == np.uint32 and len(np.unique(bits)) > 3990  # no repeated counters
   assert abs(np.mean(bits / 2.0**32) - 0.5) < 0.01
   for key in (jax.random.key(0, impl="rbg"), jax.random.PRNGKey(0)):
-    assert pl._random_bits(key, (3, 5)).shape == (3, 5)
-  assert not np.array_equal(pl._random_bits(jax.random.key(1), (8,)), pl._random_bits(jax.random.key(2), (8,)))
+    assert cpu_kernels.bits(key, (3, 5)).shape == (3, 5)
+  assert not np.array_equal(cpu_kernels.bits(jax.random.key(1), (8,)), cpu_kernels.bits(jax.random.key(2), (8,)))

@@ -2,12 +2,13 @@
 computation with logits_all, and the likelihood reward through the real entry point."""
 
 import json
+import sqlite3
 
 import numpy as np
 import pytest
 
 from rrpo_jax.reader import Passage, Request, make_reader
-from test_train_smoke import run_main
+from test_train_smoke import run_main, smoke_run
 
 REQUEST = Request(
     "q-eiffel",
@@ -70,16 +71,18 @@ def test_a_continuation_that_cannot_fit_is_a_failed_score_not_a_zero():
     reader.close()
 
 
-@pytest.mark.slow  # a subprocess run of the entry point with a real reader: 264 s on a busy 2-core machine
-def test_smoke_run_with_the_likelihood_reward_logs_the_term(tmp_path):
+@pytest.mark.slow  # a subprocess run of the entry point with a real reader (answers from the smoke run's cache)
+def test_smoke_run_with_the_likelihood_reward_logs_the_term(tmp_path, tmp_path_factory):
+  # The smoke run's answers seed this run's cache (same config and devices: the same warm-up and
+  # first rollout), so the reader mostly scores: the likelihood calls are what this test is about.
+  _, smoke_cache, _ = smoke_run(tmp_path_factory)
+  cache = tmp_path / "c.sqlite"
+  src, dst = sqlite3.connect(smoke_cache), sqlite3.connect(cache)
+  src.backup(dst)
+  src.close()
+  dst.close()
   workdir = tmp_path / "run"
-  proc, _ = run_main(
-      workdir,
-      "mode=sft,rrpo",
-      "reward.lambda_ll=1.0",
-      f"reader.cache_path={tmp_path / 'c.sqlite'}",
-      devices=1,
-  )
+  proc, _ = run_main(workdir, "mode=sft,rrpo", "reward.lambda_ll=1.0", f"reader.cache_path={cache}")
   assert proc.returncode == 0, proc.stderr[-4000:]
   rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
   rrpo = [r for r in rows if r["phase"] == "rrpo"]

@@ -12,6 +12,7 @@ from rrpo_jax.core import objective
 from rrpo_jax.core import plackett_luce as pl
 from rrpo_jax.core import sharding
 from rrpo_jax.core import update as U
+from rrpo_jax.core.update import RRPOConfig, SFTConfig
 
 B, N, K, F = 16, 6, 3, 4
 
@@ -221,9 +222,73 @@ def test_data_parallel_map_for_scoring_and_sft():
     f = dp.map(
         mean_times, in_specs=(sharding.REPLICATED, sharding.SHARDED, sharding.BROADCAST), out_specs=sharding.REPLICATED
     )
-    got = f(dp.replicate(params), dp.shard(batch.inputs), np.float32(2.0))
-    got = dp.unreplicate(got) if kind == "pmap" else got
+    got = dp.unreplicate(f(dp.replicate(params), dp.shard(batch.inputs), np.float32(2.0)))
     assert float(got) == pytest.approx(2 * full.sum(), rel=1e-5)
+    # scoring as the rollout and the evaluation do: this process's rows, in batch order, either kind
+    scores = U.make_scorer(dp, linear_scorer, train_mode=False)
+    np.testing.assert_allclose(
+        scores(dp.replicate(params), batch.inputs, np.zeros((2,), np.uint32), 0), full, rtol=1e-6
+    )
+
+
+def test_pmap_is_the_one_alternative_of_data_parallel():
+  assert type(sharding.DataParallel()) is sharding.DataParallel
+  assert type(sharding.DataParallel("shard_map", jax.devices()[:2])).kind == "shard_map"
+  pmapped = sharding.DataParallel("pmap", jax.devices()[:2])
+  assert isinstance(pmapped, sharding.PmapDataParallel) and pmapped.kind == "pmap" and pmapped.size == 2
+  with pytest.raises(ValueError, match="parallel kind"):
+    sharding.DataParallel("vmap")
+
+
+def test_settings_mirror_the_config_sections():
+  """RRPOConfig / SFTConfig hold config.rrpo's / config.sft's fields under the same names, and
+  from_config reads a run's values into them (the phases build them once)."""
+  import dataclasses  # pylint: disable=import-outside-toplevel
+
+  from rrpo_jax.config import get_config  # pylint: disable=import-outside-toplevel
+
+  c = get_config()
+  for cls, section in ((RRPOConfig, c.rrpo), (SFTConfig, c.sft)):
+    assert {f.name for f in dataclasses.fields(cls)} == set(section.keys()), cls.__name__
+    typed = cls.from_config(section)
+    assert all(getattr(typed, name) == section[name] for name in section.keys())
+  with pytest.raises(dataclasses.FrozenInstanceError):
+    RRPOConfig.from_config(c.rrpo).beta = 1.0  # type: ignore[misc]
+
+
+def test_update_settings_are_the_config_names():
+  """make_update_step reads RRPOConfig's fields (clip_eps, kl_estimator, loss): the same update
+  whether they come as a settings object or as overrides by name."""
+  batch, params = make_batch()
+  dp = sharding.DataParallel("shard_map", jax.devices()[:1])
+  tx = optax.sgd(0.1)
+  settings = RRPOConfig(clip_eps=0.1, beta=0.2, kl_estimator="k3", loss="reinforce", gamma=0.9, lam=0.5)
+  out = []
+  for step in (
+      U.make_update_step(linear_scorer, tx, dp, settings),
+      U.make_update_step(
+          linear_scorer, tx, dp, clip_eps=0.1, beta=0.2, kl_estimator="k3", loss="reinforce", gamma=0.9, lam=0.5
+      ),
+      U.make_update_step(
+          linear_scorer,
+          tx,
+          dp,
+          RRPOConfig(beta=0.2),
+          clip_eps=0.1,
+          kl_estimator="k3",
+          loss="reinforce",
+          gamma=0.9,
+          lam=0.5,
+      ),
+  ):
+    state = dp.replicate(U.TrainState.create(params, tx, window_capacity=8))
+    out.append(jax.tree.map(float, step(state, dp.shard(batch), jax.random.key(0))[1]))
+  assert out[0] == out[1] == out[2]
+  default = U.make_update_step(linear_scorer, tx, dp)
+  state = dp.replicate(U.TrainState.create(params, tx, window_capacity=8))
+  assert float(default(state, dp.shard(batch), jax.random.key(0))[1]["loss"]) != out[0]["loss"]
+  with pytest.raises(TypeError):
+    U.make_update_step(linear_scorer, tx, dp, eps=0.1)  # the objective's name, not the config's
 
 
 def test_shard_rejects_indivisible_batch():

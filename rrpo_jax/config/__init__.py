@@ -32,6 +32,7 @@ def get_config(arg=None):
   c.mode = "default"  # "default" = sft -> rrpo -> eval; or one of sft, rrpo, eval, export, or a comma list
   c.seed = 0  # seeds the data order, the head init, dropout and Plackett-Luce sampling
   c.parallel = "shard_map"  # data parallelism over all devices: "shard_map" (1-D "data" mesh) or "pmap"
+  c.kernels = "auto"  # "auto" = the CPU kernels on the CPU backend, else the library path; "cpu"; "library"
   c.progress = True  # tqdm progress bars (host 0 only)
   c.log_every = 1  # write training metrics every this many steps
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 from rrpo_jax.train import evaluation
+from rrpo_jax.core import cpu_kernels
 from rrpo_jax.core import objective
 from rrpo_jax import paths
 from rrpo_jax import reader as reader_lib
@@ -116,6 +117,11 @@ def validate(config, *, num_devices: int = 1) -> tuple[str, ...]:
       config.parallel in sharding.PARALLEL_KINDS,
       "parallel",
       f"must be {_one_of([repr(x) for x in sharding.PARALLEL_KINDS])}, got {config.parallel!r}",
+  )
+  _check(
+      config.kernels in cpu_kernels.CHOICES,
+      "kernels",
+      f"must be {_one_of([repr(x) for x in cpu_kernels.CHOICES])}, got {config.kernels!r}",
   )
   if "sft" in modes and s.steps > 0:
     _check(

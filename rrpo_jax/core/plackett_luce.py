@@ -9,7 +9,8 @@ Conventions (docs/architecture.md): arrays positional, everything else keyword-o
 batch axes; `where` is bool[..., N] (None = all valid); action slots that do not exist (fewer valid
 candidates than k) are -1 and count as invalid everywhere downstream; fully masked rows give all -1
 actions, zero log-probs, zero entropy and zero (finite) gradients. Math is done in float32 (or in
-the input dtype if it is wider, e.g. float64 for finite-difference tests).
+the input dtype if it is wider, e.g. float64 for finite-difference tests). Random bits and the
+small maxes come from the active kernel set (core/kernels.py: the library's, or cpu_kernels.CPU).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from rrpo_jax.core import cpu_kernels
+from rrpo_jax.core import kernels
 
 Array = jax.Array
 
@@ -84,53 +85,11 @@ def sample(scores: Array, *, key: Array, k: int, temperature: float = 1.0, where
     return _sample_sequential(s, where, key=key, k=k)
   if s.dtype == jnp.float32:
     # u on the grid (i + 1/2) 2^-23, i < 2^23: in (0, 1), exact in float32, so g is finite.
-    u = ((_random_bits(key, s.shape) >> 9).astype(jnp.float32) + 0.5) * (2.0**-23)
+    u = ((kernels.active().bits(key, s.shape) >> 9).astype(jnp.float32) + 0.5) * (2.0**-23)
     g = -jnp.log(-jnp.log(u))
   else:
     g = jax.random.gumbel(key, s.shape, s.dtype)
   return _top_k_valid(s + g, where, k)
-
-
-_THREEFRY_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
-
-
-def _threefry2x32(k0: Array, k1: Array, x0: Array, x1: Array) -> tuple[Array, Array]:
-  """The Threefry-2x32 block cipher, 20 rounds (Salmon et al., SC 2011): the cipher behind JAX's
-  default PRNG, written out unrolled so XLA fuses it into one elementwise kernel."""
-  ks = (k0, k1, k0 ^ k1 ^ jnp.uint32(0x1BD11BDA))
-  x0, x1 = x0 + ks[0], x1 + ks[1]
-  for i in range(5):
-    for r in _THREEFRY_ROTATIONS[i % 2]:
-      x0 = x0 + x1
-      x1 = ((x1 << jnp.uint32(r)) | (x1 >> jnp.uint32(32 - r))) ^ x0
-    x0 = x0 + ks[(i + 1) % 3]
-    x1 = x1 + ks[(i + 2) % 3] + jnp.uint32(i + 1)
-  return x0, x1
-
-
-def _random_bits(key: Array, shape: tuple[int, ...]) -> Array:
-  """uint32[shape] random bits: Threefry-2x32 in counter mode (counters 0, 1, ...) under the key.
-
-  Same cipher and key as jax.random.bits for a threefry key (another key type is first turned into a
-  threefry key with jax.random.bits), different counter layout, so a different but equally good
-  stream. Why not jax.random.bits: on CPU it runs the 20 rounds as a while loop of small cpu_kernels.
-  Measured on the 2-core CPU (loaded), jitted: 2560 words 24 us vs 16 us here, 256k words 0.59 vs 0.30 ms.
-  Off CPU (cpu_kernels.cpu_tricks() False): jax.random.bits.
-  """
-  if not cpu_kernels.cpu_tricks():
-    typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
-    return jax.random.bits(key if typed else jax.random.wrap_key_data(jnp.asarray(key, jnp.uint32)), shape, jnp.uint32)
-  if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) and str(jax.random.key_impl(key)) == "threefry2x32":
-    kd = jax.random.key_data(key)
-  elif jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
-    kd = jax.random.bits(key, (2,), jnp.uint32)
-  else:  # a raw uint32[2] threefry key
-    kd = jnp.asarray(key, jnp.uint32)
-  # One cipher call per word (counter = flat index; the second cipher word is not used): a fused
-  # kernel can only emit one word per element, and sharing a call between two elements through a
-  # concatenation makes XLA run the cipher for each of them anyway.
-  counter = jax.lax.iota(jnp.uint32, math.prod(shape)).reshape(shape)
-  return _threefry2x32(kd[0], kd[1], counter, jnp.zeros_like(counter))[0]
 
 
 def _block_size(n: int) -> int:
@@ -163,25 +122,10 @@ def _inverse_cdf(w: Array, u: Array) -> Array:
   return jnp.minimum(jnp.sum(cum <= target, axis=-1, dtype=jnp.int32), m - 1)
 
 
-def _max_last(x: Array, keepdims: bool = False) -> Array:
-  """max over the last axis through the order-preserving map float -> signed int of the same width.
-
-  Same value as jnp.max (no NaNs here); an integer reduction is a plain XLA loop on CPU, several
-  times cheaper than the library call XLA makes for a float reduction on these [rows, <= 64] arrays.
-  """
-  if not cpu_kernels.cpu_tricks():
-    return jnp.max(x, axis=-1, keepdims=keepdims)
-  itype = jnp.int64 if x.dtype == jnp.float64 else jnp.int32
-  mag = jnp.array(jnp.iinfo(itype).max, itype)
-  bits = jax.lax.bitcast_convert_type(x, itype)
-  m = jnp.max(bits ^ ((bits >> (8 * x.dtype.itemsize - 1)) & mag), axis=-1, keepdims=keepdims)
-  return jax.lax.bitcast_convert_type(m ^ ((m >> (8 * x.dtype.itemsize - 1)) & mag), x.dtype)
-
-
 def _small_max(x: Array, keepdims: bool = False) -> Array:
-  """max over the last axis: _max_last up to 2^16 elements, jnp.max above (where XLA's float
-  reduction is the faster one; measured on the 2-core CPU)."""
-  return _max_last(x, keepdims) if x.size <= 2**16 else jnp.max(x, axis=-1, keepdims=keepdims)
+  """max over the last axis: the kernels' max_last up to 2^16 elements, jnp.max above (where XLA's
+  float reduction beats cpu_kernels.max_last; measured on the 2-core CPU)."""
+  return kernels.active().max_last(x, keepdims) if x.size <= 2**16 else jnp.max(x, axis=-1, keepdims=keepdims)
 
 
 def _sample_sequential(s: Array, where: Array, *, key: Array, k: int, block: int | None = None) -> Array:
@@ -212,13 +156,13 @@ def _sample_sequential(s: Array, where: Array, *, key: Array, k: int, block: int
   finite_or_zero = lambda x: jnp.where(jnp.isfinite(x), x, 0.0)
   m_blk = _small_max(jnp.where(valid, s, neg))  # [rows, nb]; -inf: nothing left in the block
   s_blk = jnp.sum(jnp.where(valid, jnp.exp(s - finite_or_zero(m_blk)[..., None]), 0.0), axis=-1)
-  u = _uniform24(_random_bits(key, (2, k, rows))).astype(s.dtype)
+  u = _uniform24(kernels.active().bits(key, (2, k, rows))).astype(s.dtype)
   row_idx = jnp.arange(rows)
   lane = jnp.arange(bs)
   blocks = jnp.arange(nb)
   picks: list[jax.Array] = []
   for t in range(k):
-    m_top = _max_last(m_blk, keepdims=True)
+    m_top = kernels.active().max_last(m_blk, keepdims=True)
     any_left = jnp.isfinite(m_top[:, 0])
     w_blk = jnp.where(jnp.isfinite(m_blk), jnp.exp(m_blk - finite_or_zero(m_top)) * s_blk, 0.0)
     b = _inverse_cdf(w_blk, u[0, t]) if nb > 1 else jnp.zeros((rows,), jnp.int32)
@@ -231,7 +175,7 @@ def _sample_sequential(s: Array, where: Array, *, key: Array, k: int, block: int
     picks.append(jnp.where(any_left, b * bs + j, -1))
     if t + 1 < k:  # recompute the picked block without its pick
       left = left & (lane != j[:, None])
-      m_new = _max_last(jnp.where(left, s_in, neg), keepdims=True)
+      m_new = kernels.active().max_last(jnp.where(left, s_in, neg), keepdims=True)
       s_new = jnp.sum(jnp.where(left, jnp.exp(s_in - finite_or_zero(m_new)), 0.0), axis=-1, keepdims=True)
       hit = blocks == b[:, None]
       m_blk = jnp.where(hit, m_new, m_blk)

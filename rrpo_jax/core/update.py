@@ -1,8 +1,12 @@
-"""The RRPO and warm-up update steps: typed rollout batch, train state, optimiser.
+"""The RRPO and warm-up update steps: typed rollout batch, train state, optimiser; and the scorer
+(the forward pass without gradient that the rollout and the evaluation share).
 
 One per-device function (state, batch, key) -> (state, metrics) uses collectives over the mesh axis
-"data" and is wrapped once by sharding.DataParallel: jax.shard_map over a 1-D mesh (default) or
-jax.pmap. Device placement (replicate, shard, the global-array helpers) is sharding.py's.
+"data" and is wrapped once by sharding.DataParallel (jax.shard_map over a 1-D mesh, or its pmap
+alternative: this module does not tell them apart). Device placement (replicate, shard, unreplicate,
+the global-array helpers) is sharding.py's. make_update_step takes its settings as one RRPOConfig
+(config.rrpo typed, the one the rollout gets; SFTConfig is config.sft's), built by the phase from
+its config section by field name (this module imports no config code).
 The loss is a sum over this device's valid steps divided by the global count of valid steps, and
 gradients are psum-ed, so the update is the same on 1 device and on many (up to float summation
 order). The advantage window is fed with the advantages of all devices (all_gather, device order =
@@ -12,7 +16,7 @@ global batch order), so every device holds the same window.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, TypeVar
 
 import flax.struct
 import jax
@@ -26,6 +30,75 @@ from rrpo_jax.core import plackett_luce
 from rrpo_jax.core.sharding import AXIS, BROADCAST, REPLICATED, SHARDED, DataParallel
 
 Array = jax.Array
+
+# --- the phases' settings: one frozen dataclass per config section, under its field names
+
+_T = TypeVar("_T")
+
+
+def _from_section(cls: type[_T], section: Mapping[str, Any]) -> _T:
+  """cls from the section's values of cls's fields (a missing field raises KeyError; other fields of
+  the section are not read here)."""
+  return cls(**{f.name: section[f.name] for f in dataclasses.fields(cls)})  # type: ignore[arg-type]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RRPOConfig:
+  """config.rrpo, typed (see rrpo_jax/config for each field's meaning): the RRPO phase builds it once
+  (from_config) and hands it whole to the rollout (train/rollout.py) and to make_update_step.
+
+  The defaults are the plain objective's (tests, benchmarks): no KL term, gamma = lam = 1, one
+  greedy sample; a run's values are config.rrpo's, whose defaults are the paper's guesses."""
+
+  init_from: str = ""  # a checkpoint or HF directory RRPO starts from (the trainer's restore order)
+  steps: int = 1
+  batch_size: int = 1
+  # rollout: selection of k actions, G samples per question, the ratio's reference log-probs
+  k: int = 3
+  temperature: float = 1.0  # Plackett-Luce temperature (rollout and update)
+  selection: str = "greedy"
+  samples: int = 1
+  ref_mode: str = "eval"
+  # update: advantages, window standardisation, clipped ratio + KL (objective.py's registries)
+  advantage: str = "gae"
+  gamma: float = 1.0
+  lam: float = 1.0
+  window: int = 256
+  standardize: str = "mean_std"
+  clip_eps: float = 0.2
+  beta: float = 0.0
+  kl_estimator: str = "log_ratio"
+  loss: str = "clipped"
+  # optimiser (update.make_optimizer)
+  learning_rate: float = 1e-5
+  warmup_steps: int = 0
+  weight_decay: float = 0.01
+  max_grad_norm: float | None = 1.0  # None: no clipping
+  grad_accum: int = 1
+
+  @classmethod
+  def from_config(cls, section: Mapping[str, Any]) -> RRPOConfig:
+    """From config.rrpo (a ConfigDict section, or any mapping with these field names)."""
+    return _from_section(cls, section)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SFTConfig:
+  """config.sft, typed: the supervised warm-up's settings (train/sft.py builds it once)."""
+
+  steps: int = 0  # 0 = skipped
+  batch_size: int = 1
+  learning_rate: float = 2e-4
+  warmup_steps: int = 0
+  weight_decay: float = 0.01
+  max_grad_norm: float | None = 1.0
+  labels: str = "auto"  # train/batches.labels_for kinds, or "reader" (sft.reader_labels)
+  reader_temperature: float = 0.1
+
+  @classmethod
+  def from_config(cls, section: Mapping[str, Any]) -> SFTConfig:
+    """From config.sft (a ConfigDict section, or any mapping with these field names)."""
+    return _from_section(cls, section)
 
 
 @flax.struct.dataclass
@@ -130,42 +203,60 @@ def device_key(key_data: Array, step: Array) -> Array:
   return jax.random.fold_in(key, jax.lax.axis_index(AXIS))
 
 
+def make_scorer(dp: DataParallel, apply_fn: Callable, *, train_mode: bool) -> Callable:
+  """scores(params_repl, inputs, key_data, step) -> this process's float32[B, N] (host numpy): the
+  forward pass on all devices, without gradient (the rollout's scoring, the evaluation's).
+
+  params_repl: dp.replicate(params); inputs: host-local [B, ...] (B divisible by the local devices);
+  train_mode: dropout from device_key(key_data, step), as the update step draws it.
+  """
+
+  def per_device(params, inputs, key_data, step):
+    key = device_key(key_data, step) if train_mode else None
+    return apply_fn(params, inputs, key=key)
+
+  mapped = dp.map(per_device, in_specs=(REPLICATED, SHARDED, BROADCAST, BROADCAST), out_specs=SHARDED)
+
+  def scores(params, inputs, key_data, step) -> np.ndarray:
+    return dp.local_rows(mapped(params, dp.shard(inputs), key_data, np.int32(step)))
+
+  return scores
+
+
 def make_update_step(
     apply_fn: Callable,
     tx: optax.GradientTransformation,
     dp: DataParallel,
+    config: RRPOConfig | None = None,
     *,
-    advantage: str = "gae",
-    gamma: float = 1.0,
-    lam: float = 1.0,
-    eps: float = 0.2,
-    beta: float = 0.0,
-    kl: str = "log_ratio",
-    estimator: str = "clipped",
-    temperature: float = 1.0,
     std_eps: float = 1e-8,
-    standardize: str = "mean_std",
+    **fields: Any,
 ) -> Callable:
   """The jitted data-parallel RRPO update: update(state, batch, key) -> (state, metrics).
 
+  config: the RRPO settings (RRPOConfig: advantage, gamma, lam, standardize, clip_eps,
+  beta, kl_estimator, loss, temperature are read here); fields: overrides of config's fields by
+  name (tests, benchmarks: make_update_step(apply_fn, tx, dp, beta=0.01)).
   state: dp.replicate(TrainState) (donated); batch: dp.shard(RolloutBatch); key: a typed PRNG key,
   the same on every process. Per step: A = advantages(r, V) on valid steps
   (plackett_luce.valid_actions and not a padding query); window <- push(all devices' A);
   A^ = standardise(window, A) (objective.window_standardise, kind=standardize);
   loss = objective.loss(log_prob(apply_fn(params, inputs, key=k_d), actions), ref, A^) with the
-  global valid-step count as normaliser; grads psum-ed; optax update. Dropout key
-  k_d = fold_in(fold_in(key, step), device index).
+  global valid-step count as normaliser (estimator `loss`, ratio clip clip_eps, KL kl_estimator
+  weighted by beta); grads psum-ed; optax update. Dropout key k_d = fold_in(fold_in(key, step),
+  device index).
   Metrics are replicated scalars: loss, surrogate, kl, clip_frac, ratio_{mean,min,max}, log_ratio_mean,
   adv_{mean,std} (raw), adv_norm_{mean,std} (standardised), zero_adv_frac (share of queries whose
   valid advantages are all 0), window_{mean,std,count}, reward_mean, value_mean, entropy
   (first-pick, mean over queries), grad_norm (before clipping), param_norm (after the update),
   valid_steps, queries.
   """
+  r = dataclasses.replace(config or RRPOConfig(), **fields)
   # fail fast on bad names (ValueError naming the registered ones)
-  objective.ADVANTAGES.get(advantage)
-  objective.KL_ESTIMATORS.get(kl)
-  objective.STANDARDIZERS.get(standardize)
-  objective.LOSSES.get(estimator)
+  objective.ADVANTAGES.get(r.advantage)
+  objective.KL_ESTIMATORS.get(r.kl_estimator)
+  objective.STANDARDIZERS.get(r.standardize)
+  objective.LOSSES.get(r.loss)
 
   def per_device(state: TrainState, batch: RolloutBatch, key_data: Array):
     key = device_key(key_data, state.step)
@@ -179,28 +270,36 @@ def make_update_step(
     if grouped:
       values = jnp.broadcast_to(values[:, None, :], rewards.shape)
     valid = plackett_luce.valid_actions(actions, where=where) & qmask
-    if not grouped and advantage in objective.GROUPED:
+    if not grouped and r.advantage in objective.GROUPED:
       adv_raw = objective.advantages(
-          rewards[:, None], values[:, None], kind=advantage, gamma=gamma, lam=lam, where=valid[:, None]
+          rewards[:, None], values[:, None], kind=r.advantage, gamma=r.gamma, lam=r.lam, where=valid[:, None]
       )[:, 0]
     else:
-      adv_raw = objective.advantages(rewards, values, kind=advantage, gamma=gamma, lam=lam, where=valid)
+      adv_raw = objective.advantages(rewards, values, kind=r.advantage, gamma=r.gamma, lam=r.lam, where=valid)
     all_adv = jax.lax.all_gather(adv_raw, AXIS, tiled=True)
     all_valid = jax.lax.all_gather(valid, AXIS, tiled=True)
     window = objective.window_push(state.window, all_adv, where=all_valid)
-    adv = objective.window_standardise(window, adv_raw, where=valid, eps=std_eps, kind=standardize)
+    adv = objective.window_standardise(window, adv_raw, where=valid, eps=std_eps, kind=r.standardize)
     n_steps = jax.lax.psum(jnp.sum(valid, dtype=jnp.int32), AXIS)
     n_queries = jax.lax.psum(jnp.sum(batch.query_mask, dtype=jnp.int32), AXIS)
 
     def loss_fn(params):
       scores = apply_fn(params, batch.inputs, key=key)
       lp = plackett_luce.log_prob(
-          by_sample(scores) if grouped else scores, actions, temperature=temperature, where=where
+          by_sample(scores) if grouped else scores, actions, temperature=r.temperature, where=where
       )
       value, diag = objective.loss(
-          lp, batch.ref_log_prob, adv, where=valid, eps=eps, beta=beta, kl=kl, estimator=estimator, normalizer=n_steps
+          lp,
+          batch.ref_log_prob,
+          adv,
+          where=valid,
+          eps=r.clip_eps,
+          beta=r.beta,
+          kl=r.kl_estimator,
+          estimator=r.loss,
+          normalizer=n_steps,
       )
-      ent = plackett_luce.entropy(jax.lax.stop_gradient(scores), temperature=temperature, where=batch.where)
+      ent = plackett_luce.entropy(jax.lax.stop_gradient(scores), temperature=r.temperature, where=batch.where)
       diag["entropy"] = jnp.sum(jnp.where(batch.query_mask, ent, 0.0)) / jnp.maximum(n_queries, 1)
       return value, diag
 
@@ -235,9 +334,7 @@ def make_update_step(
 
   def update(state: TrainState, batch: RolloutBatch, key: Array):
     state, metrics = mapped(state, batch, np.asarray(jax.random.key_data(key)))
-    if dp.kind == "pmap":
-      metrics = jax.tree.map(lambda x: x[0], metrics)
-    return state, metrics
+    return state, dp.unreplicate(metrics)
 
   return update
 
@@ -285,8 +382,6 @@ def make_sft_step(apply_fn: Callable, tx: optax.GradientTransformation, dp: Data
 
   def step(state: TrainState, inputs, where, labels, query_mask, key: Array):
     state, metrics = mapped(state, inputs, where, labels, query_mask, np.asarray(jax.random.key_data(key)))
-    if dp.kind == "pmap":
-      metrics = jax.tree.map(lambda x: x[0], metrics)
-    return state, metrics
+    return state, dp.unreplicate(metrics)
 
   return step

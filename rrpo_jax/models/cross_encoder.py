@@ -20,10 +20,10 @@ and [c, h, L, L] attention logits stay in cache between ops: 1.4x the pairs/s of
 pass on this 2-core CPU (jax.nn.dot_product_attention was faster unblocked, slower blocked).
 Compute dtype is configurable (bf16 with float32 params); the head and the scores are float32.
 Training (the backward, on a 2-core AMD EPYC with AVX-512): dense layers are 2-D products over
-the flattened rows (`_matmul`), and on CPU the attention's products and softmax-dropout have
-custom gradients (`batched_matmul`, `softmax_dropout`) that avoid XLA:CPU's slow batched
-transposed-operand product and two passes over the [M, h, L, L] arrays: together 1.2x the train
-step's pairs/s at 32 x 256.
+the flattened rows (`_matmul`). The attention's products, softmax-dropout and dropout are the
+active kernel set's (core/kernels.py); with the CPU set (core/cpu_kernels.py, config.kernels) their
+custom gradients avoid XLA:CPU's slow batched transposed-operand product and two passes over the
+[M, h, L, L] arrays: together 1.2x the train step's pairs/s at 32 x 256.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
-from rrpo_jax.core import cpu_kernels
+from rrpo_jax.core import kernels
 
 FAMILIES = ("bert", "xlm-roberta")
 
@@ -142,119 +142,8 @@ def _matmul(x, w):
   return jnp.dot(x.reshape(-1, x.shape[-1]), w).reshape(x.shape[:-1] + (w.shape[-1],))
 
 
-def batched_matmul(a, b, *, transpose_b: bool = False, preferred_element_type=None) -> jax.Array:
-  """a [..., I, J] @ b [..., J, E] -> [..., I, E] (transpose_b: b is [..., E, J] and a @ b^T).
-
-  On CPU (cpu_kernels.cpu_tricks()) with a custom gradient for b. Autodiff writes it as a product
-  that contracts the operands' first matrix axis, db = sum_i a[i, :]^T g[i, :], which XLA:CPU runs
-  batched through a generic loop: 31 GFLOP/s against 71 for the forward's product at
-  [8, 12, 256, 256] x [8, 12, 256, 32] on 2 cores. Here one small [..., L, d] operand is
-  transposed into a real copy first (optimization_barrier keeps XLA from folding the transpose
-  back into the product), so the product runs as the forward's does.
-  """
-  if not cpu_kernels.cpu_tricks():
-    return jnp.matmul(a, b.swapaxes(-1, -2) if transpose_b else b, preferred_element_type=preferred_element_type)
-  return _cpu_batched_matmul(a, b, transpose_b, preferred_element_type)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _cpu_batched_matmul(a, b, transpose_b, preferred_element_type):
-  return jnp.matmul(a, b.swapaxes(-1, -2) if transpose_b else b, preferred_element_type=preferred_element_type)
-
-
-def _cpu_batched_matmul_fwd(a, b, transpose_b, preferred_element_type):
-  return _cpu_batched_matmul(a, b, transpose_b, preferred_element_type), (a, b)
-
-
-def _cpu_batched_matmul_bwd(transpose_b, preferred_element_type, res, g):
-  a, b = res
-  g = g.astype(a.dtype)
-  f32 = jnp.float32
-  da = jnp.matmul(g, b if transpose_b else b.swapaxes(-1, -2), preferred_element_type=f32)
-  # transpose_b: db[e, j] = sum_i g[i, e] a[i, j]; else db[j, e] = sum_i a[i, j] g[i, e].
-  db = _first_axis_product(g, a) if transpose_b else _first_axis_product(a, g)
-  return da.astype(a.dtype), db.astype(b.dtype)
-
-
-def _first_axis_product(x, y):
-  """sum_i x[..., i, p] y[..., i, q] -> float32[..., p, q], with the smaller operand transposed
-  into a real copy so that XLA:CPU runs a plain [p, i] x [i, q] (or [q, i] x [i, p]) product."""
-  t = lambda z: z.swapaxes(-1, -2)
-  bar = jax.lax.optimization_barrier
-  if x.shape[-1] <= y.shape[-1]:
-    return jnp.matmul(bar(t(x)), y, preferred_element_type=jnp.float32)
-  return t(bar(jnp.matmul(bar(t(y)), x, preferred_element_type=jnp.float32)))
-
-
-_cpu_batched_matmul.defvjp(_cpu_batched_matmul_fwd, _cpu_batched_matmul_bwd)
-
-
-def dropout(x, rate: float, key):
-  """Inverted dropout with 8-bit random fields: y = x * keep * 256/t, keep ~ Bernoulli(t/256),
-  t = round(256 (1 - rate)).
-
-  One 32-bit random word serves four elements (byte i of word j masks element j of the i-th
-  quarter of the last axis), so the PRNG (threefry on CPU, the costly part of dropout) runs 4x
-  less than in jax.random.bernoulli. The keep probability is quantised to 1/256 (rate 0.1 keeps
-  230/256 = 0.8984); the 256/t scaling keeps E[y] = x exactly.
-  Off CPU (cpu_kernels.cpu_tricks() False): jax.random.bernoulli with the exact rate.
-  """
-  if rate <= 0.0:
-    return x
-  if not cpu_kernels.cpu_tricks():
-    if rate >= 1.0:
-      return jnp.zeros_like(x)
-    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
-    return jnp.where(keep, x * jnp.asarray(1.0 / (1.0 - rate), x.dtype), jnp.zeros((), x.dtype))
-  t = min(max(round(256 * (1.0 - rate)), 1), 256)
-  if t == 256:
-    return x
-  n = x.shape[-1]
-  if n % 4:
-    keep = jax.random.bits(key, x.shape, jnp.uint32) < np.uint32(t << 24)
-  else:
-    words = jax.random.bits(key, x.shape[:-1] + (1, n // 4), jnp.uint32)
-    fields = (words >> jnp.array([[0], [8], [16], [24]], jnp.uint32)) & np.uint32(255)
-    keep = (fields < np.uint32(t)).reshape(x.shape)
-  return jnp.where(keep, x * jnp.asarray(256.0 / t, x.dtype), jnp.zeros((), x.dtype))
-
-
-def softmax_dropout(logits, rate: float, key, *, dtype) -> jax.Array:
-  """y = dropout(softmax(logits).astype(dtype), rate, key) over the last axis.
-
-  On CPU (cpu_kernels.cpu_tricks()) with a gradient written from y and p = softmax(logits) alone:
-  y = p m (m the scaled keep mask), so dlogits = y dy - p sum_j(y dy). Autodiff's version
-  re-applies the mask to dy and then runs the softmax backward, two more passes over the
-  [M, h, L, L] arrays: the attention core's forward + backward ran 1.2x faster this way at
-  8 and 32 x 256 on 2 cores.
-  """
-  if rate <= 0.0 or not cpu_kernels.cpu_tricks():
-    return dropout(jax.nn.softmax(logits, axis=-1).astype(dtype), rate, key)
-  return _cpu_softmax_dropout(logits, key, rate, dtype)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _cpu_softmax_dropout(logits, key, rate, dtype):
-  return _cpu_softmax_dropout_fwd(logits, key, rate, dtype)[0]
-
-
-def _cpu_softmax_dropout_fwd(logits, key, rate, dtype):
-  p = jax.nn.softmax(logits, axis=-1).astype(dtype)
-  y = dropout(p, rate, key)
-  return y, (p, y)
-
-
-def _cpu_softmax_dropout_bwd(rate, dtype, res, dy):
-  p, y = (x.astype(jnp.float32) for x in res)
-  yd = y * dy.astype(jnp.float32)
-  return yd - p * jnp.sum(yd, axis=-1, keepdims=True), None
-
-
-_cpu_softmax_dropout.defvjp(_cpu_softmax_dropout_fwd, _cpu_softmax_dropout_bwd)
-
-
 class Dropout(nn.Module):
-  """`dropout` above as a module drawing its key from the "dropout" rng stream."""
+  """The kernels' dropout (core/kernels.py) as a module drawing its key from the "dropout" rng stream."""
 
   rate: float
   deterministic: bool = True
@@ -262,7 +151,7 @@ class Dropout(nn.Module):
   def __call__(self, x):
     if self.deterministic or self.rate <= 0.0:
       return x
-    return dropout(x, self.rate, self.make_rng("dropout"))
+    return kernels.active().dropout(x, self.rate, self.make_rng("dropout"))
 
 
 def _layer_norm(config, name, dtype=None):
@@ -305,21 +194,22 @@ class SelfAttention(nn.Module):
           qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], bias=bias.astype(dt), scale=1.0, implementation="xla"
       )  # [M, L, h, d]
       return _Dense(hidden, cfg, name="output")(ctx.reshape(m, length, hidden))
+    kern = kernels.active()
     qkv = qkv.reshape(m, length, 3, heads, d).transpose(2, 0, 3, 1, 4)  # [3, M, h, L, d]
     q, k, v = qkv[0], qkv[1], qkv[2]
-    logits = batched_matmul(q, k, transpose_b=True, preferred_element_type=jnp.float32)  # [M, h, L, L]
+    logits = kern.batched_matmul(q, k, transpose_b=True, preferred_element_type=jnp.float32)  # [M, h, L, L]
     logits = logits + bias
     if self.deterministic:
       # softmax(z) v = (e v) / sum(e), e = exp(z - max z): the division moves from the [M, h, L, L]
       # probabilities to the [M, h, L, d] context (d << L): 9% faster eval forward here (in
       # training it measured 4% slower, so training keeps the plain softmax).
       e = jnp.exp(logits - jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True)))
-      ctx = batched_matmul(e.astype(dt), v, preferred_element_type=jnp.float32)
+      ctx = kern.batched_matmul(e.astype(dt), v, preferred_element_type=jnp.float32)
       ctx = (ctx / jnp.sum(e, axis=-1, keepdims=True)).astype(dt)  # [M, h, L, d]
     else:
       rate = cfg.attention_dropout
-      probs = softmax_dropout(logits, rate, self.make_rng("dropout") if rate > 0 else None, dtype=dt)
-      ctx = batched_matmul(probs, v)  # [M, h, L, d]
+      probs = kern.softmax_dropout(logits, rate, self.make_rng("dropout") if rate > 0 else None, dtype=dt)
+      ctx = kern.batched_matmul(probs, v)  # [M, h, L, d]
     ctx = ctx.transpose(0, 2, 1, 3).reshape(m, length, hidden)
     return _Dense(hidden, cfg, name="output")(ctx)
 

@@ -2,11 +2,12 @@
 
   state, key, start, extra = resume(ckpt, phase, state, key, loader, writer, truncate=...)
   fresh(phase, writer, truncate=...)   # or, starting from scratch
-  state = run(phase, state, batches, step_fn, steps=..., start=..., ...)
+  state, evaluated = run(phase, state, batches, step_fn, steps=..., start=..., ...)
 A phase supplies its step function step_fn(state, batch, step) -> (state, metrics) (device state in,
 device state out); the loop times it, stops on a non-finite loss, writes the metrics every
 config.log_every steps, and checkpoints {"train": host state, "rng": key data} with the loader's
-position every checkpoint.every_steps steps, after a periodic evaluation, and at the end.
+position every checkpoint.every_steps steps, after a periodic evaluation, and at the end. It
+returns the final state and the last periodic evaluation's results (for the phase to return).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from absl import logging
 from tqdm.auto import tqdm
 
 from rrpo_jax.train import checkpoint as ckpt_lib
+from rrpo_jax.train import evaluation
 from rrpo_jax.train import faults
 from rrpo_jax.train import metrics as metrics_lib
 from rrpo_jax.core import sharding
@@ -85,16 +87,18 @@ def run(
     extra: dict | None = None,
     postfix: Callable[[dict], dict] = lambda m: {},
     evaluate: Callable[[int, Any], dict | None] | None = None,
-):
-  """Steps start+1..steps; returns the final device state. Closes `ckpt`.
+) -> tuple[Any, dict | None]:
+  """Steps start+1..steps; returns (the final device state, the results of the last periodic
+  evaluation, None when none ran). Closes `ckpt`.
 
-  evaluate(step, state) -> flat metrics or None: a periodic evaluation (its metrics go with the
-  checkpoint of that step, for best-checkpoint selection).
+  evaluate(step, state) -> evaluation results (report.run_eval's) or None: a periodic evaluation
+  (its flat metrics go with the checkpoint of that step, for best-checkpoint selection).
   """
   c = config
   key_data = np.asarray(jax.random.key_data(key))
   bar = progress(steps, phase, initial=start, enabled=c.progress)
   step = start
+  evaluated = None  # the last periodic evaluation's results
   try:
     for step in range(start + 1, steps + 1):
       t0 = time.perf_counter()
@@ -107,8 +111,10 @@ def run(
       faults.point(f"{phase}.logged.{step}")
       bar.set_postfix(**postfix(m))
       bar.update(1)
-      eval_metrics = evaluate(step, state) if evaluate is not None else None
-      if eval_metrics is not None:
+      results = evaluate(step, state) if evaluate is not None else None
+      eval_metrics = None
+      if results is not None:
+        evaluated, eval_metrics = results, evaluation.flat_metrics(results)
         faults.point(f"{phase}.evaluated.{step}")
       if eval_metrics is not None or step % c.checkpoint.every_steps == 0 or step == steps:
         ckpt.save(
@@ -124,7 +130,7 @@ def run(
   finally:
     bar.close()
     ckpt.close()
-  return state
+  return state, evaluated
 
 
 def saved(ckpt: ckpt_lib.Checkpointer, phase: str, *, when: str = "once the reader is reachable") -> str:

@@ -1,8 +1,9 @@
 """The eval and export modes: score the systems' candidate orders, ask the reader, write results;
 write the policy as a Hugging Face directory.
 
-run_eval scores exactly the params it is given (policy_params, ref_params): the caller chooses them
-(restore.policy_params for the eval mode, the live policy for RRPO's periodic evaluation).
+run_eval scores exactly the params it is given (policy_params, ref_params) and run_export writes the
+policy it is given: the caller chooses them (the trainer's restore order for the eval and export
+modes, the live policy for RRPO's periodic evaluation).
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from rrpo_jax.core import sharding
 from rrpo_jax.train.batches import encode
 from rrpo_jax.config.validation import eval_systems
 from rrpo_jax.train.loop import progress
+from rrpo_jax.core.update import make_scorer
 from rrpo_jax.train.reader_pool import Readers
-from rrpo_jax.train.rollout import make_scorer
 
 
 def run_eval(
@@ -155,22 +156,22 @@ def _broadcast(results: dict | None) -> dict:
   return json.loads(bytes(multihost_utils.broadcast_one_to_all(buf)).decode())
 
 
-def run_export(config, workdir: str, params, *, reranker) -> str:
-  """Writes the policy (export.which checkpoint, else `params`) as a Hugging Face directory."""
+def run_export(config, workdir: str, policy: restore.Snapshot, *, reranker) -> str:
+  """Writes `policy` (the trainer's: the export.which checkpoint, else what the run starts from) as a
+  Hugging Face directory (export.path, else <workdir>/export); returns its path."""
   c = config
-  params, origin = restore.policy_params(c, workdir, params, which=c.export.which)
   path = c.export.path or paths.join(workdir, "export")
   if jax.process_index() == 0:
     training = (
-        f"rrpo_jax: {origin['phase']} step {origin['step']} ({c.export.which}); reader "
+        f"rrpo_jax: {policy.phase} step {policy.step} ({c.export.which}); reader "
         f"{c.reader.backend}:{c.reader.model}; data {c.data.train_path or 'bundled ' + c.data.sample + ' sample'}"
     )
-    exported = restore.with_params(reranker, params)
+    exported = restore.with_params(reranker, policy.params)
     if paths.is_local(path):
       exported.save_pretrained(path, training=training)
     else:  # the Hugging Face writers need a local directory: write there, then copy
       with tempfile.TemporaryDirectory() as tmp:
         exported.save_pretrained(tmp, training=training)
         paths.copy_tree(tmp, path)
-    print(f"exported {origin['phase']} step {origin['step']} to {path}", flush=True)
+    print(f"exported {policy.phase} step {policy.step} to {path}", flush=True)
   return path

@@ -1,17 +1,20 @@
-"""The reranker a run trains, and where its params come from.
+"""The reranker a run trains, and the reads of params from disk that the trainer's restore order
+(trainer.py: workdir (resume) > rrpo.init_from > the sft result > model.init) calls on.
 
-build_reranker(config) makes the model (architecture, tokenizer, model.init params); the params of
-each phase's start are read explicitly, in the restore order of the trainer:
-  initial_params   the RRPO start and frozen reference: rrpo.init_from > the sft checkpoint > the
-                   params handed in (model.init, or what the previous phase returned);
-  policy_params    what eval / export score: the latest (or best) RRPO checkpoint > the sft
-                   checkpoint > rrpo.init_from > the params handed in;
-  reference_params the frozen reference written by RRPO, else initial_params.
+build_reranker(config) makes the model (architecture, tokenizer, model.init params). A Snapshot is
+params with where they came from (phase, step, path): what the trainer holds between phases. The
+reads, each called by the trainer only for what it does not hold already:
+  init_from       rrpo.init_from (a checkpoint or HF directory);
+  sft_result      the sft checkpoint of the workdir, as RRPO's start (when sft.steps > 0);
+  phase_params    the latest (or best) step of <workdir>/checkpoints/<phase>, for eval / export;
+  frozen_reference <workdir>/checkpoints/reference, the frozen reference RRPO wrote.
+A phase reads its own checkpoints itself when it resumes (sft.py, rrpo.py).
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 from typing import Any
 
@@ -126,41 +129,72 @@ def params_from(config, path: str):
   raise ConfigError(f"init-from {path}: neither a checkpoint directory nor a Hugging Face directory{where}")
 
 
-def initial_params(config, workdir: str, params) -> tuple[Any, dict]:
-  """The RRPO start (and reference): rrpo.init_from > sft result > `params`; and where it came from."""
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+  """Params (a host pytree) and where they came from: phase "model.init", "init_from", "sft" or
+  "rrpo", its step (0 but for sft and rrpo) and path (model.init's value, the init-from directory,
+  the phase's checkpoint directory)."""
+
+  params: Any
+  phase: str
+  step: int
+  path: str
+
+  def origin(self) -> dict:
+    """As RRPO records the origin of its frozen reference in its checkpoints (extra["reference"])."""
+    if self.phase == "sft":
+      return {"kind": "sft", "path": self.path, "step": self.step}
+    return {"kind": self.phase, "path": self.path}
+
+
+def model_init(config, reranker: Reranker) -> Snapshot:
+  """The params build_reranker made (model.init)."""
+  return Snapshot(jax.tree.map(np.asarray, reranker.params), "model.init", 0, config.model.init)
+
+
+def init_from(config) -> Snapshot:
+  """The params of rrpo.init_from (a checkpoint or HF directory, read)."""
+  path = config.rrpo.init_from
+  return Snapshot(params_from(config, path), "init_from", 0, paths.absolute(path))
+
+
+def resumes(workdir: str, phase: str) -> bool:
+  """Whether <workdir>/checkpoints/<phase> holds a finished step (the phase resumes from it)."""
+  return ckpt_lib.is_checkpoint_dir(ckpt_dir(workdir, phase))
+
+
+def sft_result(config, workdir: str) -> Snapshot | None:
+  """The latest step of the workdir's sft checkpoint (an earlier run's warm-up), read; None when
+  sft.steps is 0 or there is none."""
   c = config
-  if c.rrpo.init_from:
-    return params_from(c, c.rrpo.init_from), {"kind": "init_from", "path": paths.absolute(c.rrpo.init_from)}
   sft_dir = ckpt_dir(workdir, "sft")
-  if c.sft.steps > 0 and ckpt_lib.is_checkpoint_dir(sft_dir):
-    ck = ckpt_lib.Checkpointer(sft_dir, keep=c.checkpoint.keep, async_save=False)
-    step = ck.latest_step()
-    restored = ck.restore_params(step)
+  if not (c.sft.steps > 0 and ckpt_lib.is_checkpoint_dir(sft_dir)):
+    return None
+  ck = ckpt_lib.Checkpointer(sft_dir, keep=c.checkpoint.keep, async_save=False)
+  restored, step = ck.read_params(ck.latest_step())
+  ck.close()
+  return Snapshot(restored, "sft", step, sft_dir)
+
+
+def phase_params(config, workdir: str, phase: str, *, which: str = "latest", held: Snapshot | None = None) -> Snapshot:
+  """The latest (or, for rrpo, the best: which="best") step of <workdir>/checkpoints/<phase>.
+
+  held: that phase's result the caller holds (its latest step): returned instead of a read when it
+  is the step asked for."""
+  if held is not None and which == "latest":
+    return held
+  d = ckpt_dir(workdir, phase)
+  ck = checkpointer(config, workdir, phase)
+  step = ck.best_step() if which == "best" and phase == "rrpo" else ck.latest_step()
+  if held is not None and held.step == step:
     ck.close()
-    return restored, {"kind": "sft", "path": sft_dir, "step": step}
-  return jax.tree.map(np.asarray, params), {"kind": "model.init", "path": c.model.init}
+    return held
+  restored, step = ck.read_params(step)
+  ck.close()
+  return Snapshot(restored, phase, step, d)
 
 
-def policy_params(config, workdir: str, params, *, which: str = "latest") -> tuple[Any, dict]:
-  """Params of the latest (or best) RRPO checkpoint, else the sft result, else rrpo.init_from, else
-  `params`; and a label {"phase", "step", "path"}."""
-  c = config
-  for phase in ("rrpo", "sft"):
-    d = ckpt_dir(workdir, phase)
-    if ckpt_lib.is_checkpoint_dir(d):
-      ck = checkpointer(c, workdir, phase)
-      step = ck.best_step() if which == "best" and phase == "rrpo" else ck.latest_step()
-      restored = ck.restore_params(step)
-      ck.close()
-      return restored, {"phase": phase, "step": step, "path": d}
-  if c.rrpo.init_from:
-    return params_from(c, c.rrpo.init_from), {"phase": "init_from", "step": 0, "path": c.rrpo.init_from}
-  return jax.tree.map(np.asarray, params), {"phase": "model.init", "step": 0, "path": c.model.init}
-
-
-def reference_params(config, workdir: str, params):
-  """The frozen RRPO reference of this workdir, else what RRPO would start from."""
+def frozen_reference(workdir: str):
+  """The frozen RRPO reference of this workdir (<workdir>/checkpoints/reference); None if absent."""
   ref_dir = ckpt_dir(workdir, "reference")
-  if paths.isdir(ref_dir):
-    return ckpt_lib.load_params(ref_dir)
-  return initial_params(config, workdir, params)[0]
+  return ckpt_lib.load_params(ref_dir) if paths.isdir(ref_dir) else None

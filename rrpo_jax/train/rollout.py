@@ -6,7 +6,10 @@
   (b) the reader scores the k prefixes of both (outside jit; cached, deduplicated: scoring.py);
   (c) the RolloutBatch the update step consumes (a query whose reader calls failed leaves the
       update), and the step's RL diagnostics and reader accounting over every process's queries.
-make_rollout(...) returns rollout(state_params, batch, step) -> (RolloutBatch, diagnostics).
+make_rollout(config, ...) returns rollout(state_params, batch, step) -> (RolloutBatch, diagnostics);
+config is the phase's update.RRPOConfig, the one the update step gets. The forward passes are
+update.make_scorer's (the evaluation's too); the reader's accounting is summed over the processes by
+scoring.all_hosts_stats.
 """
 
 from __future__ import annotations
@@ -22,33 +25,15 @@ import numpy as np
 from rrpo_jax.core import plackett_luce
 from rrpo_jax.core import sharding
 from rrpo_jax.core import update as update_lib
+from rrpo_jax.core.sharding import DataParallel
+from rrpo_jax.core.update import RRPOConfig, make_scorer
 from rrpo_jax.train.batches import model_inputs
-from rrpo_jax.train.scoring import ScoreResult, ScoringStep, counter_row, summed_stats
-from rrpo_jax.core.sharding import BROADCAST, REPLICATED, SHARDED, DataParallel
+from rrpo_jax.train.scoring import ScoreResult, ScoringStep, all_hosts_stats
 
 # The selection key of step s on process p is fold_in(fold_in(key, s), p + SELECTION_STREAM). The
 # dropout keys are fold_in(fold_in(key, s'), device index) (update.device_key): the offset keeps the
 # two streams apart for any number of devices below it.
 SELECTION_STREAM = 7919
-
-
-def make_scorer(dp: DataParallel, apply_fn: Callable, *, train_mode: bool) -> Callable:
-  """scores(params_repl, inputs, key_data, step) -> this process's float32[B, N] (host numpy).
-
-  train_mode: dropout from update.device_key(key_data, step), as the update step draws it.
-  """
-
-  def per_device(params, inputs, key_data, step):
-    key = update_lib.device_key(key_data, step) if train_mode else None
-    return apply_fn(params, inputs, key=key)
-
-  mapped = dp.map(per_device, in_specs=(REPLICATED, SHARDED, BROADCAST, BROADCAST), out_specs=SHARDED)
-
-  def scores(params, inputs, key_data, step) -> np.ndarray:
-    out = sharding.local_rows(mapped(params, dp.shard(inputs), key_data, np.int32(step)))
-    return out.reshape((-1,) + out.shape[-1:])
-
-  return scores
 
 
 def select(ref_scores, pol_scores, ref_lp_scores, where, key, *, k, selection, temperature, samples=1):
@@ -69,13 +54,20 @@ def select(ref_scores, pol_scores, ref_lp_scores, where, key, *, k, selection, t
 
 
 def make_rollout(
-    rrpo_config, *, dp: DataParallel, apply_fn: Callable, ref_params_repl: Any, key: jax.Array, scoring: ScoringStep
+    config: RRPOConfig,
+    *,
+    dp: DataParallel,
+    apply_fn: Callable,
+    ref_params_repl: Any,
+    key: jax.Array,
+    scoring: ScoringStep,
 ) -> Callable:
-  """rollout(policy_params_repl, batch, step) -> (RolloutBatch, diagnostics) for rrpo_config (config.rrpo).
+  """rollout(policy_params_repl, batch, step) -> (RolloutBatch, diagnostics) under `config` (the
+  RRPO settings the update step gets too: k, samples, selection, temperature, ref_mode are read here).
 
   batch: a Loader batch (examples, query_mask, where, token arrays); step: 1-based RRPO step.
   """
-  r = rrpo_config
+  r = config
   k = r.k
   score_eval = make_scorer(dp, apply_fn, train_mode=False)
   score_train = make_scorer(dp, apply_fn, train_mode=True)
@@ -201,7 +193,6 @@ def all_hosts_diagnostics(scored: ScoreResult, ref_scores, pol_scores, where, re
           "ref_topk": np.asarray(ref_topk),
           "actions": np.asarray(actions),
           "qmask": np.asarray(qmask, bool),
-          "stats": counter_row(scored.stats)[None],
       }
   )
   every = dataclasses.replace(
@@ -210,7 +201,7 @@ def all_hosts_diagnostics(scored: ScoreResult, ref_scores, pol_scores, where, re
   out = rl_diagnostics(
       every, rows["ref_scores"], rows["pol_scores"], rows["where"], rows["ref_topk"], rows["actions"], rows["qmask"], k
   )
-  out.update({f"reader_{name}": v for name, v in summed_stats(rows["stats"]).items()})
+  out.update({f"reader_{name}": v for name, v in all_hosts_stats(scored.stats).items()})
   return out
 
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from rrpo_jax.train import faults
 from rrpo_jax.core import rewards as rewards_lib
+from rrpo_jax.core import sharding
 from rrpo_jax.reader import Passage, Request, Response, Scored, cache_key, response_as_score, score_as_response, score_key
 
 COUNTERS = (
@@ -64,16 +65,13 @@ class ScoreResult:
   ok: np.ndarray | None = None
 
 
-def summed_stats(per_host: np.ndarray) -> dict[str, float]:
-  """ScoreResult.stats of several hosts' scoring together: per_host float[P, len(COUNTERS)] (each
-  row counter_row(stats) of one host) summed, the rates derived again from the sums."""
-  total = np.asarray(per_host, np.float64).reshape(-1, len(COUNTERS)).sum(axis=0)
+def all_hosts_stats(stats: dict[str, float]) -> dict[str, float]:
+  """ScoreResult.stats of one step over every process: each counter summed over the processes,
+  the rates derived again from the sums. A collective (sharding.all_hosts_rows): every process
+  calls it with its own stats (on one process: these stats, the rates derived again)."""
+  row = np.array([stats[name] for name in COUNTERS], np.float64)[None]  # float64[1, len(COUNTERS)]
+  total = np.asarray(sharding.all_hosts_rows(row), np.float64).reshape(-1, len(COUNTERS)).sum(axis=0)
   return _derived(collections.Counter(dict(zip(COUNTERS, total.tolist()))))
-
-
-def counter_row(stats: dict[str, float]) -> np.ndarray:
-  """The counters of ScoreResult.stats as float64[len(COUNTERS)], in COUNTERS order."""
-  return np.array([stats[name] for name in COUNTERS], np.float64)
 
 
 def _derived(counts: collections.Counter) -> dict[str, float]:

@@ -6,6 +6,10 @@ the REPLUG LSR / Atlas perplexity-distillation target
   y_d = softmax_d(log q_d / T),  q_d = max_alias exp(mean token log p(alias | question, passage d alone)),
 over the question's valid candidates (T = sft.reader_temperature; N scoring calls a question, cached).
 The loss is then the cross-entropy H(y, softmax(s)), i.e. KL(y || softmax(s)) up to a constant.
+
+Settings: config.sft as one update.SFTConfig. Restore order: resume from <workdir>/checkpoints/sft
+(or, when it is complete, its final params) > the params the trainer hands in (model.init). The
+phase returns the params it made; the trainer hands them to RRPO (trainer.py's restore order).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from rrpo_jax.train import loop
 from rrpo_jax.train import restore
 from rrpo_jax.core import sharding
 from rrpo_jax.core import update as update_lib
+from rrpo_jax.core.update import SFTConfig
 from rrpo_jax.train.batches import labels_for, make_loader, model_inputs
 from rrpo_jax.train.scoring import ScoringStep, request
 
@@ -45,26 +50,38 @@ def reader_labels(scoring: ScoringStep, examples, n: int, *, temperature: float)
   return out
 
 
-def run(config, workdir: str, params, *, reranker, examples: list, dp: sharding.DataParallel, writer, readers=None):
-  """Warms up `params` (host pytree) on `examples` (the train split); returns the warmed-up params.
-  readers (readers.Readers): the training reader, for sft.labels="reader".
+def run(
+    config,
+    workdir: str,
+    start: restore.Snapshot,
+    *,
+    reranker,
+    examples: list,
+    dp: sharding.DataParallel,
+    writer,
+    readers=None,
+) -> restore.Snapshot:
+  """Warms up `start` (the trainer's: model.init) on `examples` (the train split); returns the sft
+  result. readers (readers.Readers): the training reader, for sft.labels="reader".
 
-  Resumes from <workdir>/checkpoints/sft; returns `params` unchanged when sft.steps is 0 or the
-  checkpoint is already complete (the next phase reads that checkpoint: restore.initial_params).
+  sft.steps = 0: `start` itself. Else the params of the final step, phase "sft": trained here from
+  `start`, resumed from <workdir>/checkpoints/sft, or, when that checkpoint is already complete,
+  the params read there (the trainer hands them to RRPO: nothing reads them again).
   """
   c = config
-  s = c.sft
+  s = SFTConfig.from_config(c.sft)
   if s.steps <= 0:
     logging.info("sft: skipped (sft.steps = 0)")
-    return params
+    return start
+  sft_dir = restore.ckpt_dir(workdir, "sft")
   ckpt = restore.checkpointer(c, workdir, "sft")
   last = ckpt.latest_step()
   if last is not None and last >= s.steps:  # done, unless the final step is damaged (checkpoint.fallback)
-    last = ckpt.read_params()[1]
-  if last is not None and last >= s.steps:
-    logging.info("sft: already done (%s step %d)", ckpt.directory, last)
-    ckpt.close()
-    return params
+    params, last = ckpt.read_params()
+    if last >= s.steps:
+      logging.info("sft: already done (%s step %d)", ckpt.directory, last)
+      ckpt.close()
+      return restore.Snapshot(params, "sft", last, sft_dir)
   tx = update_lib.make_optimizer(
       learning_rate=s.learning_rate,
       total_steps=s.steps,
@@ -72,12 +89,14 @@ def run(config, workdir: str, params, *, reranker, examples: list, dp: sharding.
       weight_decay=s.weight_decay,
       max_grad_norm=s.max_grad_norm,
   )
-  host = jax.tree.map(np.asarray, update_lib.TrainState.create(jax.tree.map(np.asarray, params), tx, window_capacity=1))
+  host = jax.tree.map(
+      np.asarray, update_lib.TrainState.create(jax.tree.map(np.asarray, start.params), tx, window_capacity=1)
+  )
   loader = make_loader(reranker, dp, examples, n=c.data.num_candidates, batch_size=s.batch_size, seed=c.seed)
   key = jax.random.key(c.seed + 1)  # dropout (update.device_key)
-  start = 0
+  resumed = 0  # the step the loop resumes after
   if last is not None:
-    host, key, start, _ = loop.resume(ckpt, "sft", host, key, loader, writer)
+    host, key, resumed, _ = loop.resume(ckpt, "sft", host, key, loader, writer)
   else:
     loop.fresh("sft", writer)
   sft_step = update_lib.make_sft_step(reranker.apply, tx, dp)
@@ -94,13 +113,13 @@ def run(config, workdir: str, params, *, reranker, examples: list, dp: sharding.
     state, m = sft_step(state, *dp.shard((model_inputs(b), b["where"], labels(b), b["query_mask"])), key)
     return state, {k: float(v) for k, v in jax.device_get(m).items()}
 
-  state = loop.run(
+  state, _ = loop.run(
       "sft",
       dp.replicate(host),
       iter(loader),
       step_fn,
       steps=s.steps,
-      start=start,
+      start=resumed,
       key=key,
       ckpt=ckpt,
       dp=dp,
@@ -109,4 +128,4 @@ def run(config, workdir: str, params, *, reranker, examples: list, dp: sharding.
       config=c,
       postfix=lambda m: {"loss": f"{m['loss']:.3f}"},
   )
-  return sharding.host_copy(dp, state).params
+  return restore.Snapshot(sharding.host_copy(dp, state).params, "sft", s.steps, sft_dir)

@@ -10,18 +10,29 @@ Modes (config.mode): "default" = sft -> rrpo -> eval; or a comma list of
   export  the policy (best or latest checkpoint) as a Hugging Face directory (report.py).
 Before any mode runs, every reader the run will call answers one check request (check_readers):
 a wrong base_url or model stops the run there, not after the warm-up.
-Each phase is a function of explicit inputs that returns what it made: the training phases take the
-current params and return new ones; evaluation scores the params it is handed. Restore order per
-phase: resume from <workdir>/checkpoints/<phase> > initialise from a given checkpoint or HF directory
-(rrpo.init_from, else the sft result, else model.init) > from scratch (models.py).
+Each phase is a function of explicit inputs that returns what it made: sft.run(start) -> the sft
+result, rrpo.run(start) -> (policy, reference, last periodic evaluation); evaluation and export
+score the params they are handed. The trainer holds those results (Held) and decides here, once,
+where each phase's params come from (the restore order), reading from disk only what it does not hold:
+  sft           model.init (sft resumes from <workdir>/checkpoints/sft itself);
+  rrpo          resume from <workdir>/checkpoints/rrpo (rrpo.run reads its own checkpoints) >
+                rrpo.init_from > the sft result (of this run, else the workdir's sft checkpoint) >
+                model.init (rrpo_start);
+  eval, export  the policy: RRPO's latest (or best: eval.checkpoint, export.which) step > the sft
+                result > rrpo.init_from > model.init (eval_policy); the frozen reference: RRPO's >
+                <workdir>/checkpoints/reference > what RRPO would start from (eval_reference).
+So mode=eval or mode=export alone scores what the workdir (or rrpo.init_from) holds. The kernel set
+(config.kernels: core/cpu_kernels.select) is chosen here, once, before any step is built.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import functools
 import os
 import time
+from typing import Any
 
 import jax
 from absl import logging
@@ -35,7 +46,7 @@ from rrpo_jax import paths
 from rrpo_jax.train import report
 from rrpo_jax.train import rrpo
 from rrpo_jax.train import sft
-from rrpo_jax.core import sharding
+from rrpo_jax.core import cpu_kernels, kernels, sharding
 from rrpo_jax.errors import ConfigError
 from rrpo_jax.config.validation import eval_systems, select_split, validate
 from rrpo_jax.data import splits
@@ -94,8 +105,60 @@ def storage_failure(e: OSError, workdir: str) -> WorkdirError | None:
   )
 
 
+@dataclasses.dataclass(frozen=True)
+class Held:
+  """What the trainer holds between phases: model.init's params, and the results of the training
+  phases that ran in this invocation (None: not run)."""
+
+  init: restore.Snapshot
+  sft: restore.Snapshot | None = None
+  rrpo: rrpo.Result | None = None
+
+
+def rrpo_start(config, workdir: str, held: Held) -> restore.Snapshot | None:
+  """RRPO's start (and frozen reference): None when RRPO resumes from the workdir, else
+  rrpo.init_from > the sft result (held, else the workdir's sft checkpoint) > model.init."""
+  if restore.resumes(workdir, "rrpo"):
+    return None
+  return fresh_start(config, workdir, held)
+
+
+def fresh_start(config, workdir: str, held: Held) -> restore.Snapshot:
+  """What RRPO starts from when it does not resume: rrpo.init_from > the sft result > model.init."""
+  if config.rrpo.init_from:
+    return restore.init_from(config)
+  if held.sft is not None and held.sft.phase == "sft":
+    return held.sft
+  return restore.sft_result(config, workdir) or held.init
+
+
+def eval_policy(config, workdir: str, held: Held, *, which: str) -> restore.Snapshot:
+  """The policy eval / export score: RRPO's latest or best (`which`) step > the sft result >
+  rrpo.init_from > model.init."""
+  c = config
+  if held.rrpo is not None or restore.resumes(workdir, "rrpo"):
+    return restore.phase_params(c, workdir, "rrpo", which=which, held=held.rrpo.policy if held.rrpo else None)
+  if held.sft is not None and held.sft.phase == "sft":
+    return held.sft
+  if restore.resumes(workdir, "sft"):
+    return restore.phase_params(c, workdir, "sft")
+  if c.rrpo.init_from:
+    return restore.init_from(c)
+  return held.init
+
+
+def eval_reference(config, workdir: str, held: Held) -> Any:
+  """The frozen reference eval scores: RRPO's (held, else <workdir>/checkpoints/reference), else
+  what RRPO would start from."""
+  if held.rrpo is not None:
+    return held.rrpo.reference
+  frozen = restore.frozen_reference(workdir)
+  return frozen if frozen is not None else fresh_start(config, workdir, held).params
+
+
 def _train_and_evaluate(config, workdir: str) -> dict | None:
   modes = validate(config, num_devices=jax.device_count())
+  kernels.use(cpu_kernels.select(config.kernels))  # the one kernel switch, before any step is built
   workdir = paths.absolute(workdir)
   paths.makedirs(workdir)
   writer = metrics_lib.MetricWriter(workdir)
@@ -103,7 +166,7 @@ def _train_and_evaluate(config, workdir: str) -> dict | None:
   dp = sharding.DataParallel(config.parallel)
   examples = functools.cache(functools.partial(splits.load, config.data))  # split -> examples, read once
   reranker = restore.build_reranker(config)
-  params = reranker.params  # model.init; each training phase returns the next
+  held = Held(init=restore.model_init(config, reranker))
   results = None
   t0 = time.perf_counter()
   with Readers(config, workdir) as readers:
@@ -112,10 +175,9 @@ def _train_and_evaluate(config, workdir: str) -> dict | None:
         report.run_eval, config, workdir, reranker=reranker, dp=dp, readers=readers, writer=writer
     )
 
-    def periodic_eval(step, policy_params, ref_params):  # RRPO's evaluations on eval.select_split
-      nonlocal results
+    def periodic_eval(step, policy_params, ref_params) -> dict:  # RRPO's evaluations on eval.select_split
       split = select_split(config)
-      results = evaluate(
+      return evaluate(
           examples=examples(split),
           split=split,
           step=step,
@@ -123,27 +185,29 @@ def _train_and_evaluate(config, workdir: str) -> dict | None:
           ref_params=ref_params,
           quiet=True,
       )
-      return evaluation.flat_metrics(results)
 
     try:
       for mode in modes:
         t = time.perf_counter()
         if mode == "sft":
-          params = sft.run(
-              config,
-              workdir,
-              params,
-              reranker=reranker,
-              examples=examples("train"),
-              dp=dp,
-              writer=writer,
-              readers=readers,
+          held = dataclasses.replace(
+              held,
+              sft=sft.run(
+                  config,
+                  workdir,
+                  held.init,
+                  reranker=reranker,
+                  examples=examples("train"),
+                  dp=dp,
+                  writer=writer,
+                  readers=readers,
+              ),
           )
         elif mode == "rrpo":
-          params = rrpo.run(
+          out = rrpo.run(
               config,
               workdir,
-              params,
+              rrpo_start(config, workdir, held),
               reranker=reranker,
               examples=examples("train"),
               dp=dp,
@@ -151,11 +215,15 @@ def _train_and_evaluate(config, workdir: str) -> dict | None:
               readers=readers,
               evaluate=periodic_eval,
           )
+          held = dataclasses.replace(held, rrpo=out)
+          if out.evaluation is not None:
+            results = out.evaluation
         elif mode == "eval":
-          results = run_eval(config, workdir, params, evaluate=evaluate, examples=examples, writer=writer)
+          results = run_eval(config, workdir, held, evaluate=evaluate, examples=examples, writer=writer)
           faults.point("eval.done")
         else:
-          report.run_export(config, workdir, params, reranker=reranker)
+          exported = eval_policy(config, workdir, held, which=config.export.which)
+          report.run_export(config, workdir, exported, reranker=reranker)
         logging.info("%s done in %.1f s", mode, time.perf_counter() - t)
     finally:
       writer.close()
@@ -186,14 +254,15 @@ def check_readers(config, workdir: str, modes, readers: Readers) -> None:
     readers.check("eval", scores=bool(c.eval.likelihood))
 
 
-def run_eval(config, workdir: str, params, *, evaluate, examples, writer) -> dict:
-  """The eval mode: the eval.checkpoint policy (else `params`) and the frozen reference on
-  data.eval_split, at the policy's RRPO step (0 for anything else). Its metrics row replaces any
-  row of the same evaluation (a periodic one of that step, or this mode's in a run killed after it)."""
+def run_eval(config, workdir: str, held: Held, *, evaluate, examples, writer) -> dict:
+  """The eval mode: the eval.checkpoint policy and the frozen reference (eval_policy, eval_reference:
+  what the trainer holds, else read) on data.eval_split, at the policy's RRPO step (0 for anything
+  else). Its metrics row replaces any row of the same evaluation (a periodic one of that step, or
+  this mode's in a run killed after it)."""
   e = config.eval
-  policy, origin = restore.policy_params(config, workdir, params, which=e.checkpoint)
-  step = origin["step"] if origin["phase"] == "rrpo" else 0
+  scored = eval_policy(config, workdir, held, which=e.checkpoint)
+  step = scored.step if scored.phase == "rrpo" else 0
   writer.drop("eval" + (f"_{e.name}" if e.name else ""), step)
-  reference = restore.reference_params(config, workdir, params) if "reference" in eval_systems(e) else None
+  ref = eval_reference(config, workdir, held) if "reference" in eval_systems(e) else None
   split = config.data.eval_split
-  return evaluate(examples=examples(split), split=split, step=step, policy_params=policy, ref_params=reference)
+  return evaluate(examples=examples(split), split=split, step=step, policy_params=scored.params, ref_params=ref)
