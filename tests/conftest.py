@@ -30,7 +30,7 @@ if _settings is not None:
 
 @pytest.fixture(scope="session", autouse=True)
 def kernel_set():
-  """The kernel set rrpo_jax.main chooses by default (config.kernels="auto": the CPU kernels on the
+  """The kernel set the trainer chooses by default (config.kernels="auto": the CPU kernels on the
   CPU backend), so that tests run the product's path; tests/test_kernels.py switches with
   kernels.using."""
   from rrpo_jax.core import cpu_kernels, kernels  # pylint: disable=import-outside-toplevel  (after the env above)

@@ -1,7 +1,7 @@
 """The kernel sets (rrpo_jax/core/kernels.py, cpu_kernels.py): the one switch (config.kernels ->
-cpu_kernels.select, applied by the entry point), and the library path, forced here with
+cpu_kernels.select, applied by the trainer), and the library path, forced here with
 kernels.using(kernels.LIBRARY), giving valid results with the same laws. The other tests run the set
-the entry point would choose (tests/conftest.py: the CPU kernels on the CPU backend)."""
+the trainer would choose (tests/conftest.py: the CPU kernels on the CPU backend)."""
 
 import os
 
@@ -36,29 +36,23 @@ def test_select_and_using():
   assert kernels.active() is before
 
 
-def test_entry_point_applies_config_kernels(monkeypatch, capsys, tmp_path):
-  from absl import flags  # pylint: disable=import-outside-toplevel
-
-  from rrpo_jax import main as entry  # pylint: disable=import-outside-toplevel
+def test_the_trainer_applies_config_kernels(monkeypatch, tmp_path):
+  from rrpo_jax import config as config_lib  # pylint: disable=import-outside-toplevel
+  from rrpo_jax.errors import ConfigError  # pylint: disable=import-outside-toplevel
   from rrpo_jax.train import trainer  # pylint: disable=import-outside-toplevel
 
   seen = []
-  monkeypatch.setattr(entry.malloc, "configure", lambda choice="auto": True)
-  monkeypatch.setattr(trainer, "train_and_evaluate", lambda config, workdir: seen.append(kernels.active().name))
-  with kernels.using(kernels.active()):  # the state main sets is put back after the test
-    flags.FLAGS(["main", f"--config={ROOT}/configs/smoke.py", f"--workdir={tmp_path}"])
-    try:
-      for choice in ("library", "cpu"):
-        flags.FLAGS.config.kernels = choice  # as --config.kernels=<choice>
-        entry.main(["main"])
-        assert seen[-1] == choice
-      flags.FLAGS.config.kernels = "gpu"
-      with pytest.raises(SystemExit) as exit_info:
-        entry.main(["main"])
-    finally:
-      flags.FLAGS.unparse_flags()
-  assert exit_info.value.code == 1 and len(seen) == 2
-  assert "config.kernels: must be 'auto', 'cpu' or 'library', got 'gpu'" in capsys.readouterr().err
+  monkeypatch.setattr(trainer, "_train_and_evaluate", lambda config, workdir: seen.append(kernels.active().name))
+  config = config_lib.get_config()
+  with kernels.using(kernels.active()):  # the state the trainer sets is put back after the test
+    for choice in ("library", "cpu"):
+      config.kernels = choice  # as --config.kernels=<choice>
+      trainer.train_and_evaluate(config, str(tmp_path))
+      assert seen[-1] == choice
+    config.kernels = "gpu"
+    with pytest.raises(ConfigError, match="config.kernels"):
+      trainer.train_and_evaluate(config, str(tmp_path))
+  assert len(seen) == 2
 
 
 def test_cpu_kernels_match_the_library_where_they_must():

@@ -124,7 +124,7 @@ def test_entry_point_sets_the_policy_first(monkeypatch, capsys, tmp_path):
   events = []
   monkeypatch.setattr(malloc, "configure", lambda choice="auto": events.append(("malloc", choice)) or True)
   monkeypatch.setattr(entry, "init_distributed", lambda dist: events.append(("distributed", dist.enabled)))
-  monkeypatch.setattr(train, "train_and_evaluate", lambda config, workdir: events.append(("train", workdir)))
+  monkeypatch.setattr(trainer, "train_and_evaluate", lambda config, workdir: events.append(("train", workdir)))
   flags.FLAGS(["main", f"--config={ROOT}/configs/smoke.py", f"--workdir={tmp_path}"])
   try:
     entry.main(["main"])

@@ -77,6 +77,7 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
   problem = paths.backend_problem(workdir)
   if problem:
     raise ConfigError(f"--workdir {problem}")
+  kernels.use(cpu_kernels.select(config.kernels))  # the one kernel switch, before any step is built
   try:
     return _train_and_evaluate(config, workdir)
   except OSError as e:
@@ -158,7 +159,6 @@ def eval_reference(config, workdir: str, held: Held) -> Any:
 
 def _train_and_evaluate(config, workdir: str) -> dict | None:
   modes = validate(config, num_devices=jax.device_count())
-  kernels.use(cpu_kernels.select(config.kernels))  # the one kernel switch, before any step is built
   workdir = paths.absolute(workdir)
   paths.makedirs(workdir)
   writer = metrics_lib.MetricWriter(workdir)
