@@ -1,4 +1,4 @@
-"""Packed ModernBERT batches (rrpo_jax.models.packing, modeling_modernbert.packed_scores): the placement
+"""Packed ModernBERT batches (rrpo_jax.models.packing, modernbert.packed_scores): the placement
 arithmetic, and packed scores and gradients equal to the padded ones on tiny random models, through
 the encoder, Reranker.apply and the data-parallel warm-up step."""
 

@@ -1,4 +1,4 @@
-"""Hugging Face <-> Flax weights for the rerankers (modeling*.py: BERT, XLM-R, ModernBERT, Qwen3):
+"""Hugging Face <-> Flax weights for the rerankers (cross_encoder.py, modernbert.py, qwen3.py):
 state dict <-> nested Flax params through the family's name table (hf_tables.py), shape checks,
 and the weight files (safetensors, single or sharded; legacy pytorch_model.bin through torch's
 weights-only unpickler).

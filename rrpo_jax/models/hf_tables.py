@@ -1,4 +1,4 @@
-"""Hugging Face <-> Flax weight names, one declarative table per family (modeling*.py).
+"""Hugging Face <-> Flax weight names, one declarative table per family (models/cross_encoder.py, modernbert.py, qwen3.py).
 
 A row is (HF state-dict name, Flax parameter path, kind, in base model?). Kinds: "dense" (a torch
 Linear weight [out, in] is the Flax kernel [in, out] transposed), "copy" (same array: biases,

@@ -5,7 +5,7 @@ A checkpoint of a phase (sft or rrpo) holds two items:
   extra: JSON -- the data loader position, the phase, and a pointer to the frozen reference.
 Kept: the latest `keep` steps plus the best one by an eval metric (when metrics were given).
 
-Restore order used by the trainer (train.py): resume from this directory if it holds a step >
+Restore order used by the trainer (trainer.py): resume from this directory if it holds a step >
 initialise from a given checkpoint or Hugging Face directory > from scratch.
 
 Failures. A write that fails (disk full, unwritable directory; orbax reports a failed asynchronous

@@ -9,7 +9,7 @@ At the n-th time (default the first) this process reaches <point>, do <action>:
 A line "rrpo_jax fault: <action> at <point>@<n>" goes to stderr first. Unset (always, outside
 tests), point() costs one comparison.
 
-Points (loop.py, scoring.py, train.py); the phase loop's name the step, so that they do not depend on
+Points (loop.py, scoring.py, trainer.py); the phase loop's name the step, so that they do not depend on
 where a resumed run starts (rrpo.saving.3: while step 3's checkpoint is written):
   <phase>.step.<s>       sft / rrpo: step s computed, before its metrics row
   <phase>.logged.<s>     after the metrics row, before the periodic evaluation and checkpoint

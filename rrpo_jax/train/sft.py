@@ -62,7 +62,7 @@ def run(
     readers=None,
 ) -> restore.Snapshot:
   """Warms up `start` (the trainer's: model.init) on `examples` (the train split); returns the sft
-  result. readers (readers.Readers): the training reader, for sft.labels="reader".
+  result. readers (reader_pool.Readers): the training reader, for sft.labels="reader".
 
   sft.steps = 0: `start` itself. Else the params of the final step, phase "sft": trained here from
   `start`, resumed from <workdir>/checkpoints/sft, or, when that checkpoint is already complete,
