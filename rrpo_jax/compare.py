@@ -5,8 +5,9 @@
   python -m rrpo_jax.compare runs/a_f0,runs/a_f1 --systems=policy:reference   # two systems, same runs
 
 A and B each name a run or a comma list of runs. A run is a workdir (its results.json names the
-evaluated step, whose per-question rows are in eval/step_N/results.json), such an
-eval/step_N/results.json, or a directory holding one: a local path or a gs:// (s3://, az://) URI.
+evaluated step, whose per-question rows are in eval/step_N/results.json), a named evaluation's
+results_NAME.json (rows in eval/NAME/step_N/: the transfer reader's results_transfer.json), such an
+eval/.../step_N/results.json, or a directory holding one: a local path or a gs:// (s3://, az://) URI.
 A comma list pools the runs' per-question rows (the folds of a cross-fitted experiment,
 data.folds: each fold's run reports on the questions it did not train on), so the comparison runs
 over all of them; a question in two runs of one side is an error naming both runs. B left out
@@ -54,8 +55,10 @@ def per_query_results(path: str) -> tuple[str, dict]:
   data = _load(path)
   if "per_query" in data:
     return path, data
-  if "step" in data:  # a workdir's top-level results.json: the rows are under eval/step_N/
-    inner = paths.join(os.path.dirname(paths.absolute(path)), "eval", f"step_{data['step']}", "results.json")
+  if "step" in data:  # a workdir's results.json (rows under eval/step_N/) or results_NAME.json (eval/NAME/step_N/)
+    base = os.path.basename(path)
+    where = ("eval", base[len("results_") : -len(".json")]) if base.startswith("results_") else ("eval",)
+    inner = paths.join(os.path.dirname(paths.absolute(path)), *where, f"step_{data['step']}", "results.json")
     if paths.isfile(inner):
       return inner, _load(inner)
     raise CompareError(f"{path}: names step {data['step']}, but {inner} is missing")

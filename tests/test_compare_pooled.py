@@ -3,6 +3,7 @@ two systems of the same runs, the pooled results file."""
 
 import json
 import math
+import pathlib
 
 import pytest
 
@@ -107,3 +108,15 @@ def test_sides_covering_different_questions_report_the_counts(folds):
   text = compare.run([f"{folds['a_f0']},{folds['a_f1']}", folds["b_f0"], "--resamples=500"])
   assert "paired over the 20 questions both evaluated (20 of A and 0 of B have no partner" in text
   assert "(40 questions)" in text and "(20 questions)" in text
+
+
+def test_a_named_evaluation_reads_its_own_rows(folds, tmp_path):
+  """results_transfer.json names its step; the rows are under eval/transfer/step_N/, not eval/step_N/."""
+  run = pathlib.Path(folds["a_f0"])
+  qids = [f"q{i}" for i in range(20)]
+  rows = {"per_query": {"policy": _rows(qids, [1] * 20), "reference": _rows(qids, [0] * 20)}}
+  paths.write_text(str(run / "eval" / "transfer" / "step_5" / "results.json"), json.dumps({"step": 5, **rows}))
+  paths.write_text(str(run / "results_transfer.json"), json.dumps({"step": 5, "systems": {}}))
+  out = json.loads(compare.run([str(run / "results_transfer.json"), "--systems=policy:reference", "--json"]))
+  assert out["em"]["diff"] == pytest.approx(100.0) and out["a"]["path"].endswith("eval/transfer/step_5/results.json")
+  assert json.loads(compare.run([folds["a_f0"], "--systems=policy:reference", "--json"]))["em"]["diff"] == 50.0

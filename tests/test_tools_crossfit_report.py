@@ -1,0 +1,118 @@
+"""tools/crossfit_report.py: the cross-fitted experiment's pooled comparisons, on written fold runs."""
+
+import importlib.util
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from rrpo_jax.core import stats
+
+TOOL = pathlib.Path(__file__).parents[1] / "tools" / "crossfit_report.py"
+FOLD_QIDS = ([f"q{i}" for i in range(20)], [f"q{i}" for i in range(20, 40)])
+
+
+def _tool():
+  spec = importlib.util.spec_from_file_location("crossfit_report", TOOL)
+  mod = importlib.util.module_from_spec(spec)
+  sys.modules["crossfit_report"] = mod  # its dataclasses look their module up
+  spec.loader.exec_module(mod)
+  return mod
+
+
+def _rows(qids, f1):
+  return [{"qid": q, "em": float(v == 1.0), "f1": float(v), "hit": float(v > 0), "q": 0.5} for q, v in zip(qids, f1)]
+
+
+def _run(root, name, qids, systems, *, results="results.json", step=7):
+  """A workdir whose results file names step 7 and whose rows sit where the trainer writes them."""
+  d = root / name
+  where = d / "eval" / results[len("results_") : -len(".json")] if results != "results.json" else d / "eval"
+  (where / f"step_{step}").mkdir(parents=True, exist_ok=True)
+  per_query = {s: _rows(qids, v) for s, v in systems.items()}
+  (where / f"step_{step}" / "results.json").write_text(json.dumps({"step": step, "k": 3, "per_query": per_query}))
+  (d / results).write_text(json.dumps({"step": step, "k": 3, "systems": {}}))
+
+
+@pytest.fixture
+def runs(tmp_path):
+  """Seed 0 on both folds (with transfer), seed 1 on fold 0 only, the reader warm-ups on both folds.
+  Per fold: the policy's F1 is 1 on 12 questions, the reference's on 8 (the same 8), BM25's on 10."""
+  pol, ref, bm25 = [1.0] * 12 + [0.0] * 8, [1.0] * 8 + [0.0] * 12, [0.0] * 10 + [1.0] * 10
+  for f, qids in enumerate(FOLD_QIDS):
+    _run(tmp_path, f"nq_cf_rrpo_s0_f{f}", qids, {"policy": pol, "reference": ref, "retriever": bm25})
+    transfer = {"policy": [0.5] * 20, "reference": [0.25] * 20}
+    _run(tmp_path, f"nq_cf_rrpo_s0_f{f}", qids, transfer, results="results_transfer.json")
+    _run(tmp_path, f"nq_cf_sft_reader_f{f}", qids, {"reference": [1.0] * 10 + [0.0] * 10})
+  _run(tmp_path, "nq_cf_rrpo_s1_f0", FOLD_QIDS[0], {"policy": pol, "reference": ref, "retriever": bm25})
+  return tmp_path
+
+
+def test_pooled_comparisons_targets_and_missing_runs(runs, tmp_path):
+  out = tmp_path / "results"
+  text, failed = _tool().report(str(runs), "nq_cf", "paper", str(out), resamples=300)
+  assert not failed
+  saved = json.loads((out / "pooled.json").read_text())
+  by_name = {c["name"]: c for c in saved["comparisons"]}
+  primary = by_name["RRPO s0 - its initialisation"]
+  # 4 of 20 questions per fold gain 1.0 F1: pooled +20.00 over 40 questions, the same on each fold.
+  assert primary["questions"]["common"] == 40 and primary["f1"]["diff"] == pytest.approx(20.0)
+  assert [f["f1"]["diff"] for f in primary["folds"]] == pytest.approx([20.0, 20.0])
+  assert [f["n"] for f in primary["folds"]] == [20, 20]
+  assert primary["target"] == {"kind": "primary", "verdict": "met"} and "q" in primary
+  assert primary["a"]["mean"]["f1"] == pytest.approx(60.0) and primary["b"]["mean"]["f1"] == pytest.approx(40.0)
+  direct = stats.compare_rows(
+      [r for f in FOLD_QIDS for r in _rows(f, [1.0] * 12 + [0.0] * 8)],
+      [r for f in FOLD_QIDS for r in _rows(f, [1.0] * 8 + [0.0] * 12)],
+      metrics=("em", "f1", "hit", "q"),
+      resamples=300,
+  )
+  assert primary["f1"] == direct["f1"] and primary["em"] == direct["em"]
+  # RRPO - BM25 order: 12 vs 10 per fold, different questions: +10.00.
+  assert by_name["RRPO s0 - BM25 order"]["f1"]["diff"] == pytest.approx(10.0)
+  # the reader warm-up's rows against the RRPO runs' BM25 rows (its runs evaluate the reference only)
+  assert by_name["reader-preference warm-up - BM25 order"]["f1"]["diff"] == pytest.approx(0.0)
+  assert by_name["RRPO s0 - reader-preference warm-up"]["f1"]["diff"] == pytest.approx(10.0)
+  # transfer: the rows of eval/transfer/step_7, not the training reader's
+  transfer = by_name["transfer (SmolLM2-135M): RRPO s0 - its initialisation"]
+  assert transfer["f1"]["diff"] == pytest.approx(25.0) and transfer["target"]["verdict"] == "met"
+  assert all("/eval/transfer/step_7/" in f for f in transfer["a"]["files"])
+  # seed 1 has one fold: waiting, not compared on half the questions
+  assert "RRPO s1 - its initialisation" not in by_name
+  assert any("nq_cf_rrpo_s1_f1/results.json" in m for m in saved["missing"])
+  assert "Not yet evaluated:" in text and "| RRPO s0 - its initialisation | 40 |" in text and "| met |" in text
+  assert (out / "nq_cf_rrpo_s0_f1_rows.json").is_file() and (out / "nq_cf_rrpo_s0_f1_transfer_rows.json").is_file()
+
+
+def test_targets_not_met():
+  tool = _tool()
+  c = lambda diff, lo, hi: {"f1": {"diff": diff, "ci95": [lo, hi]}}  # noqa: E731
+  assert tool.verdict(c(0.9, 0.1, 1.7), "primary") == "not met"  # above 0 but under +1.0
+  assert tool.verdict(c(1.4, -0.2, 3.0), "primary") == "not met"  # interval includes 0
+  assert tool.verdict(c(-0.5, -1.9, -0.1), "not_below_0") == "not met"
+  assert tool.verdict(c(-0.5, -1.9, 0.8), "not_below_0") == "met"
+  assert tool.verdict(c(3.0, 1.0, 5.0), "") is None
+
+
+def test_reward_choice_picks_the_runs_and_bad_files_are_named(runs, tmp_path):
+  (runs / "nq_cf_reward_choice.json").write_text(json.dumps({"reward": "ll"}))
+  text, _ = _tool().report(str(runs), "nq_cf", "auto", None, resamples=100)
+  assert "reward: ll" in text and "nq_cf_rrpo_s0_f0_ll/results.json" in text  # the _ll runs do not exist yet
+  # a fold file without the system a comparison needs: listed with the file, exit status 2
+  (runs / "nq_cf_reward_choice.json").unlink()
+  rows = runs / "nq_cf_sft_reader_f1" / "eval" / "step_7" / "results.json"
+  rows.write_text(json.dumps({"step": 7, "per_query": {"policy": []}}))
+  p = subprocess.run(
+      [sys.executable, str(TOOL), f"--runs={runs}", "--resamples=100"], capture_output=True, text=True, check=False
+  )
+  assert p.returncode == 2 and "reward_choice.json: missing" in p.stderr
+  p = subprocess.run(
+      [sys.executable, str(TOOL), f"--runs={runs}", "--reward=paper", "--resamples=100"],
+      capture_output=True,
+      text=True,
+      check=False,
+  )
+  assert p.returncode == 2, p.stderr
+  assert "Cannot compare" in p.stdout and f"{rows}: field 'per_query.reference': missing" in p.stdout

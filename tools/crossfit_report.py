@@ -1,0 +1,271 @@
+"""The pooled report of a cross-fitted experiment (docs/results.md, "Cross-fitted NQ"): every
+pre-registered comparison over both folds' held-out rows, as markdown tables and one JSON file.
+
+  python tools/crossfit_report.py [--runs=runs/exp] [--exp=nq_cf] [--reward=auto] [--out=results/nq_cf]
+
+Reads the fold workdirs <runs>/<exp>_rrpo_s<S>_f<F><suffix> (suffix "_ll" when the reward rule chose
+the likelihood reward: --reward=auto reads <runs>/<exp>_reward_choice.json), their transfer
+evaluations (results_transfer.json) and the reader-preference warm-ups <exp>_sft_reader_f<F>. Each
+side of a comparison pools the two folds' per-question rows (rrpo_jax.compare.pooled_rows: the folds
+must hold disjoint questions); the difference is A - B x100 with the 95% paired-bootstrap interval,
+the paired t-test's p and the minimum detectable effect at 80% power. A comparison whose runs are
+not all evaluated yet is listed as missing, so the report can be drawn while the queue runs.
+
+Writes <out>/pooled.json (every comparison, each fold's difference, the pooled system means and the
+targets' verdicts) and <out>/<run>_rows.json (each run's per-question rows, copied from its workdir).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from rrpo_jax import compare  # noqa: E402  pylint: disable=g-import-not-at-top
+from rrpo_jax.core import stats  # noqa: E402  pylint: disable=g-import-not-at-top
+
+FOLDS = (0, 1)
+SEEDS = (0, 1)
+METRICS = ("em", "f1", "hit")
+
+
+@dataclasses.dataclass(frozen=True)
+class Side:
+  """One side of a comparison: a system of the folds' runs (`results` names the results file)."""
+
+  runs: tuple[str, ...]
+  system: str
+  results: str = "results.json"
+
+  def spec(self, root: str) -> str:
+    return ",".join(os.path.join(root, r, self.results) for r in self.runs)
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+  name: str
+  a: Side
+  b: Side
+  target: str = ""  # "primary": diff >= +1.0 and interval above 0; "not_below_0": upper end >= 0
+
+
+def plan(exp: str, suffix: str) -> list[Comparison]:
+  """The pre-registered comparisons, primary first."""
+  rrpo = lambda s: tuple(f"{exp}_rrpo_s{s}_f{f}{suffix}" for f in FOLDS)  # noqa: E731
+  reader_warmup = tuple(f"{exp}_sft_reader_f{f}" for f in FOLDS)
+  out = [
+      Comparison(f"RRPO s{s} - its initialisation", Side(rrpo(s), "policy"), Side(rrpo(s), "reference"), "primary")
+      for s in SEEDS
+  ]
+  for s in SEEDS:
+    out.append(
+        Comparison(f"RRPO s{s} - BM25 order", Side(rrpo(s), "policy"), Side(rrpo(s), "retriever"), "not_below_0")
+    )
+  for s in SEEDS:
+    out.append(
+        Comparison(f"RRPO s{s} - reader-preference warm-up", Side(rrpo(s), "policy"), Side(reader_warmup, "reference"))
+    )
+  out.append(Comparison("has_answer warm-up - BM25 order", Side(rrpo(0), "reference"), Side(rrpo(0), "retriever")))
+  # the warm-up runs evaluate their reference only (launch/nq_crossfit_queue.sh): BM25 from the RRPO runs
+  out.append(
+      Comparison("reader-preference warm-up - BM25 order", Side(reader_warmup, "reference"), Side(rrpo(0), "retriever"))
+  )
+  out.append(
+      Comparison(
+          "reader-preference warm-up - has_answer warm-up", Side(reader_warmup, "reference"), Side(rrpo(0), "reference")
+      )
+  )
+  for s in SEEDS:
+    t = "results_transfer.json"
+    out.append(
+        Comparison(
+            f"transfer (SmolLM2-135M): RRPO s{s} - its initialisation",
+            Side(rrpo(s), "policy", t),
+            Side(rrpo(s), "reference", t),
+            "not_below_0",
+        )
+    )
+  return out
+
+
+def reward_suffix(runs: str, exp: str, reward: str) -> str:
+  if reward == "auto":
+    path = os.path.join(runs, f"{exp}_reward_choice.json")
+    if not os.path.isfile(path):
+      raise compare.CompareError(f"{path}: missing (apply the reward rule first, or pass --reward=paper|ll)")
+    reward = json.loads(open(path, encoding="utf-8").read())["reward"]
+  if reward not in ("paper", "ll"):
+    raise compare.CompareError(f"--reward={reward!r}: expected auto, paper or ll")
+  return "_ll" if reward == "ll" else ""
+
+
+def _missing(root: str, side: Side) -> list[str]:
+  return [
+      os.path.join(root, r, side.results) for r in side.runs if not os.path.isfile(os.path.join(root, r, side.results))
+  ]
+
+
+def _metrics(rows_a: list[dict], rows_b: list[dict]) -> tuple[str, ...]:
+  extra = ("q",) if all("q" in r for r in rows_a + rows_b) else ()
+  return METRICS + extra
+
+
+def verdict(c: dict, target: str) -> str | None:
+  """The target's verdict on F1 (None for a comparison without one)."""
+  f1 = c["f1"]
+  lo, hi = f1["ci95"]
+  if target == "primary":
+    return "met" if f1["diff"] >= 1.0 and lo > 0 else "not met"
+  if target == "not_below_0":
+    return "met" if hi >= 0 else "not met"
+  return None
+
+
+def evaluate(root: str, comp: Comparison, resamples: int) -> dict:
+  """The pooled comparison, each fold's F1 difference and both sides' pooled means."""
+  files_a, rows_a, _ = compare.pooled_rows(comp.a.spec(root), comp.a.system)
+  files_b, rows_b, _ = compare.pooled_rows(comp.b.spec(root), comp.b.system)
+  metrics = _metrics(rows_a, rows_b)
+  result = stats.compare_rows(rows_a, rows_b, metrics=metrics, resamples=resamples)
+  folds = []
+  for fa in files_a:  # fold f of side A against the rows of side B it shares (the same fold's questions)
+    fold_rows = [r for r in rows_a if r["run"] == fa]
+    c = stats.compare_rows(fold_rows, rows_b, metrics=("f1",), resamples=resamples)
+    folds.append({"run": fa, "n": c["questions"]["common"], "f1": c["f1"]})
+  means = lambda rows: {m: 100 * sum(r[m] for r in rows) / len(rows) for m in metrics}  # noqa: E731
+  out = {
+      "name": comp.name,
+      "a": {
+          "runs": list(comp.a.runs),
+          "files": files_a,
+          "system": comp.a.system,
+          "n": len(rows_a),
+          "mean": means(rows_a),
+      },
+      "b": {
+          "runs": list(comp.b.runs),
+          "files": files_b,
+          "system": comp.b.system,
+          "n": len(rows_b),
+          "mean": means(rows_b),
+      },
+      **result,
+      "folds": folds,
+      "resamples": resamples,
+  }
+  if comp.target:
+    out["target"] = {"kind": comp.target, "verdict": verdict(result, comp.target)}
+  return out
+
+
+def _cell(c: dict) -> str:
+  lo, hi = c["ci95"]
+  return f"{c['diff']:+.2f} [{lo:+.2f}, {hi:+.2f}], p={c['p']:.2g}"
+
+
+def table(done: list[dict]) -> list[str]:
+  lines = [
+      "| paired difference (x100, 95% CI, p) | n | EM | F1 | F1 mde80 | F1 per fold | F1 differs on | target |",
+      "|---|---|---|---|---|---|---|---|",
+  ]
+  for c in done:
+    per_fold = " / ".join(f"{f['f1']['diff']:+.2f}" for f in c["folds"])
+    target = c.get("target", {}).get("verdict") or ""
+    lines.append(
+        f"| {c['name']} | {c['questions']['common']:,} | {_cell(c['em'])} | {_cell(c['f1'])} | "
+        f"{c['f1']['mde80']:.2f} | {per_fold} | {100 * c['f1']['differ']:.0f}% | {target} |"
+    )
+  return lines
+
+
+def systems_table(done: list[dict]) -> list[str]:
+  """Pooled means of each distinct (runs, system) side met in the comparisons."""
+  seen: dict[tuple, dict] = {}
+  for c in done:
+    for side in ("a", "b"):
+      s = c[side]
+      seen.setdefault((tuple(s["files"]), s["system"]), s)
+  lines = ["| runs (pooled folds) | system | reader | n | EM | F1 | hit | q |", "|---|---|---|---|---|---|---|---|"]
+  for (files, system), s in seen.items():
+    m = s["mean"]
+    reader = "transfer" if any("/transfer/" in f for f in files) else "training"
+    q = f"{m['q']:.2f}" if "q" in m else "-"
+    lines.append(
+        f"| {', '.join(s['runs'])} | {system} | {reader} | {s['n']:,} | {m['em']:.2f} | {m['f1']:.2f} | "
+        f"{m['hit']:.2f} | {q} |"
+    )
+  return lines
+
+
+def _copy_rows(root: str, comps: list[Comparison], out: str) -> list[str]:
+  written = []
+  for comp in comps:
+    for side in (comp.a, comp.b):
+      for run in side.runs:
+        src = os.path.join(root, run, side.results)
+        if not os.path.isfile(src):
+          continue
+        path, data = compare.per_query_results(src)
+        tag = "" if side.results == "results.json" else "_" + side.results[len("results_") : -len(".json")]
+        dest = os.path.join(out, f"{run}{tag}_rows.json")
+        if dest not in written:
+          with open(dest, "w", encoding="utf-8") as f:
+            json.dump({"source": path, **data}, f)
+          written.append(dest)
+  return written
+
+
+def report(runs: str, exp: str, reward: str, out: str | None, resamples: int = stats.RESAMPLES) -> tuple[str, bool]:
+  """(the markdown report, whether a comparison failed on a malformed file)."""
+  suffix = reward_suffix(runs, exp, reward)
+  comps = plan(exp, suffix)
+  done, missing, failed = [], [], []
+  for comp in comps:
+    gaps = _missing(runs, comp.a) + _missing(runs, comp.b)
+    if gaps:
+      missing.append(f"- {comp.name}: waits for {', '.join(sorted(set(gaps)))}")
+      continue
+    try:
+      done.append(evaluate(runs, comp, resamples))
+    except compare.CompareError as e:
+      failed.append(f"- {comp.name}: {e}")
+  lines = [f"Cross-fitted report of {exp} (reward: {'ll' if suffix else 'paper'}), pooled over folds {FOLDS}", ""]
+  if done:
+    lines += systems_table(done) + [""] + table(done) + [""]
+  if missing:
+    lines += ["Not yet evaluated:", *missing, ""]
+  if failed:
+    lines += ["Cannot compare (fix these files):", *failed, ""]
+  if out:
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "pooled.json"), "w", encoding="utf-8") as f:
+      json.dump(
+          {"exp": exp, "reward_suffix": suffix, "comparisons": done, "missing": missing, "failed": failed}, f, indent=1
+      )
+    copied = _copy_rows(runs, comps, out)
+    lines.append(f"wrote {os.path.join(out, 'pooled.json')} and {len(copied)} per-run row files")
+  return "\n".join(lines), bool(failed)
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--runs", default="runs/exp")
+  p.add_argument("--exp", default="nq_cf")
+  p.add_argument("--reward", default="auto", help="auto (the rule's choice), paper or ll")
+  p.add_argument("--out", default=None, help="e.g. results/nq_cf")
+  p.add_argument("--resamples", type=int, default=stats.RESAMPLES)
+  a = p.parse_args(argv)
+  try:
+    text, failed = report(a.runs, a.exp, a.reward, a.out, a.resamples)
+  except compare.CompareError as e:
+    print(f"crossfit_report: {e}", file=sys.stderr)
+    return 2
+  print(text)
+  return 2 if failed else 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
