@@ -14,12 +14,7 @@ export PYTHONPATH=$CODE
 CFG=$CODE/configs/experiments/nq_crossfit.py
 PILOT=runs/exp/nq_cf_pilot_sft_has_answer_f0/checkpoints/sft
 RULE=$(cd "$(dirname "$0")/.." && pwd)/tools/crossfit_reward_rule.py
-done_() { [ -f "runs/exp/$1/${2:-results.json}" ]; }
-run() { local name=$1 wd=$2 res=$3; shift 3
-  if done_ "$wd" "$res"; then echo "== skip $name (runs/exp/$wd/$res exists)"; return 0; fi
-  echo "== $(date -u +%H:%M:%S) start $name"
-  nice -n 5 python -m rrpo_jax.main "$@" --workdir=runs/exp/$wd > runs/exp/$name.log 2>&1
-  local rc=$?; echo "== $(date -u +%H:%M:%S) end $name rc=$rc"; return $rc; }
+source "$(dirname "$0")/crossfit_queue_lib.sh"  # run NAME WORKDIR RESULTS ARGS...
 # 0. the 100-step has_answer warm-up pilot of fold 0 (the learnability check starts from it)
 run pilot_sft_has_answer_f0 nq_cf_pilot_sft_has_answer_f0 results.json --config=$CFG:sft=has_answer,fold=0 \
   --config.sft.steps=100 --config.sft.warmup_steps=10 || exit 1

@@ -10,7 +10,15 @@ from absl import flags
 from ml_collections import config_flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPTS = ["local.sh", "tpu_pod.sh", "slurm_gpu.sbatch", "reader_vllm.sh", "nq_crossfit_queue.sh"]
+SCRIPTS = [
+    "local.sh",
+    "tpu_pod.sh",
+    "slurm_gpu.sbatch",
+    "reader_vllm.sh",
+    "nq_crossfit_queue.sh",
+    "hotpotqa_crossfit_queue.sh",
+    "crossfit_queue_lib.sh",
+]
 
 
 def bash(*args, env=None):
