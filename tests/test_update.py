@@ -202,6 +202,22 @@ def test_schedule_counts_batches_under_accumulation():
   np.testing.assert_allclose(seen, [1.0], rtol=1e-4)  # Adam eps and float32 rounding
 
 
+def test_optimizer_for_reads_each_phase_s_settings():
+  """RRPOConfig accumulates over grad_accum batches; SFTConfig has no such field and updates every
+  batch; both with their own rate, schedule and clipping (the same chain as make_optimizer's)."""
+  rrpo = U.RRPOConfig(learning_rate=1.0, steps=8, warmup_steps=4, weight_decay=0.0, max_grad_norm=None, grad_accum=4)
+  sft = U.SFTConfig(learning_rate=0.5, steps=4, weight_decay=0.0, max_grad_norm=None)
+  seen = {}
+  for name, settings in (("rrpo", rrpo), ("sft", sft)):
+    tx, params = U.optimizer_for(settings), {"w": jnp.zeros(1)}
+    opt_state, seen[name] = tx.init(params), []
+    for _ in range(settings.steps):
+      upd, opt_state = tx.update({"w": jnp.ones(1)}, opt_state, params)
+      seen[name].append(-float(upd["w"][0]))
+  np.testing.assert_allclose(seen["rrpo"], [0, 0, 0, 0, 0, 0, 0, 1.0], atol=1e-4)  # as the test above
+  np.testing.assert_allclose(seen["sft"], [0.5, 0.375, 0.25, 0.125], rtol=1e-4)  # linear decay from the peak
+
+
 def test_data_parallel_map_for_scoring_and_sft():
   batch, params = make_batch()
   full = np.asarray(linear_scorer(params, batch.inputs, key=None))

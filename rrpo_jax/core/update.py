@@ -185,6 +185,19 @@ def make_optimizer(
   return tx
 
 
+def optimizer_for(settings: RRPOConfig | SFTConfig) -> optax.GradientTransformation:
+  """make_optimizer from a phase's typed settings: the same-named fields of RRPOConfig and SFTConfig
+  (learning_rate, steps, warmup_steps, weight_decay, max_grad_norm; grad_accum where the phase has it)."""
+  return make_optimizer(
+      learning_rate=settings.learning_rate,
+      total_steps=settings.steps,
+      warmup_steps=settings.warmup_steps,
+      weight_decay=settings.weight_decay,
+      max_grad_norm=settings.max_grad_norm,
+      accumulation_steps=getattr(settings, "grad_accum", 1),
+  )
+
+
 def _global_mean_std(x: Array, where: Array, n: Array) -> tuple[Array, Array]:
   """Mean and population std of x over `where` across all devices (n = global count)."""
   n = jnp.maximum(n, 1).astype(jnp.float32)

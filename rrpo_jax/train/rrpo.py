@@ -65,14 +65,7 @@ def run(
   ckpt = restore.checkpointer(c, workdir, "rrpo")
   last = ckpt.latest_step()
   ref_dir = restore.ckpt_dir(workdir, "reference")
-  tx = update_lib.make_optimizer(
-      learning_rate=r.learning_rate,
-      total_steps=r.steps,
-      warmup_steps=r.warmup_steps,
-      weight_decay=r.weight_decay,
-      max_grad_norm=r.max_grad_norm,
-      accumulation_steps=r.grad_accum,
-  )
+  tx = update_lib.optimizer_for(r)
   loader = make_loader(reranker, dp, examples, n=c.data.num_candidates, batch_size=r.batch_size, seed=c.seed + 2)
   key = jax.random.key(c.seed + 3)  # dropout (update.device_key) and Plackett-Luce sampling (rollout)
   if last is not None:  # 1. resume from the workdir

@@ -82,13 +82,7 @@ def run(
       logging.info("sft: already done (%s step %d)", ckpt.directory, last)
       ckpt.close()
       return restore.Snapshot(params, "sft", last, sft_dir)
-  tx = update_lib.make_optimizer(
-      learning_rate=s.learning_rate,
-      total_steps=s.steps,
-      warmup_steps=s.warmup_steps,
-      weight_decay=s.weight_decay,
-      max_grad_norm=s.max_grad_norm,
-  )
+  tx = update_lib.optimizer_for(s)
   host = jax.tree.map(
       np.asarray, update_lib.TrainState.create(jax.tree.map(np.asarray, start.params), tx, window_capacity=1)
   )
