@@ -2,6 +2,7 @@
 pre-registered comparison over both folds' held-out rows, as markdown tables and one JSON file.
 
   python tools/crossfit_report.py [--runs=runs/exp] [--exp=nq_cf] [--reward=auto] [--out=results/nq_cf]
+  python tools/crossfit_report.py --exp=hotpotqa_cf --warmup=is_supporting --out=results/hotpotqa_cf
 
 Reads the fold workdirs <runs>/<exp>_rrpo_s<S>_f<F><suffix> (suffix "_ll" when the reward rule chose
 the likelihood reward: --reward=auto reads <runs>/<exp>_reward_choice.json), their transfer
@@ -52,8 +53,8 @@ class Comparison:
   target: str = ""  # "primary": diff >= +1.0 and interval above 0; "not_below_0": upper end >= 0
 
 
-def plan(exp: str, suffix: str) -> list[Comparison]:
-  """The pre-registered comparisons, primary first."""
+def plan(exp: str, suffix: str, warmup: str = "has_answer") -> list[Comparison]:
+  """The pre-registered comparisons, primary first (warmup: the RRPO runs' warm-up labels, a name)."""
   rrpo = lambda s: tuple(f"{exp}_rrpo_s{s}_f{f}{suffix}" for f in FOLDS)  # noqa: E731
   reader_warmup = tuple(f"{exp}_sft_reader_f{f}" for f in FOLDS)
   out = [
@@ -68,14 +69,14 @@ def plan(exp: str, suffix: str) -> list[Comparison]:
     out.append(
         Comparison(f"RRPO s{s} - reader-preference warm-up", Side(rrpo(s), "policy"), Side(reader_warmup, "reference"))
     )
-  out.append(Comparison("has_answer warm-up - BM25 order", Side(rrpo(0), "reference"), Side(rrpo(0), "retriever")))
+  out.append(Comparison(f"{warmup} warm-up - BM25 order", Side(rrpo(0), "reference"), Side(rrpo(0), "retriever")))
   # the warm-up runs evaluate their reference only (launch/nq_crossfit_queue.sh): BM25 from the RRPO runs
   out.append(
       Comparison("reader-preference warm-up - BM25 order", Side(reader_warmup, "reference"), Side(rrpo(0), "retriever"))
   )
   out.append(
       Comparison(
-          "reader-preference warm-up - has_answer warm-up", Side(reader_warmup, "reference"), Side(rrpo(0), "reference")
+          f"reader-preference warm-up - {warmup} warm-up", Side(reader_warmup, "reference"), Side(rrpo(0), "reference")
       )
   )
   for s in SEEDS:
@@ -218,10 +219,12 @@ def _copy_rows(root: str, comps: list[Comparison], out: str) -> list[str]:
   return written
 
 
-def report(runs: str, exp: str, reward: str, out: str | None, resamples: int = stats.RESAMPLES) -> tuple[str, bool]:
+def report(
+    runs: str, exp: str, reward: str, out: str | None, resamples: int = stats.RESAMPLES, warmup: str = "has_answer"
+) -> tuple[str, bool]:
   """(the markdown report, whether a comparison failed on a malformed file)."""
   suffix = reward_suffix(runs, exp, reward)
-  comps = plan(exp, suffix)
+  comps = plan(exp, suffix, warmup)
   done, missing, failed = [], [], []
   for comp in comps:
     gaps = _missing(runs, comp.a) + _missing(runs, comp.b)
@@ -257,9 +260,10 @@ def main(argv=None) -> int:
   p.add_argument("--reward", default="auto", help="auto (the rule's choice), paper or ll")
   p.add_argument("--out", default=None, help="e.g. results/nq_cf")
   p.add_argument("--resamples", type=int, default=stats.RESAMPLES)
+  p.add_argument("--warmup", default="has_answer", help="the RRPO runs' warm-up labels (HotpotQA: is_supporting)")
   a = p.parse_args(argv)
   try:
-    text, failed = report(a.runs, a.exp, a.reward, a.out, a.resamples)
+    text, failed = report(a.runs, a.exp, a.reward, a.out, a.resamples, a.warmup)
   except compare.CompareError as e:
     print(f"crossfit_report: {e}", file=sys.stderr)
     return 2
