@@ -7,7 +7,8 @@
 # that holds runs/ (niced, in the background):
 #   CODE=/path/to/frozen/checkout nohup bash launch/hotpotqa_crossfit_queue.sh >> runs/queue.log 2>&1 &
 # CODE: a checkout frozen for the whole experiment (default: this repository, which then must not
-# change while the queue runs). The report: python tools/crossfit_report.py --exp=hotpotqa_cf --warmup=is_supporting --out=results/hotpotqa_cf
+# change while the queue runs). The report:
+#   python tools/crossfit_report.py --exp=hotpotqa_cf --warmup=is_supporting --out=results/hotpotqa_cf
 set -u
 CODE=${CODE:-$(cd "$(dirname "$0")/.." && pwd)}
 export PYTHONPATH=$CODE
