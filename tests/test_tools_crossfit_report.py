@@ -84,6 +84,7 @@ def test_pooled_comparisons_targets_and_missing_runs(runs, tmp_path):
   assert any("nq_cf_rrpo_s1_f1/results.json" in m for m in saved["missing"])
   assert "Not yet evaluated:" in text and "| RRPO s0 - its initialisation | 40 |" in text and "| met |" in text
   assert (out / "nq_cf_rrpo_s0_f1_rows.json").is_file() and (out / "nq_cf_rrpo_s0_f1_transfer_rows.json").is_file()
+  assert (out / "pooled.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_targets_not_met():

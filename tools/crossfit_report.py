@@ -13,7 +13,8 @@ the paired t-test's p and the minimum detectable effect at 80% power. A comparis
 not all evaluated yet is listed as missing, so the report can be drawn while the queue runs.
 
 Writes <out>/pooled.json (every comparison, each fold's difference, the pooled system means and the
-targets' verdicts) and <out>/<run>_rows.json (each run's per-question rows, copied from its workdir).
+targets' verdicts), <out>/pooled.png (a forest plot of the F1 differences) and <out>/<run>_rows.json
+(each run's per-question rows, copied from its workdir).
 """
 
 from __future__ import annotations
@@ -219,6 +220,31 @@ def _copy_rows(root: str, comps: list[Comparison], out: str) -> list[str]:
   return written
 
 
+def plot(done: list[dict], path: str, title: str) -> None:
+  """A forest plot: each comparison's pooled F1 difference with its 95% interval (black), each fold's
+  own difference (open circles), 0 and the primary target +1.0 as vertical lines."""
+  import matplotlib  # pylint: disable=import-outside-toplevel
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+
+  fig, ax = plt.subplots(figsize=(10, 0.45 * len(done) + 1.4))
+  for y, c in enumerate(reversed(done)):
+    lo, hi = c["f1"]["ci95"]
+    ax.plot([lo, hi], [y, y], color="black", linewidth=1.5)
+    ax.plot([c["f1"]["diff"]], [y], "o", color="tab:red" if c.get("target", {}).get("kind") == "primary" else "black")
+    for f in c["folds"]:
+      ax.plot([f["f1"]["diff"]], [y], "o", mfc="none", color="grey", markersize=5)
+  ax.axvline(0.0, color="grey", linewidth=0.8)
+  ax.axvline(1.0, color="tab:red", linewidth=0.8, linestyle=":")
+  ax.set_yticks(range(len(done)), [f"{c['name']} (n={c['questions']['common']:,})" for c in reversed(done)], fontsize=8)
+  ax.set_xlabel("F1 difference x100: 95% paired-bootstrap interval, open circles each fold, dotted the +1.0 target")
+  ax.set_title(title, fontsize=10)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
 def report(
     runs: str, exp: str, reward: str, out: str | None, resamples: int = stats.RESAMPLES, warmup: str = "has_answer"
 ) -> tuple[str, bool]:
@@ -250,6 +276,13 @@ def report(
       )
     copied = _copy_rows(runs, comps, out)
     lines.append(f"wrote {os.path.join(out, 'pooled.json')} and {len(copied)} per-run row files")
+    if done:
+      plot(
+          done,
+          os.path.join(out, "pooled.png"),
+          f"{exp}: pooled held-out comparisons (reward {'ll' if suffix else 'paper'})",
+      )
+      lines.append(f"wrote {os.path.join(out, 'pooled.png')}")
   return "\n".join(lines), bool(failed)
 
 
