@@ -117,3 +117,9 @@ def test_reward_choice_picks_the_runs_and_bad_files_are_named(runs, tmp_path):
   )
   assert p.returncode == 2, p.stderr
   assert "Cannot compare" in p.stdout and f"{rows}: field 'per_query.reference': missing" in p.stdout
+
+
+def test_a_comparison_over_part_of_a_side_says_so():
+  c = {"f1": {"diff": 1.0, "ci95": [0.0, 2.0], "p": 0.04, "mde80": 1.1, "differ": 0.1}, "folds": []}
+  c = {"name": "x", "em": c["f1"], **c, "questions": {"a": 40, "b": 30, "common": 30}}
+  assert "| x | 30 (of 40 / 30) |" in _tool().table([c])[2]

@@ -98,7 +98,8 @@ def reward_suffix(runs: str, exp: str, reward: str) -> str:
     path = os.path.join(runs, f"{exp}_reward_choice.json")
     if not os.path.isfile(path):
       raise compare.CompareError(f"{path}: missing (apply the reward rule first, or pass --reward=paper|ll)")
-    reward = json.loads(open(path, encoding="utf-8").read())["reward"]
+    with open(path, encoding="utf-8") as f:
+      reward = json.load(f)["reward"]
   if reward not in ("paper", "ll"):
     raise compare.CompareError(f"--reward={reward!r}: expected auto, paper or ll")
   return "_ll" if reward == "ll" else ""
@@ -176,8 +177,10 @@ def table(done: list[dict]) -> list[str]:
   for c in done:
     per_fold = " / ".join(f"{f['f1']['diff']:+.2f}" for f in c["folds"])
     target = c.get("target", {}).get("verdict") or ""
+    q = c["questions"]
+    n = f"{q['common']:,}" + ("" if q["a"] == q["b"] == q["common"] else f" (of {q['a']:,} / {q['b']:,})")
     lines.append(
-        f"| {c['name']} | {c['questions']['common']:,} | {_cell(c['em'])} | {_cell(c['f1'])} | "
+        f"| {c['name']} | {n} | {_cell(c['em'])} | {_cell(c['f1'])} | "
         f"{c['f1']['mde80']:.2f} | {per_fold} | {100 * c['f1']['differ']:.0f}% | {target} |"
     )
   return lines
