@@ -94,6 +94,40 @@ def test_slurm_dry_run_prints_every_rank():
   assert "XLA_PYTHON_CLIENT_MEM_FRACTION=0.9" in lines[1]
 
 
+def test_hotpotqa_queue_takes_nq_s_reward_and_runs_stages_in_order(tmp_path):
+  """Without the NQ rule's choice it stops naming the file; with it, the reward is copied and the
+  stages run in order (a stand-in `python` logs each command and succeeds without running it)."""
+  queue = os.path.join(ROOT, "launch", "hotpotqa_crossfit_queue.sh")
+  run = lambda: subprocess.run(  # noqa: E731
+      ["bash", queue], cwd=tmp_path, capture_output=True, text=True, timeout=60, env={**os.environ, "PATH": path}
+  )
+  bin_dir = tmp_path / "bin"
+  bin_dir.mkdir()
+  (bin_dir / "python").write_text('#!/usr/bin/env bash\necho "$@" >> "$PWD/calls.log"\n')
+  (bin_dir / "python").chmod(0o755)
+  path = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+  (tmp_path / "runs" / "exp").mkdir(parents=True)
+  proc = run()
+  assert proc.returncode == 1 and "runs/exp/nq_cf_reward_choice.json: missing" in proc.stderr
+  (tmp_path / "runs" / "exp" / "nq_cf_reward_choice.json").write_text('{\n "reward": "ll"\n}\n')
+  proc = run()
+  assert proc.returncode == 0, proc.stderr
+  assert (tmp_path / "runs" / "exp" / "hotpotqa_cf_reward_choice.json").read_text().startswith('{\n "reward": "ll"')
+  calls = (tmp_path / "calls.log").read_text().splitlines()
+  workdirs = [c.split("--workdir=runs/exp/")[1] for c in calls]
+  assert workdirs == [
+      "hotpotqa_cf_sft_is_supporting_f0",
+      "hotpotqa_cf_sft_is_supporting_f1",
+      *[f"hotpotqa_cf_rrpo_s{s}_f{f}_ll" for s in (0, 1) for f in (0, 1)],
+      *[f"hotpotqa_cf_rrpo_s{s}_f{f}_ll" for s in (0, 1) for f in (0, 1)],  # transfer, the same checkpoints
+      "hotpotqa_cf_sft_reader_f0",
+      "hotpotqa_cf_sft_reader_f1",
+  ]
+  assert "hotpotqa_crossfit.py:rrpo,fold=1,seed=0,reward=ll " in calls[3]
+  assert calls[6].split()[2].endswith("hotpotqa_crossfit.py:rrpo,fold=0,seed=0,reward=ll,transfer")
+  assert all(c.startswith("-m rrpo_jax.main ") for c in calls)
+
+
 @pytest.mark.slow  # a run of the entry point through the script: 70 s on a busy 2-core machine
 def test_local_sh_runs_the_entry_point(tmp_path):
   """launch/local.sh end to end on the smoke config: warm-up, RRPO, evaluation and export, one step
