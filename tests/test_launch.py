@@ -94,28 +94,63 @@ def test_slurm_dry_run_prints_every_rank():
   assert "XLA_PYTHON_CLIENT_MEM_FRACTION=0.9" in lines[1]
 
 
-def test_hotpotqa_queue_takes_nq_s_reward_and_runs_stages_in_order(tmp_path):
-  """Without the NQ rule's choice it stops naming the file; with it, the reward is copied and the
-  stages run in order (a stand-in `python` logs each command and succeeds without running it)."""
-  queue = os.path.join(ROOT, "launch", "hotpotqa_crossfit_queue.sh")
-  run = lambda: subprocess.run(  # noqa: E731
-      ["bash", queue], cwd=tmp_path, capture_output=True, text=True, timeout=60, env={**os.environ, "PATH": path}
-  )
+def _queue(tmp_path, script):
+  """Runs launch/<script> in tmp_path with a stand-in `python` that logs each command and succeeds
+  without running it; returns (process, logged commands)."""
   bin_dir = tmp_path / "bin"
-  bin_dir.mkdir()
+  bin_dir.mkdir(exist_ok=True)
   (bin_dir / "python").write_text('#!/usr/bin/env bash\necho "$@" >> "$PWD/calls.log"\n')
   (bin_dir / "python").chmod(0o755)
-  path = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
-  (tmp_path / "runs" / "exp").mkdir(parents=True)
-  proc = run()
-  assert proc.returncode == 1 and "runs/exp/nq_cf_reward_choice.json: missing" in proc.stderr
+  (tmp_path / "runs" / "exp").mkdir(parents=True, exist_ok=True)
+  (tmp_path / "calls.log").write_text("")
+  proc = subprocess.run(
+      ["bash", os.path.join(ROOT, "launch", script)],
+      cwd=tmp_path,
+      capture_output=True,
+      text=True,
+      timeout=60,
+      env={**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"},
+  )
+  return proc, (tmp_path / "calls.log").read_text().splitlines()
+
+
+def _workdirs(calls):
+  return [c.split("--workdir=runs/exp/")[1] for c in calls if "--workdir=" in c]
+
+
+def test_nq_queue_runs_its_stages_in_order(tmp_path):
+  """The pilot, both learnability checks and their val evaluations, the rule, then the report runs
+  with the reward the rule wrote (none here: the stand-in writes no choice, so the paper's)."""
+  proc, calls = _queue(tmp_path, "nq_crossfit_queue.sh")
+  assert proc.returncode == 0, proc.stderr
+  assert _workdirs(calls) == [
+      "nq_cf_pilot_sft_has_answer_f0",
+      "nq_cf_learn",
+      "nq_cf_learn_ll",
+      "nq_cf_learn",
+      "nq_cf_learn_ll",
+      "nq_cf_sft_has_answer_f0",
+      "nq_cf_sft_has_answer_f1",
+      *[f"nq_cf_rrpo_s{s}_f{f}" for s in (0, 1) for f in (0, 1)],
+      *[f"nq_cf_rrpo_s{s}_f{f}" for s in (0, 1) for f in (0, 1)],  # transfer, the same checkpoints
+      "nq_cf_sft_reader_f0",
+      "nq_cf_sft_reader_f1",
+  ]
+  rule = [c for c in calls if "crossfit_reward_rule.py" in c]
+  assert rule == [c for c in calls if "--workdir=" not in c] and calls.index(rule[0]) == 5  # after the val evals
+  assert "--config.eval.name=val" in calls[3] and "learn,reward=ll " in calls[4]
+
+
+def test_hotpotqa_queue_takes_nq_s_reward_and_runs_stages_in_order(tmp_path):
+  """Without the NQ rule's choice it stops naming the file; with it, the reward is copied and the
+  stages run in order."""
+  proc, calls = _queue(tmp_path, "hotpotqa_crossfit_queue.sh")
+  assert proc.returncode == 1 and "runs/exp/nq_cf_reward_choice.json: missing" in proc.stderr and not calls
   (tmp_path / "runs" / "exp" / "nq_cf_reward_choice.json").write_text('{\n "reward": "ll"\n}\n')
-  proc = run()
+  proc, calls = _queue(tmp_path, "hotpotqa_crossfit_queue.sh")
   assert proc.returncode == 0, proc.stderr
   assert (tmp_path / "runs" / "exp" / "hotpotqa_cf_reward_choice.json").read_text().startswith('{\n "reward": "ll"')
-  calls = (tmp_path / "calls.log").read_text().splitlines()
-  workdirs = [c.split("--workdir=runs/exp/")[1] for c in calls]
-  assert workdirs == [
+  assert _workdirs(calls) == [
       "hotpotqa_cf_sft_is_supporting_f0",
       "hotpotqa_cf_sft_is_supporting_f1",
       *[f"hotpotqa_cf_rrpo_s{s}_f{f}_ll" for s in (0, 1) for f in (0, 1)],
