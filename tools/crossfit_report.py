@@ -164,15 +164,10 @@ def evaluate(root: str, comp: Comparison, resamples: int) -> dict:
   return out
 
 
-def _cell(c: dict) -> str:
-  lo, hi = c["ci95"]
-  return f"{c['diff']:+.2f} [{lo:+.2f}, {hi:+.2f}], p={c['p']:.2g}"
-
-
 def table(done: list[dict]) -> list[str]:
   lines = [
-      "| paired difference (x100, 95% CI, p) | n | EM | F1 | F1 mde80 | F1 per fold | F1 differs on | target |",
-      "|---|---|---|---|---|---|---|---|",
+      "| paired difference (x100, 95% CI, p, mde80) | n | EM | F1 | F1 per fold | F1 differs on | target |",
+      "|---|---|---|---|---|---|---|",
   ]
   for c in done:
     per_fold = " / ".join(f"{f['f1']['diff']:+.2f}" for f in c["folds"])
@@ -180,8 +175,8 @@ def table(done: list[dict]) -> list[str]:
     q = c["questions"]
     n = f"{q['common']:,}" + ("" if q["a"] == q["b"] == q["common"] else f" (of {q['a']:,} / {q['b']:,})")
     lines.append(
-        f"| {c['name']} | {n} | {_cell(c['em'])} | {_cell(c['f1'])} | "
-        f"{c['f1']['mde80']:.2f} | {per_fold} | {100 * c['f1']['differ']:.0f}% | {target} |"
+        f"| {c['name']} | {n} | {stats.describe(c['em'])} | {stats.describe(c['f1'])} | "
+        f"{per_fold} | {100 * c['f1']['differ']:.0f}% | {target} |"
     )
   return lines
 
