@@ -8,3 +8,6 @@ run() { local name=$1 wd=$2 res=$3; shift 3
   echo "== $(date -u +%H:%M:%S) start $name"
   nice -n 5 python -m rrpo_jax.main "$@" --workdir=runs/exp/$wd > runs/exp/$name.log 2>&1
   local rc=$?; echo "== $(date -u +%H:%M:%S) end $name rc=$rc"; return $rc; }
+# `reward_from FILE`: the reward rule's choice (tools/crossfit_reward_rule.py's JSON) as the RRPO
+# stages' argument suffix RW (",reward=ll" or "") and workdir suffix SUF ("_ll" or "").
+reward_from() { if grep -q '"reward": "ll"' "$1"; then RW=",reward=ll"; SUF=_ll; else RW=""; SUF=""; fi; }

@@ -13,13 +13,13 @@ set -u
 CODE=${CODE:-$(cd "$(dirname "$0")/.." && pwd)}
 export PYTHONPATH=$CODE
 CFG=$CODE/configs/experiments/hotpotqa_crossfit.py
-source "$(dirname "$0")/crossfit_queue_lib.sh"  # run NAME WORKDIR RESULTS ARGS...
+source "$(dirname "$0")/crossfit_queue_lib.sh"  # run NAME WORKDIR RESULTS ARGS..., reward_from FILE
 # 0. the reward: NQ's choice, pre-registered for HotpotQA (no learnability check of its own)
 if [ ! -f runs/exp/nq_cf_reward_choice.json ]; then
   echo "runs/exp/nq_cf_reward_choice.json: missing (the NQ queue's reward rule runs first)" >&2; exit 1
 fi
 cp runs/exp/nq_cf_reward_choice.json runs/exp/hotpotqa_cf_reward_choice.json
-if grep -q '"reward": "ll"' runs/exp/hotpotqa_cf_reward_choice.json; then RW=",reward=ll"; SUF=_ll; else RW=""; SUF=""; fi
+reward_from runs/exp/hotpotqa_cf_reward_choice.json
 # 1. the fold warm-ups (200 steps, is_supporting): the references
 for f in 0 1; do
   run hotpotqa_sft_is_supporting_f$f hotpotqa_cf_sft_is_supporting_f$f results.json --config=$CFG:sft=is_supporting,fold=$f || exit 1

@@ -14,7 +14,7 @@ export PYTHONPATH=$CODE
 CFG=$CODE/configs/experiments/nq_crossfit.py
 PILOT=runs/exp/nq_cf_pilot_sft_has_answer_f0/checkpoints/sft
 RULE=$(cd "$(dirname "$0")/.." && pwd)/tools/crossfit_reward_rule.py
-source "$(dirname "$0")/crossfit_queue_lib.sh"  # run NAME WORKDIR RESULTS ARGS...
+source "$(dirname "$0")/crossfit_queue_lib.sh"  # run NAME WORKDIR RESULTS ARGS..., reward_from FILE
 # 0. the 100-step has_answer warm-up pilot of fold 0 (the learnability check starts from it)
 run pilot_sft_has_answer_f0 nq_cf_pilot_sft_has_answer_f0 results.json --config=$CFG:sft=has_answer,fold=0 \
   --config.sft.steps=100 --config.sft.warmup_steps=10 || exit 1
@@ -28,7 +28,7 @@ for r in "" _ll; do
 done
 # 2. the pre-registered rule picks the reward
 python "$RULE" runs/exp/nq_cf_learn runs/exp/nq_cf_learn_ll --out=runs/exp/nq_cf_reward_choice.json || exit 1
-if grep -q '"reward": "ll"' runs/exp/nq_cf_reward_choice.json; then RW=",reward=ll"; SUF=_ll; else RW=""; SUF=""; fi
+reward_from runs/exp/nq_cf_reward_choice.json
 # 3. the fold warm-ups (400 steps, has_answer): the references
 for f in 0 1; do run sft_has_answer_f$f nq_cf_sft_has_answer_f$f results.json --config=$CFG:sft=has_answer,fold=$f || exit 1; done
 # 4. RRPO, seed 0 then seed 1, both folds, evaluated on the held-out fold at the last step
