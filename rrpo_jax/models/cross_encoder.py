@@ -305,17 +305,25 @@ def scores(
   (row_block None: 2 on CPU, one pass elsewhere).
   A PRNG key: training mode with dropout driven by the key, one pass.
   """
-  module = CrossEncoder(config)
+  tt = jnp.zeros_like(input_ids) if token_type_ids is None else token_type_ids
+  return apply_scores(
+      CrossEncoder(config), params, (input_ids, attention_mask, tt), key=key, row_block=config.row_block
+  )
+
+
+def apply_scores(module: nn.Module, params, arrays, *, key, row_block: int | None) -> jax.Array:
+  """module.apply(params, *arrays) -> float32[...] for int32 arrays [..., L], the backends' scores() contract.
+
+  key=None: eval mode, run through map_row_blocks (row_block rows at a time); a PRNG key: training
+  mode with dropout driven by the key, one pass.
+  """
   if key is not None:
     # flax types apply() as out or (out, mutated variables); no mutable= here, so out.
     return module.apply(  # type: ignore[return-value]
-        {"params": params}, input_ids, attention_mask, token_type_ids, deterministic=False, rngs={"dropout": key}
+        {"params": params}, *arrays, deterministic=False, rngs={"dropout": key}
     )
-  tt = jnp.zeros_like(input_ids) if token_type_ids is None else token_type_ids
   return map_row_blocks(
-      lambda *a: module.apply({"params": params}, *a, deterministic=True),
-      (input_ids, attention_mask, tt),
-      row_block=config.row_block,
+      lambda *a: module.apply({"params": params}, *a, deterministic=True), arrays, row_block=row_block
   )
 
 

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
-from rrpo_jax.models.cross_encoder import _ACTIVATIONS, Dropout, map_row_blocks
+from rrpo_jax.models.cross_encoder import _ACTIVATIONS, Dropout, apply_scores
 from rrpo_jax.models.qwen3 import rope, rope_angles
 
 FAMILIES = ("modernbert",)
@@ -269,16 +269,8 @@ def scores(config: ModernBertConfig, params, input_ids, attention_mask, token_ty
   """Scores float32[...] for inputs int32[..., L] (cross_encoder.scores' contract: key=None is eval mode,
   run config.row_block rows at a time; a key is training mode with dropout)."""
   del token_type_ids
-  module = ModernBertCrossEncoder(config)
-  if key is not None:
-    # flax types apply() as out or (out, mutated variables); no mutable= here, so out.
-    return module.apply(  # type: ignore[return-value]
-        {"params": params}, input_ids, attention_mask, deterministic=False, rngs={"dropout": key}
-    )
-  return map_row_blocks(
-      lambda i, a: module.apply({"params": params}, i, a, deterministic=True),
-      (input_ids, attention_mask),
-      row_block=config.row_block,
+  return apply_scores(
+      ModernBertCrossEncoder(config), params, (input_ids, attention_mask), key=key, row_block=config.row_block
   )
 
 

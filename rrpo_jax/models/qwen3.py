@@ -43,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
-from rrpo_jax.models.cross_encoder import Dropout, map_row_blocks
+from rrpo_jax.models.cross_encoder import Dropout, apply_scores
 
 FAMILIES = ("qwen3",)
 
@@ -289,14 +289,4 @@ def scores(
   """Scores float32[...] for prompts int32[..., L]: Qwen3Reranker(config).apply (cross_encoder.scores'
   contract: key=None is eval mode, run config.row_block rows at a time; a key is training mode)."""
   del token_type_ids
-  module = Qwen3Reranker(config)
-  if key is not None:
-    # flax types apply() as out or (out, mutated variables); no mutable= here, so out.
-    return module.apply(  # type: ignore[return-value]
-        {"params": params}, input_ids, attention_mask, deterministic=False, rngs={"dropout": key}
-    )
-  return map_row_blocks(
-      lambda i, a: module.apply({"params": params}, i, a, deterministic=True),
-      (input_ids, attention_mask),
-      row_block=config.row_block,
-  )
+  return apply_scores(Qwen3Reranker(config), params, (input_ids, attention_mask), key=key, row_block=config.row_block)
