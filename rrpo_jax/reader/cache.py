@@ -26,8 +26,12 @@ from typing import Iterable, Mapping
 
 from rrpo_jax.reader.base import Request, Response, Scored
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS responses (
+
+def create_table(table: str, real: str = "REAL") -> str:
+  """The CREATE TABLE of the response rows, shared by the SQLite and PostgreSQL backends (`real`: the
+  backend's float type)."""
+  return f"""
+CREATE TABLE IF NOT EXISTS {table} (
   key TEXT PRIMARY KEY,
   identity TEXT NOT NULL,
   qid TEXT NOT NULL,
@@ -35,10 +39,12 @@ CREATE TABLE IF NOT EXISTS responses (
   raw TEXT NOT NULL,
   prompt_tokens INTEGER NOT NULL,
   completion_tokens INTEGER NOT NULL,
-  latency_s REAL NOT NULL,
+  latency_s {real} NOT NULL,
   malformed INTEGER NOT NULL,
-  created REAL NOT NULL
+  created {real} NOT NULL
 )"""
+
+
 # The columns get_many reads back, in Response's order (text, raw, tokens, latency, malformed).
 COLUMNS = "key, text, raw, prompt_tokens, completion_tokens, latency_s, malformed"
 SCRATCH_ENV = "RRPO_JAX_SCRATCH"  # local scratch directory for per-host caches (default: the temp dir)
@@ -253,7 +259,7 @@ class ResponseCache(Cache):
       conn = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None, check_same_thread=False)
       conn.execute("PRAGMA journal_mode=WAL")
       conn.execute("PRAGMA synchronous=NORMAL")
-      conn.execute(_SCHEMA)
+      conn.execute(create_table("responses"))
       return conn
 
     self._conn, self._pid = self._guard(open_), os.getpid()

@@ -15,26 +15,13 @@ import os
 from typing import TYPE_CHECKING
 
 from rrpo_jax.reader.base import Response
-from rrpo_jax.reader.cache import COLUMNS, Cache, CacheError, response_of
+from rrpo_jax.reader.cache import COLUMNS, Cache, CacheError, create_table, response_of
 
 if TYPE_CHECKING:
   import psycopg  # imported at run time by _psycopg(), where the extra is installed
 
 TABLE = "rrpo_reader_responses"
 SCHEMES = ("postgresql", "postgres")
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS {TABLE} (
-  key TEXT PRIMARY KEY,
-  identity TEXT NOT NULL,
-  qid TEXT NOT NULL,
-  text TEXT NOT NULL,
-  raw TEXT NOT NULL,
-  prompt_tokens INTEGER NOT NULL,
-  completion_tokens INTEGER NOT NULL,
-  latency_s DOUBLE PRECISION NOT NULL,
-  malformed INTEGER NOT NULL,
-  created DOUBLE PRECISION NOT NULL
-)"""
 _LOCK_ID = 0x72727030  # advisory lock that serialises the CREATE TABLE of concurrent first users
 
 
@@ -80,7 +67,7 @@ class PostgresCache(Cache):
       conn = psycopg.connect(self.url, autocommit=True, connect_timeout=max(1, int(self.timeout_s)))
       with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
-        conn.execute(_SCHEMA)
+        conn.execute(create_table(TABLE, "DOUBLE PRECISION"))
     except psycopg.Error as e:
       raise CacheError(f"response cache {self.location}: cannot connect or create {TABLE} ({_reason(e)})") from e
     self._conn, self._pid = conn, os.getpid()
