@@ -80,39 +80,35 @@ def _policy(scores: np.ndarray, kind: str, sigma: float, k: int, rng: np.random.
 
 
 def calls_per_query(examples, *, k: int, epochs: int, batch: int, kind: str, sigma: float, seed: int = 0) -> dict:
-  """Runs `epochs` passes of ScoringStep over the examples; returns call counts."""
+  """Runs `epochs` passes of ScoringStep over the examples, each batch's selections drawn by _policy;
+  returns call counts."""
   rng = np.random.default_rng(seed)
   scores = np.array([[c.score for c in ex.candidates] for ex in examples], np.float32)
   ref = np.argsort(-scores, axis=-1, kind="stable")[:, :k].astype(np.int32)
-  with tempfile.TemporaryDirectory() as tmp:
-    step = scoring.ScoringStep(CountingReader(), ResponseCache(f"{tmp}/cache.sqlite"))
-    for _ in range(epochs):
-      order = rng.permutation(len(examples))
-      for lo in range(0, len(order), batch):
-        idx = order[lo : lo + batch]
-        step.score([examples[i] for i in idx], ref[idx], _policy(scores[idx], kind, sigma, k, rng))
-    stats = step.run_stats()
-  n = len(examples)
-  return {
-      "calls_per_query": stats["reader_calls"] / n,
-      "naive_per_query": 2 * k * epochs,
-      "fewer": 1 - stats["reader_calls"] / (2 * k * epochs * n),
-      "cache_hit_rate": stats["cache_hit_rate"],
-  }
+  return _replay(
+      examples, ref, lambda idx, _: _policy(scores[idx], kind, sigma, k, rng), epochs, k=k, batch=batch, rng=rng
+  )
 
 
 def _count(examples, ref: np.ndarray, actions_per_epoch, *, k: int, batch: int, seed: int = 0) -> dict:
   """Feeds fixed selections (one int[Q, k] per epoch) through ScoringStep + ResponseCache in a
   shuffled batch order per epoch, exactly like calls_per_query; returns call counts."""
   rng = np.random.default_rng(seed)
-  epochs = len(actions_per_epoch)
+  acts = lambda idx, epoch: actions_per_epoch[epoch][idx]
+  return _replay(examples, ref, acts, len(actions_per_epoch), k=k, batch=batch, rng=rng)
+
+
+def _replay(examples, ref: np.ndarray, actions, epochs: int, *, k: int, batch: int, rng: np.random.Generator) -> dict:
+  """`epochs` shuffled passes of ScoringStep + ResponseCache (a counting reader) over the examples,
+  actions(idx int[B], epoch) -> int[B, k] the selections of each batch; returns call counts against
+  the 2 k calls a query an epoch of no cache."""
   with tempfile.TemporaryDirectory() as tmp:
     step = scoring.ScoringStep(CountingReader(), ResponseCache(f"{tmp}/cache.sqlite"))
-    for actions in actions_per_epoch:
+    for epoch in range(epochs):
       order = rng.permutation(len(examples))
       for lo in range(0, len(order), batch):
         idx = order[lo : lo + batch]
-        step.score([examples[i] for i in idx], ref[idx], actions[idx])
+        step.score([examples[i] for i in idx], ref[idx], actions(idx, epoch))
     stats = step.run_stats()
   n = len(examples)
   return {
