@@ -45,6 +45,25 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 
+def torch_train_step(export: str, t_in: dict, target: np.ndarray):
+  """One AdamW step (lr 1e-5, weight decay 0.01) of the exported model in PyTorch on the squared
+  error of its scores against target float32[B]: the side-by-side baseline of the train rows."""
+  import torch  # pylint: disable=import-outside-toplevel
+  import transformers  # pylint: disable=import-outside-toplevel
+
+  model = transformers.AutoModelForSequenceClassification.from_pretrained(export).train()
+  opt = torch.optim.AdamW(model.parameters(), lr=1e-5, weight_decay=0.01)
+  ttarget = torch.tensor(target)
+
+  def step():
+    opt.zero_grad(set_to_none=True)
+    loss = ((model(**t_in).logits[:, 0] - ttarget) ** 2).mean()
+    loss.backward()
+    opt.step()
+
+  return step
+
+
 def median_time(fn, repeats):
   times = []
   for _ in range(repeats):
@@ -304,15 +323,7 @@ def main():
     keys = iter(jax.random.split(jax.random.key(0), 1000))
     state, loss = jstep(state, next(keys))
     loss.block_until_ready()
-    tmodel_train = transformers.AutoModelForSequenceClassification.from_pretrained(export).train()
-    topt = torch.optim.AdamW(tmodel_train.parameters(), lr=1e-5, weight_decay=0.01)
-    ttarget = torch.tensor(target)
-
-    def torch_step():
-      topt.zero_grad(set_to_none=True)
-      loss = ((tmodel_train(**t_in).logits[:, 0] - ttarget) ** 2).mean()
-      loss.backward()
-      topt.step()
+    torch_step = torch_train_step(export, t_in, target)
 
     torch_step()
     box = [state]
@@ -467,15 +478,7 @@ def bench_qwen3(args, skip):
     box = [(jax.tree.map(jnp.copy, params), tx.init(params))]
     box[0], loss = jstep(box[0], ids, mask, target)
     loss.block_until_ready()
-    tmodel_train = transformers.AutoModelForSequenceClassification.from_pretrained(export).train()
-    topt = torch.optim.AdamW(tmodel_train.parameters(), lr=1e-5, weight_decay=0.01)
-    ttarget = torch.tensor(target)
-
-    def torch_step():
-      topt.zero_grad(set_to_none=True)
-      loss = ((tmodel_train(**t_in).logits[:, 0] - ttarget) ** 2).mean()
-      loss.backward()
-      topt.step()
+    torch_step = torch_train_step(export, t_in, target)
 
     def jax_step():
       box[0], l = jstep(box[0], ids, mask, target)
