@@ -64,19 +64,7 @@ def stage(arg, *, name: str, sample: str, val_size: int, exp: str, warmup: str, 
   c.reader.cache_path = f"{exp}_reader_cache.sqlite"  # shared by every stage
   c.checkpoint.keep = 2
   if "sft" in parts:
-    labels = parts["sft"] or warmup
-    c.mode = "sft,eval"
-    c.sft.steps = sft_steps
-    c.sft.warmup_steps = 20
-    c.sft.batch_size = 4
-    c.sft.learning_rate = 2e-4
-    c.sft.labels = labels
-    c.model.dropout = 0.1  # the warm-up's regulariser (RRPO runs without: variants.rrpo_choices)
-    c.checkpoint.every_steps = 50
-    c.data.eval_split = "val"  # a warm-up is judged on val: retriever vs reference
-    c.eval.systems = "retriever,reference"
-    c.eval.best_metric = ""
-    return c
+    return variants.warmup_stage(c, steps=sft_steps, labels=parts["sft"] or warmup)
   warmup = parts.get("warmup", warmup)
   c.sft.steps = 0
   variants.rrpo_choices(c)  # dropout 0, Plackett-Luce sampling, ref_diff_return + std, lr 5e-5

@@ -19,18 +19,7 @@ def stage(c, arg, *, exp: str, sft_steps: int, sft_labels: str = "auto"):
   c.eval.batch_size = 16
   c.checkpoint.keep = 2
   if "sft" in parts:
-    c.mode = "sft,eval"
-    c.sft.steps = sft_steps
-    c.sft.warmup_steps = 20
-    c.sft.batch_size = 4
-    c.sft.learning_rate = 2e-4
-    c.sft.labels = sft_labels
-    c.model.dropout = 0.1  # the warm-up's regulariser (the RRPO stages run without: variants.rrpo_choices)
-    c.checkpoint.every_steps = 50
-    c.data.eval_split = "val"  # the warm-up is judged on val: retriever vs reference
-    c.eval.systems = "retriever,reference"
-    c.eval.best_metric = ""
-    return c
+    return variants.warmup_stage(c, steps=sft_steps, labels=sft_labels)
   c.seed = int(parts.get("seed", 0))
   c.mode = "rrpo,eval"
   c.rrpo.init_from = f"{exp}_sft/checkpoints/sft"  # the warm-up stage's result is the reference

@@ -1,5 +1,5 @@
 """Config variants shared by the dataset configs: embedded (the bundled-sample runs' reader and the
-RRPO choices the experiments settled on), paper_scale (the paper's setting) and the same with another
+RRPO choices the experiments settled on), warmup_stage (the experiments' supervised warm-up), paper_scale (the paper's setting) and the same with another
 policy backbone (qwen3_scale, modernbert_scale). Each edits a config built by config.get_config in
 place and returns it; configs/nq.py and configs/hotpotqa.py then set their data paths and k_eval
 (`--config=configs/nq.py`, `:paper`, `:qwen3`, `:modernbert`).
@@ -37,6 +37,25 @@ def rrpo_choices(c):
   c.rrpo.advantage = "ref_diff_return"  # no query-difficulty term (GAE: A_t = V_{t+1} + ... on a repeat)
   c.rrpo.standardize = "std"  # zero advantages (policy prefix = reference prefix) stay zero
   c.rrpo.learning_rate = 5e-5  # a 30-step pilot's value; 2e-4 and 1e-5 both lower on NQ val (n.s.)
+  return c
+
+
+def warmup_stage(c, *, steps: int, labels: str):
+  """The experiments' supervised warm-up stage (configs/experiments/): `steps` x 4 questions on
+  sft.labels = `labels` (20 warm-up steps, learning rate 2e-4, dropout 0.1, checkpoints every 50),
+  then judged on val, retriever vs reference, nothing selected. Its result is the RRPO runs'
+  initialisation and frozen reference."""
+  c.mode = "sft,eval"  # train, then retriever vs reference
+  c.sft.steps = steps  # x 4 questions
+  c.sft.warmup_steps = 20  # linear learning-rate warm-up
+  c.sft.batch_size = 4  # questions a step
+  c.sft.learning_rate = 2e-4  # peak AdamW rate
+  c.sft.labels = labels  # has_answer, is_supporting, reader or auto (config.py)
+  c.model.dropout = 0.1  # the warm-up's regulariser (the RRPO stages run without: rrpo_choices)
+  c.checkpoint.every_steps = 50  # resumable in pieces
+  c.data.eval_split = "val"  # a warm-up is judged on val only
+  c.eval.systems = "retriever,reference"  # the warm-up against the order it started from
+  c.eval.best_metric = ""  # nothing selected: the last step is the warm-up
   return c
 
 
