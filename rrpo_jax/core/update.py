@@ -334,8 +334,8 @@ def make_update_step(
     metrics["window_count"] = window.count
     metrics["reward_mean"], _ = _global_mean_std(batch.rewards, valid, n_steps)
     metrics["value_mean"], _ = _global_mean_std(values, valid, n_steps)
-    metrics["grad_norm"] = optax.global_norm(grads)
-    metrics["param_norm"] = optax.global_norm(params)
+    metrics["grad_norm"] = optax.tree.norm(grads)
+    metrics["param_norm"] = optax.tree.norm(params)
     metrics["valid_steps"] = n_steps
     metrics["queries"] = n_queries
     new_state = dataclasses.replace(state, step=state.step + 1, params=params, opt_state=opt_state, window=window)
@@ -380,8 +380,8 @@ def make_sft_step(apply_fn: Callable, tx: optax.GradientTransformation, dp: Data
     params = optax.apply_updates(state.params, updates)
     metrics = {
         "loss": jax.lax.psum(loss, AXIS),
-        "grad_norm": optax.global_norm(grads),
-        "param_norm": optax.global_norm(params),
+        "grad_norm": optax.tree.norm(grads),
+        "param_norm": optax.tree.norm(params),
         "queries": count,
     }
     return dataclasses.replace(state, step=state.step + 1, params=params, opt_state=opt_state), metrics
