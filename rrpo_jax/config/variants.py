@@ -1,8 +1,9 @@
-"""Config variants shared by the dataset configs: embedded (the bundled-sample runs' reader and the
-RRPO choices the experiments settled on), warmup_stage (the experiments' supervised warm-up), paper_scale (the paper's setting) and the same with another
-policy backbone (qwen3_scale, modernbert_scale). Each edits a config built by config.get_config in
-place and returns it; configs/nq.py and configs/hotpotqa.py then set their data paths and k_eval
-(`--config=configs/nq.py`, `:paper`, `:qwen3`, `:modernbert`).
+"""Config variants shared by the dataset configs: embedded (the bundled-sample runs' reader, reward
+and the RRPO choices the experiments settled on), warmup_stage (the experiments' supervised
+warm-up), paper_scale (the paper's setting) and the same with another policy backbone (qwen3_scale,
+modernbert_scale). Each edits a config built by config.get_config in place and returns it;
+configs/nq.py and configs/hotpotqa.py then set their data paths and k_eval (`--config=configs/nq.py`,
+`:paper`, `:qwen3`, `:modernbert`).
 """
 
 from __future__ import annotations
