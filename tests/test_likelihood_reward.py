@@ -323,7 +323,8 @@ def test_weight_zero_scores_exactly_as_a_registry_without_the_term(monkeypatch):
 @pytest.mark.slow
 def test_trainer_with_group_samples_and_the_group_estimator(tmp_path):
   """G = 2 samples per question through the real entry point (fake reader, 2 devices): the grouped
-  rollout, the group_loo advantages and the tied-group count in every RRPO metrics row."""
+  rollout, the group_loo advantages and the tied-group count in every RRPO metrics row; then the
+  held-out evaluation with the q column (eval.likelihood) and its progress bar."""
   import json  # pylint: disable=import-outside-toplevel
   import subprocess  # pylint: disable=import-outside-toplevel
 
@@ -332,7 +333,8 @@ def test_trainer_with_group_samples_and_the_group_estimator(tmp_path):
   workdir = tmp_path / "run"
   cmd = main_cmd(
       workdir,
-      "mode=rrpo",
+      "mode=rrpo,eval",
+      "eval.likelihood=True",
       "reader.backend=fake",
       f"reader.cache_path={tmp_path / 'c.sqlite'}",
       "rrpo.samples=2",
@@ -348,3 +350,8 @@ def test_trainer_with_group_samples_and_the_group_estimator(tmp_path):
   for r in rrpo:
     assert 0.0 <= r["tied_group_frac"] <= 1.0 and r["reader_queries"] == 2 * 2  # batch 2 x G 2 episodes
     assert np.isfinite(r["loss"]) and r["valid_steps"] <= 2 * 2 * 2
+  results = json.loads((workdir / "results.json").read_text())
+  for name, metrics in results["systems"].items():
+    assert 0.0 < metrics["q"] <= 100.0, name
+  assert "q" in results["comparisons"]["policy-reference"]
+  assert "eval likelihood" in proc.stderr

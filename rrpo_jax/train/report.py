@@ -110,8 +110,10 @@ def _answer_and_write(c, workdir, examples, orders, scores, *, readers, writer, 
 
   def likelihood_fn(requests, answers):  # q of each system's top-k (eval.likelihood), cached like answers
     out = []
-    for lo in range(0, len(requests), 8):
-      out.extend(scoring.answer_and_likelihood(requests[lo : lo + 8], answers[lo : lo + 8], generate=False)[1])
+    with progress(len(requests), "eval likelihood", enabled=c.progress and not quiet) as bar:
+      for lo in range(0, len(requests), 8):
+        out.extend(scoring.answer_and_likelihood(requests[lo : lo + 8], answers[lo : lo + 8], generate=False)[1])
+        bar.update(len(requests[lo : lo + 8]))
     return out
 
   results = evaluation.evaluate(
