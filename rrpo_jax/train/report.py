@@ -100,21 +100,20 @@ def _answer_and_write(c, workdir, examples, orders, scores, *, readers, writer, 
   calls = len(examples) * len(systems) + (sum(len(ex.candidates) for ex in examples) if e.oracle else 0)
   answer_bar = progress(calls, "eval reader", enabled=c.progress and not quiet)
 
-  def answer_fn(requests):
+  def in_batches(call, bar, requests, *columns):  # call(requests, *columns) on slices of 8, the bar ticking
     out = []
     for lo in range(0, len(requests), 8):
       part = requests[lo : lo + 8]
-      out.extend(scoring.answer(part))
-      answer_bar.update(len(part))
+      out.extend(call(part, *(col[lo : lo + 8] for col in columns)))
+      bar.update(len(part))
     return out
 
+  def answer_fn(requests):
+    return in_batches(scoring.answer, answer_bar, requests)
+
   def likelihood_fn(requests, answers):  # q of each system's top-k (eval.likelihood), cached like answers
-    out = []
     with progress(len(requests), "eval likelihood", enabled=c.progress and not quiet) as bar:
-      for lo in range(0, len(requests), 8):
-        out.extend(scoring.answer_and_likelihood(requests[lo : lo + 8], answers[lo : lo + 8], generate=False)[1])
-        bar.update(len(requests[lo : lo + 8]))
-    return out
+      return in_batches(lambda r, a: scoring.answer_and_likelihood(r, a, generate=False)[1], bar, requests, answers)
 
   results = evaluation.evaluate(
       examples,
