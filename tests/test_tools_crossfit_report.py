@@ -36,6 +36,24 @@ def _run(root, name, qids, systems, *, results="results.json", step=7):
   (d / results).write_text(json.dumps({"step": step, "k": 3, "systems": {}}))
 
 
+def _metrics(root, name, steps=6):
+  """metrics.jsonl of an RRPO run: step s has reward 0.1 s, value 0.3, F1 parts 0.01 s and 0.03; a
+  resume redid step 2 (its first row, reward 9, does not count); an eval row is not a training step."""
+  row = lambda s, reward: {  # noqa: E731
+      "phase": "rrpo",
+      "step": s,
+      "reward": reward,
+      "value": 0.3,
+      "reward_f1": 0.01 * s,
+      "value_f1": 0.03,
+      "reward_eq_value_frac": 0.5 if s <= 3 else 0.25,
+      "kl": 0.01 * s,
+      "entropy": 1.0,
+  }
+  rows = [row(2, 9.0)] + [row(s, 0.1 * s) for s in range(1, steps + 1)] + [{"phase": "eval", "step": steps}]
+  (root / name / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
 @pytest.fixture
 def runs(tmp_path):
   """Seed 0 on both folds (with transfer), seed 1 on fold 0 only, the reader warm-ups on both folds.
@@ -43,10 +61,12 @@ def runs(tmp_path):
   pol, ref, bm25 = [1.0] * 12 + [0.0] * 8, [1.0] * 8 + [0.0] * 12, [0.0] * 10 + [1.0] * 10
   for f, qids in enumerate(FOLD_QIDS):
     _run(tmp_path, f"nq_cf_rrpo_s0_f{f}", qids, {"policy": pol, "reference": ref, "retriever": bm25})
+    _metrics(tmp_path, f"nq_cf_rrpo_s0_f{f}")
     transfer = {"policy": [0.5] * 20, "reference": [0.25] * 20}
     _run(tmp_path, f"nq_cf_rrpo_s0_f{f}", qids, transfer, results="results_transfer.json")
     _run(tmp_path, f"nq_cf_sft_reader_f{f}", qids, {"reference": [1.0] * 10 + [0.0] * 10})
   _run(tmp_path, "nq_cf_rrpo_s1_f0", FOLD_QIDS[0], {"policy": pol, "reference": ref, "retriever": bm25})
+  _metrics(tmp_path, "nq_cf_rrpo_s1_f0")
   return tmp_path
 
 
@@ -85,6 +105,18 @@ def test_pooled_comparisons_targets_and_missing_runs(runs, tmp_path):
   assert "Not yet evaluated:" in text and "| RRPO s0 - its initialisation | 40 |" in text and "| met |" in text
   assert (out / "nq_cf_rrpo_s0_f1_rows.json").is_file() and (out / "nq_cf_rrpo_s0_f1_transfer_rows.json").is_file()
   assert (out / "pooled.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  # training: every finished RRPO run (s1 f0 too), halves of steps 1-3 and 4-6, the resumed row of step 2
+  assert sorted(saved["training"]) == ["nq_cf_rrpo_s0_f0", "nq_cf_rrpo_s0_f1", "nq_cf_rrpo_s1_f0"]
+  t = saved["training"]["nq_cf_rrpo_s0_f0"]
+  assert t["steps"] == [[1, 3], [4, 6]] and [h["n"] for h in t["halves"]] == [3, 3]
+  first, second = t["halves"]
+  assert first["reward_minus_value"] == pytest.approx([-0.1, 0.1 / 3**0.5])  # rewards 0.1, 0.2, 0.3 - 0.3
+  assert second["reward_minus_value"][0] == pytest.approx(0.2) and second["f1_minus_value_f1"][0] == pytest.approx(0.02)
+  assert (first["tied"], second["tied"]) == (0.5, 0.25) and second["kl"] == pytest.approx(0.05)
+  assert "| nq_cf_rrpo_s0_f0 | 1-3 / 4-6 | -0.100 +- 0.058 / +0.200 +- 0.058 | -0.010 / +0.020 | 50% / 25% |" in text
+  assert (out / "nq_cf_rrpo_s0_f1_metrics.jsonl").read_text() == (
+      runs / "nq_cf_rrpo_s0_f1" / "metrics.jsonl"
+  ).read_text()
 
 
 def test_targets_not_met():
@@ -117,6 +149,10 @@ def test_reward_choice_picks_the_runs_and_bad_files_are_named(runs, tmp_path):
   )
   assert p.returncode == 2, p.stderr
   assert "Cannot compare" in p.stdout and f"{rows}: field 'per_query.reference': missing" in p.stdout
+  # a finished RRPO run without its training metrics is named too
+  (runs / "nq_cf_rrpo_s1_f0" / "metrics.jsonl").unlink()
+  text, failed = _tool().report(str(runs), "nq_cf", "paper", None, resamples=100)
+  assert failed and f"training of nq_cf_rrpo_s1_f0: {runs / 'nq_cf_rrpo_s1_f0' / 'metrics.jsonl'}: missing" in text
 
 
 def test_a_comparison_over_part_of_a_side_says_so():

@@ -12,9 +12,14 @@ must hold disjoint questions); the difference is A - B x100 with the 95% paired-
 the paired t-test's p and the minimum detectable effect at 80% power. A comparison whose runs are
 not all evaluated yet is listed as missing, so the report can be drawn while the queue runs.
 
-Writes <out>/pooled.json (every comparison, each fold's difference, the pooled system means and the
-targets' verdicts), <out>/pooled.png (a forest plot of the F1 differences) and <out>/<run>_rows.json
-(each run's per-question rows, copied from its workdir).
+It also summarises each finished RRPO run's training (its metrics.jsonl, first and second half of
+the steps): the sampled reward minus the reference's greedy value (mean +- standard error over
+steps, and its F1 part), the share of episodes that tie the reference at every pick, KL and entropy.
+
+Writes <out>/pooled.json (every comparison, each fold's difference, the pooled system means, the
+targets' verdicts and the training summaries), <out>/pooled.png (a forest plot of the F1
+differences), <out>/<run>_rows.json (each run's per-question rows, copied from its workdir) and
+<out>/<run>_metrics.jsonl (each finished RRPO run's per-step metrics).
 """
 
 from __future__ import annotations
@@ -23,11 +28,13 @@ import argparse
 import dataclasses
 import json
 import os
+import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from rrpo_jax import compare  # noqa: E402  pylint: disable=g-import-not-at-top
 from rrpo_jax.core import stats  # noqa: E402  pylint: disable=g-import-not-at-top
+from rrpo_jax.train import metrics as metrics_lib  # noqa: E402  pylint: disable=g-import-not-at-top
 
 FOLDS = (0, 1)
 SEEDS = (0, 1)
@@ -200,6 +207,66 @@ def systems_table(done: list[dict]) -> list[str]:
   return lines
 
 
+def _mean_se(xs: list[float]) -> tuple[float, float]:
+  n = len(xs)
+  mean = sum(xs) / n
+  var = sum((x - mean) ** 2 for x in xs) / (n - 1) if n > 1 else 0.0
+  return mean, (var / n) ** 0.5
+
+
+def training_summary(metrics_path: str) -> dict:
+  """A finished RRPO run's training, per half of its steps: {"steps": [[lo, hi], ...], "halves": [...]}.
+
+  Each half: n steps; reward - value and reward_f1 - value_f1 as [mean, standard error] over steps (a
+  step's reward is the mean over its sampled episodes, value the reference's greedy top-k reward on
+  the same questions); the mean of reward_eq_value_frac (episodes tied with the reference at every
+  pick), kl and entropy. The last row of a step counts (a resumed run rewrites what it redid)."""
+  if not os.path.isfile(metrics_path):
+    raise compare.CompareError(f"{metrics_path}: missing")
+  by_step = {r["step"]: r for r in metrics_lib.read_jsonl(metrics_path) if r.get("phase") == "rrpo" and "reward" in r}
+  if not by_step:
+    raise compare.CompareError(f"{metrics_path}: no rrpo rows")
+  steps = sorted(by_step)
+  mid = (len(steps) + 1) // 2
+  halves, spans = [], []
+  for part in (steps[:mid], steps[mid:]):
+    if not part:
+      continue
+    rows = [by_step[s] for s in part]
+    mean = lambda key: sum(r[key] for r in rows) / len(rows)  # noqa: E731
+    spans.append([part[0], part[-1]])
+    halves.append(
+        {
+            "n": len(rows),
+            "reward_minus_value": _mean_se([r["reward"] - r["value"] for r in rows]),
+            "f1_minus_value_f1": _mean_se([r["reward_f1"] - r["value_f1"] for r in rows]),
+            "tied": mean("reward_eq_value_frac"),
+            "kl": mean("kl"),
+            "entropy": mean("entropy"),
+        }
+    )
+  return {"steps": spans, "halves": halves}
+
+
+def training_table(summaries: dict[str, dict]) -> list[str]:
+  lines = [
+      "| RRPO run | steps (first / second half) | reward - value (+- se) | F1 part | all-tied | KL | entropy |",
+      "|---|---|---|---|---|---|---|",
+  ]
+  cells = (
+      lambda h: "{:+.3f} +- {:.3f}".format(*h["reward_minus_value"]),
+      lambda h: f"{h['f1_minus_value_f1'][0]:+.3f}",
+      lambda h: f"{100 * h['tied']:.0f}%",
+      lambda h: f"{h['kl']:.3f}",
+      lambda h: f"{h['entropy']:.2f}",
+  )
+  for run, t in summaries.items():
+    row = [run, " / ".join(f"{a}-{b}" for a, b in t["steps"])]
+    row += [" / ".join(cell(h) for h in t["halves"]) for cell in cells]
+    lines.append("| " + " | ".join(row) + " |")
+  return lines
+
+
 def _copy_rows(root: str, comps: list[Comparison], out: str) -> list[str]:
   written = []
   for comp in comps:
@@ -259,9 +326,26 @@ def report(
       done.append(evaluate(runs, comp, resamples))
     except compare.CompareError as e:
       failed.append(f"- {comp.name}: {e}")
+  trained = [
+      f"{exp}_rrpo_s{s}_f{f}{suffix}"
+      for s in SEEDS
+      for f in FOLDS
+      if os.path.isfile(os.path.join(runs, f"{exp}_rrpo_s{s}_f{f}{suffix}", "results.json"))
+  ]
+  summaries = {}
+  for run in trained:
+    path = os.path.join(runs, run, "metrics.jsonl")
+    try:
+      summaries[run] = training_summary(path)
+    except compare.CompareError as e:
+      failed.append(f"- training of {run}: {e}")
+    except KeyError as e:
+      failed.append(f"- training of {run}: {path}: an rrpo row lacks field {e}")
   lines = [f"Cross-fitted report of {exp} (reward: {'ll' if suffix else 'paper'}), pooled over folds {FOLDS}", ""]
   if done:
     lines += systems_table(done) + [""] + table(done) + [""]
+  if summaries:
+    lines += training_table(summaries) + [""]
   if missing:
     lines += ["Not yet evaluated:", *missing, ""]
   if failed:
@@ -270,10 +354,24 @@ def report(
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "pooled.json"), "w", encoding="utf-8") as f:
       json.dump(
-          {"exp": exp, "reward_suffix": suffix, "comparisons": done, "missing": missing, "failed": failed}, f, indent=1
+          {
+              "exp": exp,
+              "reward_suffix": suffix,
+              "comparisons": done,
+              "training": summaries,
+              "missing": missing,
+              "failed": failed,
+          },
+          f,
+          indent=1,
       )
     copied = _copy_rows(runs, comps, out)
-    lines.append(f"wrote {os.path.join(out, 'pooled.json')} and {len(copied)} per-run row files")
+    for run in summaries:
+      shutil.copyfile(os.path.join(runs, run, "metrics.jsonl"), os.path.join(out, f"{run}_metrics.jsonl"))
+    lines.append(
+        f"wrote {os.path.join(out, 'pooled.json')}, {len(copied)} per-run row files and "
+        f"{len(summaries)} training metrics files"
+    )
     if done:
       plot(
           done,
