@@ -326,12 +326,8 @@ def report(
       done.append(evaluate(runs, comp, resamples))
     except compare.CompareError as e:
       failed.append(f"- {comp.name}: {e}")
-  trained = [
-      f"{exp}_rrpo_s{s}_f{f}{suffix}"
-      for s in SEEDS
-      for f in FOLDS
-      if os.path.isfile(os.path.join(runs, f"{exp}_rrpo_s{s}_f{f}{suffix}", "results.json"))
-  ]
+  rrpo_runs = [r for comp in comps if comp.target == "primary" for r in comp.a.runs]  # every seed's folds
+  trained = [r for r in rrpo_runs if os.path.isfile(os.path.join(runs, r, "results.json"))]
   summaries = {}
   for run in trained:
     path = os.path.join(runs, run, "metrics.jsonl")
