@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -99,6 +100,8 @@ def test_pooled_comparisons_targets_and_missing_runs(runs, tmp_path):
   transfer = by_name["transfer (SmolLM2-135M): RRPO s0 - its initialisation"]
   assert transfer["f1"]["diff"] == pytest.approx(25.0) and transfer["target"]["verdict"] == "met"
   assert all("/eval/transfer/step_7/" in f for f in transfer["a"]["files"])
+  # files are named relative to the runs folder: the report carries no machine's paths
+  assert transfer["a"]["files"][0].startswith("nq_cf_rrpo_s0_f0/") and not os.path.isabs(transfer["a"]["files"][0])
   # seed 1 has one fold: waiting, not compared on half the questions
   assert "RRPO s1 - its initialisation" not in by_name
   assert any("nq_cf_rrpo_s1_f1/results.json" in m for m in saved["missing"])

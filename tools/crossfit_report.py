@@ -138,26 +138,28 @@ def evaluate(root: str, comp: Comparison, resamples: int) -> dict:
   """The pooled comparison, each fold's F1 difference and both sides' pooled means."""
   files_a, rows_a, _ = compare.pooled_rows(comp.a.spec(root), comp.a.system)
   files_b, rows_b, _ = compare.pooled_rows(comp.b.spec(root), comp.b.system)
+  # Recorded relative to the runs folder, so the report names no machine's paths.
+  rel = lambda fs: [os.path.relpath(f, root) for f in fs]  # noqa: E731
   metrics = _metrics(rows_a, rows_b)
   result = stats.compare_rows(rows_a, rows_b, metrics=metrics, resamples=resamples)
   folds = []
   for fa in files_a:  # fold f of side A against the rows of side B it shares (the same fold's questions)
     fold_rows = [r for r in rows_a if r["run"] == fa]
     c = stats.compare_rows(fold_rows, rows_b, metrics=("f1",), resamples=resamples)
-    folds.append({"run": fa, "n": c["questions"]["common"], "f1": c["f1"]})
+    folds.append({"run": rel([fa])[0], "n": c["questions"]["common"], "f1": c["f1"]})
   means = lambda rows: {m: 100 * sum(r[m] for r in rows) / len(rows) for m in metrics}  # noqa: E731
   out = {
       "name": comp.name,
       "a": {
           "runs": list(comp.a.runs),
-          "files": files_a,
+          "files": rel(files_a),
           "system": comp.a.system,
           "n": len(rows_a),
           "mean": means(rows_a),
       },
       "b": {
           "runs": list(comp.b.runs),
-          "files": files_b,
+          "files": rel(files_b),
           "system": comp.b.system,
           "n": len(rows_b),
           "mean": means(rows_b),
