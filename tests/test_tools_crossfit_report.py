@@ -1,5 +1,6 @@
 """tools/crossfit_report.py: the cross-fitted experiment's pooled comparisons, on written fold runs."""
 
+import csv
 import importlib.util
 import json
 import os
@@ -91,6 +92,13 @@ def test_pooled_comparisons_targets_and_missing_runs(runs, tmp_path):
       resamples=300,
   )
   assert primary["f1"] == direct["f1"] and primary["em"] == direct["em"]
+  # the pooled per-question rows reproduce the pooled difference and name each question's fold run
+  with open(out / "pooled_rows.csv", encoding="utf-8") as f:
+    pairs = [r for r in csv.DictReader(f) if r["comparison"] == "RRPO s0 - its initialisation"]
+  assert len(pairs) == 40 and len({p["qid"] for p in pairs}) == 40
+  assert 100 * sum(float(p["a_f1"]) - float(p["b_f1"]) for p in pairs) / 40 == pytest.approx(20.0)
+  assert {p["run_a"] for p in pairs} == {f"nq_cf_rrpo_s0_f{f}" for f in (0, 1)}
+  assert all(p["run_a"] == p["run_b"] for p in pairs)
   # RRPO - BM25 order: 12 vs 10 per fold, different questions: +10.00.
   assert by_name["RRPO s0 - BM25 order"]["f1"]["diff"] == pytest.approx(10.0)
   # the reader warm-up's rows against the RRPO runs' BM25 rows (its runs evaluate the reference only)

@@ -17,14 +17,16 @@ the steps): the sampled reward minus the reference's greedy value (mean +- stand
 steps, and its F1 part), the share of episodes that tie the reference at every pick, KL and entropy.
 
 Writes <out>/pooled.json (every comparison, each fold's difference, the pooled system means, the
-targets' verdicts and the training summaries), <out>/pooled.png (a forest plot of the F1
-differences), <out>/<run>_rows.json (each run's per-question rows, copied from its workdir) and
+targets' verdicts and the training summaries), <out>/pooled_rows.csv (the pooled per-question rows:
+one row per comparison and question, both sides' run and metrics, exactly the pairs each difference
+is computed on), <out>/pooled.png (a forest plot of the F1 differences), <out>/<run>_rows.json (each run's per-question rows, copied from its workdir) and
 <out>/<run>_metrics.jsonl (each finished RRPO run's per-step metrics).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import json
 import os
@@ -134,8 +136,38 @@ def verdict(c: dict, target: str) -> str | None:
   return None
 
 
-def evaluate(root: str, comp: Comparison, resamples: int) -> dict:
-  """The pooled comparison, each fold's F1 difference and both sides' pooled means."""
+def paired(name: str, rows_a: list[dict], rows_b: list[dict], metrics: tuple[str, ...], root: str) -> list[dict]:
+  """The question pairs a pooled difference is computed on: one row a question both sides hold, in
+  side A's order, with each side's run (its workdir under `root`) and metrics (6 decimals)."""
+  by_b = {str(r["qid"]): r for r in rows_b}
+  out = []
+  for r in rows_a:
+    b = by_b.get(str(r["qid"]))
+    if b is None:
+      continue
+    row = {"comparison": name, "qid": str(r["qid"])}
+    workdir = lambda path: os.path.relpath(path, root).split(os.sep)[0]  # noqa: E731
+    row["run_a"], row["run_b"] = workdir(r["run"]), workdir(b["run"])
+    for m in metrics:
+      row[f"a_{m}"], row[f"b_{m}"] = round(r[m], 6), round(b[m], 6)
+    out.append(row)
+  return out
+
+
+def write_paired(rows: list[dict], path: str) -> None:
+  """<out>/pooled_rows.csv: every comparison's question pairs (`paired`); metrics in [0, 1]."""
+  fields: list[str] = []
+  for r in rows:
+    fields += [k for k in r if k not in fields]
+  with open(path, "w", encoding="utf-8", newline="") as f:
+    w = csv.DictWriter(f, fieldnames=fields, restval="")
+    w.writeheader()
+    w.writerows(rows)
+
+
+def evaluate(root: str, comp: Comparison, resamples: int) -> tuple[dict, list[dict]]:
+  """(the pooled comparison, each fold's F1 difference and both sides' pooled means; its question
+  pairs, `paired`)."""
   files_a, rows_a, _ = compare.pooled_rows(comp.a.spec(root), comp.a.system)
   files_b, rows_b, _ = compare.pooled_rows(comp.b.spec(root), comp.b.system)
   # Recorded relative to the runs folder, so the report names no machine's paths.
@@ -170,7 +202,7 @@ def evaluate(root: str, comp: Comparison, resamples: int) -> dict:
   }
   if comp.target:
     out["target"] = {"kind": comp.target, "verdict": verdict(result, comp.target)}
-  return out
+  return out, paired(comp.name, rows_a, rows_b, metrics, root)
 
 
 def table(done: list[dict]) -> list[str]:
@@ -318,14 +350,16 @@ def report(
   """(the markdown report, whether a comparison failed on a malformed file)."""
   suffix = reward_suffix(runs, exp, reward)
   comps = plan(exp, suffix, warmup)
-  done, missing, failed = [], [], []
+  done, pairs, missing, failed = [], [], [], []
   for comp in comps:
     gaps = _missing(runs, comp.a) + _missing(runs, comp.b)
     if gaps:
       missing.append(f"- {comp.name}: waits for {', '.join(sorted(set(gaps)))}")
       continue
     try:
-      done.append(evaluate(runs, comp, resamples))
+      summary, rows = evaluate(runs, comp, resamples)
+      done.append(summary)
+      pairs += rows
     except compare.CompareError as e:
       failed.append(f"- {comp.name}: {e}")
   rrpo_runs = [r for comp in comps if comp.target == "primary" for r in comp.a.runs]  # every seed's folds
@@ -363,12 +397,13 @@ def report(
           f,
           indent=1,
       )
+    write_paired(pairs, os.path.join(out, "pooled_rows.csv"))
     copied = _copy_rows(runs, comps, out)
     for run in summaries:
       shutil.copyfile(os.path.join(runs, run, "metrics.jsonl"), os.path.join(out, f"{run}_metrics.jsonl"))
     lines.append(
-        f"wrote {os.path.join(out, 'pooled.json')}, {len(copied)} per-run row files and "
-        f"{len(summaries)} training metrics files"
+        f"wrote {os.path.join(out, 'pooled.json')}, {os.path.join(out, 'pooled_rows.csv')} ({len(pairs)} "
+        f"question pairs), {len(copied)} per-run row files and {len(summaries)} training metrics files"
     )
     if done:
       plot(
