@@ -19,8 +19,9 @@ steps, and its F1 part), the share of episodes that tie the reference at every p
 Writes <out>/pooled.json (every comparison, each fold's difference, the pooled system means, the
 targets' verdicts and the training summaries), <out>/pooled_rows.csv (the pooled per-question rows:
 one row per comparison and question, both sides' run and metrics, exactly the pairs each difference
-is computed on), <out>/pooled.png (a forest plot of the F1 differences), <out>/<run>_rows.json (each run's per-question rows, copied from its workdir) and
-<out>/<run>_metrics.jsonl (each finished RRPO run's per-step metrics).
+is computed on), <out>/pooled.png (a forest plot of the F1 differences), <out>/<run>_rows.json (each
+run's per-question rows, copied from its workdir) and <out>/<run>_metrics.jsonl (each finished RRPO
+run's per-step metrics).
 """
 
 from __future__ import annotations
@@ -140,13 +141,13 @@ def paired(name: str, rows_a: list[dict], rows_b: list[dict], metrics: tuple[str
   """The question pairs a pooled difference is computed on: one row a question both sides hold, in
   side A's order, with each side's run (its workdir under `root`) and metrics (6 decimals)."""
   by_b = {str(r["qid"]): r for r in rows_b}
+  workdir = lambda path: os.path.relpath(path, root).split(os.sep)[0]  # noqa: E731
   out = []
   for r in rows_a:
     b = by_b.get(str(r["qid"]))
     if b is None:
       continue
     row = {"comparison": name, "qid": str(r["qid"])}
-    workdir = lambda path: os.path.relpath(path, root).split(os.sep)[0]  # noqa: E731
     row["run_a"], row["run_b"] = workdir(r["run"]), workdir(b["run"])
     for m in metrics:
       row[f"a_{m}"], row[f"b_{m}"] = round(r[m], 6), round(b[m], 6)
